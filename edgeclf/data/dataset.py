@@ -1,0 +1,168 @@
+"""Read a folder-of-folders image dataset: classes, files, and their stable split."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DatasetError
+from .images import is_image_file
+from .split import SPLITS, SplitSpec, assign
+
+_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                  "test": "test", "testing": "test"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image file: its path, class index and split."""
+
+    path: Path
+    label: int
+    split: str
+    rel: str  # path relative to the class folder (pre-split: to the split's class folder)
+
+
+@dataclass
+class Dataset:
+    """A scanned dataset: sorted class names and every image with its split."""
+
+    root: Path
+    classes: list[str]
+    samples: list[Sample]
+    layout: str  # "folders" (split by hash) or "presplit" (DATA/{train,val,test}/<class>/)
+    spec: SplitSpec
+    ignored_hidden: int = 0
+    ignored_non_images: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> list[Sample]:
+        """Samples of one split ('train', 'val' or 'test')."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+        return [s for s in self.samples if s.split == name]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Image counts as {class: {split: n, ..., 'total': n}}."""
+        table = {c: {s: 0 for s in SPLITS} for c in self.classes}
+        for s in self.samples:
+            table[self.classes[s.label]][s.split] += 1
+        for row in table.values():
+            row["total"] = sum(row[s] for s in SPLITS)
+        return table
+
+    def split_record(self) -> dict:
+        """A JSON-able record of the split, written into a run so evaluation can recompute it."""
+        return {
+            "root": str(self.root),
+            "layout": self.layout,
+            "val_percent": self.spec.val_percent,
+            "test_percent": self.spec.test_percent,
+            "classes": self.classes,
+            "fingerprint": self.fingerprint(),
+            "files": {sp: sorted(f"{self.classes[s.label]}/{s.rel}" for s in self.samples if s.split == sp)
+                      for sp in SPLITS},
+        }
+
+    def fingerprint(self) -> str:
+        """A hash of class names, relative paths, sizes and mtimes: changes when the dataset changes."""
+        h = hashlib.sha256()
+        for s in sorted(self.samples, key=lambda s: (s.label, s.rel)):
+            st = s.path.stat()
+            h.update(f"{self.classes[s.label]}/{s.rel}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__")
+
+
+def _walk_images(folder: Path) -> tuple[list[Path], int, list[str]]:
+    """Image files at any depth below `folder`, sorted; also counts hidden and non-image files."""
+    images: list[Path] = []
+    hidden = 0
+    others: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        hidden += sum(1 for d in dirnames if _hidden(d))
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if _hidden(name):
+                hidden += 1
+            elif is_image_file(name):
+                images.append(path)
+            else:
+                others.append(str(path))
+    return images, hidden, others
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name))
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise DatasetError(f"dataset folder {root} does not exist; pass a folder with one sub-folder per class")
+    if not root.is_dir():
+        raise DatasetError(f"{root} is a file, not a folder; pass a folder with one sub-folder per class")
+
+
+def _is_presplit(dirs: list[Path]) -> bool:
+    names = {d.name.lower() for d in dirs}
+    return bool(dirs) and names <= set(_SPLIT_ALIASES) and "train" in {_SPLIT_ALIASES[n] for n in names}
+
+
+def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: float = 10.0) -> Dataset:
+    """Scan DATA/<class>/... (split by hash) or DATA/{train,val,test}/<class>/... (split as given)."""
+    root = Path(root).expanduser()
+    _check_root(root)
+    spec = SplitSpec(val_percent, test_percent)
+    dirs = _subdirs(root)
+    hidden = 0
+    others: list[str] = []
+    per_class: dict[str, list[tuple[Path, str, str | None]]] = {}
+    if _is_presplit(dirs):
+        layout = "presplit"
+        for split_dir in dirs:
+            split = _SPLIT_ALIASES[split_dir.name.lower()]
+            for cdir in _subdirs(split_dir):
+                files, h, o = _walk_images(cdir)
+                hidden, others = hidden + h, others + o
+                per_class.setdefault(cdir.name, []).extend((f, f.relative_to(cdir).as_posix(), split) for f in files)
+    else:
+        layout = "folders"
+        for cdir in dirs:
+            files, h, o = _walk_images(cdir)
+            hidden, others = hidden + h, others + o
+            per_class[cdir.name] = [(f, f.relative_to(cdir).as_posix(), None) for f in files]
+        loose = [p for p in root.iterdir() if p.is_file() and not _hidden(p.name)]
+        others += [str(p) for p in loose]
+    if not per_class:
+        raise DatasetError(f"{root} has no class sub-folders; put images in {root}/<class name>/ (one folder per class)")
+    empty = [c for c, files in per_class.items() if not files]
+    if empty:
+        where = root / empty[0] if layout == "folders" else f"{root}/*/{empty[0]}"
+        raise DatasetError(f"class folder {where} has no images ({len(empty)} empty class folder(s)); "
+                           "add images to it or remove it")
+    if len(per_class) < 2:
+        only = next(iter(per_class))
+        raise DatasetError(f"{root} has a single class ({only!r}); a classifier needs at least 2 class folders")
+    classes = sorted(per_class)
+    samples: list[Sample] = []
+    for label, cname in enumerate(classes):
+        files = per_class[cname]
+        for path, rel, split in files:
+            if split is None:
+                # A lone image must train: a class absent from training cannot be learned.
+                split = "train" if len(files) == 1 else assign(f"{cname}/{rel}", spec)
+            samples.append(Sample(path=path, label=label, split=split, rel=rel))
+    return Dataset(root=root, classes=classes, samples=samples, layout=layout, spec=spec,
+                   ignored_hidden=hidden, ignored_non_images=others)
+
+
+def class_counts(samples: list[Sample], n_classes: int) -> list[int]:
+    """Number of samples per class index."""
+    c = Counter(s.label for s in samples)
+    return [c.get(i, 0) for i in range(n_classes)]

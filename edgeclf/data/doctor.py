@@ -1,0 +1,264 @@
+"""`edgeclf doctor`: check a dataset before training on it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..progress import progress
+from ..report.table import format_table
+from .dataset import Dataset, scan
+from .images import ImageDecodeError, load_rgb
+from .parallel import imap
+from .split import SPLITS
+
+SMALL_CLASS = 20  # below this many images a class is too small to learn or evaluate reliably
+NEAR_DUP_BITS = 6  # max bit distance of both 64-bit hashes to call two photos near-duplicates
+_BANDS = 8  # 8 bands of 8 bits: two hashes within 7 bits share at least one band exactly
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the doctor learns from one file."""
+
+    path: str
+    sha256: str | None
+    phash: int | None
+    width: int | None
+    height: int | None
+    error: str | None
+
+
+_DCT = np.cos(np.pi * np.outer(np.arange(32), 2 * np.arange(32) + 1) / 64)
+
+
+def perceptual_hash(img: Image.Image) -> int:
+    """128-bit fingerprint: a DCT hash (64 bits, high) and a difference hash (64 bits, low).
+
+    Either alone merges unrelated low-detail photos; requiring both to agree keeps only true
+    near-duplicates (re-encodes, resizes, small crops or colour changes of one shot).
+    """
+    gray = img.convert("L")
+    g = np.asarray(gray.resize((32, 32), Image.BILINEAR), dtype=np.float64)
+    low = (_DCT @ g @ _DCT.T)[:8, :8].flatten()
+    ph = low > np.median(low[1:])
+    g9 = np.asarray(gray.resize((9, 8), Image.BILINEAR), dtype=np.int16)
+    dh = (g9[:, 1:] > g9[:, :-1]).flatten()
+    return int.from_bytes(np.packbits(np.concatenate([ph, dh])).tobytes(), "big")
+
+
+def hash_distance(a: int, b: int) -> int:
+    """Distance of two fingerprints: the larger of the DCT-hash and difference-hash bit distances."""
+    x = a ^ b
+    return max((x >> 64).bit_count(), (x & (2**64 - 1)).bit_count())
+
+
+def inspect(path: str) -> ImageInfo:
+    """Hash, decode and measure one file; never raises for a bad image."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return ImageInfo(path, None, None, None, None, f"cannot read file ({exc.strerror})")
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+        img = load_rgb(path, min_side=32)
+    except ImageDecodeError as exc:
+        return ImageInfo(path, sha, None, None, None, exc.reason)
+    except Exception as exc:  # noqa: BLE001 - a header Pillow cannot parse at all
+        return ImageInfo(path, sha, None, None, None, load_error_reason(path, exc))
+    return ImageInfo(path, sha, perceptual_hash(img), width, height, None)
+
+
+def load_error_reason(path: str, exc: Exception) -> str:
+    """The reason load_rgb gives for a file, falling back to the exception text."""
+    try:
+        load_rgb(path)
+    except ImageDecodeError as err:
+        return err.reason
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _near_pairs(hashes: list[int], max_bits: int) -> list[tuple[int, int, int]]:
+    """Index pairs (i, j, distance) whose fingerprints are within max_bits (see hash_distance)."""
+    assert max_bits < _BANDS
+    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, h in enumerate(hashes):
+        for b in range(_BANDS):  # bands of the DCT half; a match within max_bits shares one exactly
+            buckets[(b, (h >> (64 + 8 * b)) & 0xFF)].append(i)
+    seen: set[tuple[int, int]] = set()
+    pairs = []
+    for members in buckets.values():
+        if len(members) < 2:
+            continue
+        for a_pos, i in enumerate(members):
+            for j in members[a_pos + 1:]:
+                if (i, j) in seen:
+                    continue
+                seen.add((i, j))
+                d = hash_distance(hashes[i], hashes[j])
+                if d <= max_bits:
+                    pairs.append((i, j, d))
+    return pairs
+
+
+def _groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components (size >= 2) of a graph given by edges."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, j in pairs:
+        parent[find(i)] = find(j)
+    comp: dict[int, list[int]] = defaultdict(list)
+    for i in range(n):
+        comp[find(i)].append(i)
+    return sorted((sorted(c) for c in comp.values() if len(c) > 1), key=lambda c: c[0])
+
+
+def _describe_group(ds: Dataset, idx: list[int]) -> dict[str, Any]:
+    samples = [ds.samples[i] for i in idx]
+    splits = sorted({s.split for s in samples})
+    classes = sorted({ds.classes[s.label] for s in samples})
+    return {"files": [str(s.path) for s in samples], "classes": classes, "splits": splits,
+            "cross_split": len(splits) > 1, "cross_class": len(classes) > 1}
+
+
+def _stats(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def diagnose(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: float = 10.0,
+             workers: int | None = None, near_bits: int = NEAR_DUP_BITS) -> dict[str, Any]:
+    """Scan and check a dataset; return a JSON-able report (see `format_report`)."""
+    ds = scan(root, val_percent, test_percent)
+    paths = [str(s.path) for s in ds.samples]
+    infos = list(progress(imap(inspect, paths, workers, chunksize=32), "checking images", len(paths), "img"))
+    bad = [(i, info) for i, info in enumerate(infos) if info.error]
+    good = [i for i, info in enumerate(infos) if not info.error]
+
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    for i, info in enumerate(infos):
+        if info.sha256 and not info.error:
+            by_sha[info.sha256].append(i)
+    exact = [sorted(v) for v in by_sha.values() if len(v) > 1]
+    # One representative per exact-duplicate set, so exact copies are not re-reported as near ones.
+    reps = sorted({by_sha[infos[i].sha256][0] for i in good})
+    near = _near_pairs([infos[i].phash for i in reps], near_bits)
+    near_groups = [[reps[k] for k in g] for g in _groups(len(reps), [(a, b) for a, b, _ in near])]
+
+    counts = ds.counts()
+    totals = [counts[c]["total"] for c in ds.classes]
+    widths = [infos[i].width for i in good]
+    heights = [infos[i].height for i in good]
+    exact_d = [_describe_group(ds, g) for g in exact]
+    near_d = [_describe_group(ds, g) for g in near_groups]
+    report: dict[str, Any] = {
+        "root": str(ds.root),
+        "layout": ds.layout,
+        "split_percent": {"train": 100 - val_percent - test_percent, "val": val_percent, "test": test_percent},
+        "n_classes": len(ds.classes),
+        "n_images": len(ds.samples),
+        "classes": [{"name": c, **counts[c]} for c in ds.classes],
+        "split_totals": {s: sum(counts[c][s] for c in ds.classes) for s in SPLITS},
+        "ignored": {"hidden": ds.ignored_hidden, "non_images": len(ds.ignored_non_images),
+                    "non_image_examples": ds.ignored_non_images[:5]},
+        "unreadable": [{"path": info.path, "reason": info.error, "class": ds.classes[ds.samples[i].label]}
+                       for i, info in bad],
+        "exact_duplicates": exact_d,
+        "near_duplicates": near_d,
+        "near_duplicate_max_bits": near_bits,
+        "leakage": {
+            "exact_groups_across_splits": sum(g["cross_split"] for g in exact_d),
+            "near_groups_across_splits": sum(g["cross_split"] for g in near_d),
+            "groups_across_classes": sum(g["cross_class"] for g in exact_d + near_d),
+        },
+        "imbalance": {
+            "ratio": round(max(totals) / max(1, min(totals)), 2),
+            "largest": ds.classes[int(np.argmax(totals))],
+            "smallest": ds.classes[int(np.argmin(totals))],
+            "small_classes": [c for c in ds.classes if counts[c]["total"] < SMALL_CLASS],
+        },
+        "sizes": {"width": _stats(widths), "height": _stats(heights),
+                  "shorter_side_below_224": sum(1 for w, h in zip(widths, heights) if min(w, h) < 224)},
+    }
+    report["warnings"] = _warnings(report)
+    return report
+
+
+def _warnings(r: dict[str, Any]) -> list[str]:
+    out = []
+    if r["unreadable"]:
+        out.append(f"{len(r['unreadable'])} unreadable image(s) will be skipped; fix or delete them")
+    leak = r["leakage"]
+    if leak["exact_groups_across_splits"] or leak["near_groups_across_splits"]:
+        out.append(f"leakage: {leak['exact_groups_across_splits']} exact and {leak['near_groups_across_splits']} "
+                   "near-duplicate group(s) span train/val/test; test accuracy will be optimistic — delete copies "
+                   "or rename shots as NAME_nohash_N.jpg so they split together")
+    if leak["groups_across_classes"]:
+        out.append(f"{leak['groups_across_classes']} duplicate group(s) appear in more than one class "
+                   "(conflicting labels)")
+    if r["imbalance"]["ratio"] >= 3:
+        out.append(f"class imbalance {r['imbalance']['ratio']}:1 ({r['imbalance']['largest']} vs "
+                   f"{r['imbalance']['smallest']}); training weights classes automatically")
+    if r["imbalance"]["small_classes"]:
+        out.append(f"classes with fewer than {SMALL_CLASS} images: {', '.join(r['imbalance']['small_classes'])}")
+    for split in ("val", "test"):
+        if r["split_percent"][split] > 0 and r["split_totals"][split] == 0:
+            out.append(f"the {split} split is empty; add images")
+    return out
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """A human-readable rendering of a doctor report."""
+    rows = [[c["name"], c["train"], c["val"], c["test"], c["total"]] for c in r["classes"]]
+    rows.append(["TOTAL", *(r["split_totals"][s] for s in SPLITS), r["n_images"]])
+    sp = r["split_percent"]
+    parts = [
+        f"dataset  {r['root']}  ({r['layout']} layout, split {sp['train']:g}/{sp['val']:g}/{sp['test']:g})",
+        f"{r['n_classes']} classes, {r['n_images']:,} images"
+        + (f"; ignored {r['ignored']['non_images']} non-image and {r['ignored']['hidden']} hidden file(s)"
+           if r["ignored"]["non_images"] or r["ignored"]["hidden"] else ""),
+        "",
+        format_table(["class", "train", "val", "test", "total"], rows),
+        "",
+    ]
+    w, h = r["sizes"]["width"], r["sizes"]["height"]
+    if w:
+        parts.append(f"image size  width {w['min']}–{w['max']} (median {w['median']:g}), height {h['min']}–{h['max']} "
+                     f"(median {h['median']:g}); {r['sizes']['shorter_side_below_224']} with shorter side < 224")
+    im = r["imbalance"]
+    parts.append(f"imbalance   {im['ratio']}:1 (largest {im['largest']}, smallest {im['smallest']})")
+    parts.append(f"unreadable  {len(r['unreadable'])}")
+    for u in r["unreadable"][:20]:
+        parts.append(f"  {u['path']}: {u['reason']}")
+    for key, label in (("exact_duplicates", "exact duplicates"), ("near_duplicates", "near-duplicates")):
+        groups = r[key]
+        cross = sum(g["cross_split"] for g in groups)
+        parts.append(f"{label:<11} {len(groups)} group(s), {cross} across splits")
+        for g in groups[:10]:
+            flag = " [LEAK: " + "/".join(g["splits"]) + "]" if g["cross_split"] else ""
+            parts.append("  " + "  ==  ".join(os.path.relpath(f, r["root"]) for f in g["files"]) + flag)
+        if len(groups) > 10:
+            parts.append(f"  … {len(groups) - 10} more (use --json for all)")
+    if r["warnings"]:
+        parts.append("")
+        parts += [f"warning: {w}" for w in r["warnings"]]
+    else:
+        parts.append("\nno problems found")
+    return "\n".join(parts)

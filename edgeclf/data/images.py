@@ -1,0 +1,110 @@
+"""Decode any common image file into an RGB picture, fast, or say exactly why it cannot be used."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import EdgeclfError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+# Larger than any camera photo (a 108 MP phone sensor is ~1.1e8) yet far below what exhausts memory.
+MAX_PIXELS = 150_000_000
+# Transparent pixels are composited on one fixed colour so the same file always gives the same input.
+BACKGROUND = (255, 255, 255)
+
+Image.MAX_IMAGE_PIXELS = None  # we enforce MAX_PIXELS ourselves, with a clearer message
+
+
+class ImageDecodeError(EdgeclfError):
+    """An image file that cannot be decoded; `reason` is short and human-readable."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a file name has an image extension edgeclf reads."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency on BACKGROUND."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img)
+        if mode == "F":
+            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            arr8 = np.zeros(arr.shape, np.uint8) if hi <= lo else ((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+        else:
+            # 16-bit data: scale the full 0..65535 range down instead of clipping it at 255.
+            arr8 = (np.clip(arr.astype(np.int64), 0, 65535) // 257).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image.Image:
+    """Decode `path` to an upright RGB image whose shorter side is at least `min_side` when it can be.
+
+    JPEGs are decoded in draft mode: the decoder skips DCT detail the target size would throw away,
+    which is several times faster for photos much larger than the model input.
+    Raises ImageDecodeError with the reason for any file that is not a usable image.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ImageDecodeError(p, f"cannot read file ({exc.strerror})") from None
+    if p.is_dir():
+        raise ImageDecodeError(p, "is a folder, not an image file")
+    if size == 0:
+        raise ImageDecodeError(p, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(p)
+            w, h = img.size
+            if w <= 0 or h <= 0:
+                raise ImageDecodeError(p, f"invalid image size {w}x{h}")
+            if w * h > MAX_PIXELS:
+                raise ImageDecodeError(p, f"image too large: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the "
+                                          f"{MAX_PIXELS / 1e6:.0f} MP limit (decompression bomb?)")
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            if min_side and img.format == "JPEG" and img.mode in ("RGB", "L", "YCbCr"):
+                # Request a draft whose *shorter* side stays >= min_side; EXIF rotation does not change that.
+                scale = min(w, h) / float(min_side)
+                if scale >= 2:
+                    img.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return _to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError(p, "not an image Pillow recognises (wrong extension or corrupt header)") from None
+    except Image.DecompressionBombError as exc:  # pragma: no cover - MAX_IMAGE_PIXELS is None
+        raise ImageDecodeError(p, f"image too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
+            ZeroDivisionError, MemoryError, RuntimeError, struct.error) as exc:
+        msg = str(exc).strip() or type(exc).__name__
+        if "truncated" in msg.lower() or isinstance(exc, EOFError):
+            msg = f"truncated image data ({msg})"
+        else:
+            msg = f"corrupt image data ({msg})"
+        raise ImageDecodeError(p, msg) from None
+

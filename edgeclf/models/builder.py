@@ -1,0 +1,160 @@
+"""One generic builder for the whole MobileNet / EfficientNet-Lite family.
+
+An architecture is a few global settings plus one compact string per stage, e.g.
+``ir_r2_k3_s2_e6_c24`` = 2 inverted-residual blocks, 3x3 depthwise, first stride 2, expansion 6,
+24 output channels. Tokens:
+
+- ``ir`` / ``ds``: inverted residual / depthwise-separable block
+- ``rN`` repeats, ``kN`` depthwise kernel, ``sN`` stride of the first block, ``cN`` output channels
+- ``eF`` expansion ratio, or ``xN`` absolute expanded channels (MobileNetV3's tables)
+- ``se``: squeeze-excite on the expanded channels; ``nre`` / ``nhs``: ReLU / hard-swish activation
+- ``pa``: activation after the pointwise projection (MobileNetV1)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .blocks import ACTIVATIONS, ConvBnAct, MBBlock, make_divisible
+
+
+@dataclass(frozen=True)
+class BlockArgs:
+    """One decoded stage string."""
+
+    kind: str
+    repeats: int
+    kernel: int
+    stride: int
+    out: int
+    expand_ratio: float = 1.0
+    expanded_abs: int | None = None
+    se: bool = False
+    act: str | None = None
+    pw_act: bool = False
+
+
+_ACT_TOKENS = {"nre": "relu", "nhs": "hswish", "nr6": "relu6"}
+
+
+def decode_stage(spec: str) -> BlockArgs:
+    """Parse a stage string such as 'ir_r2_k3_s2_e6_c24_se_nhs'."""
+    kind, *tokens = spec.split("_")
+    if kind not in ("ir", "ds"):
+        raise ValueError(f"unknown block type {kind!r} in {spec!r}")
+    args: dict = {"kind": kind}
+    for tok in tokens:
+        m = re.fullmatch(r"([a-z]+)([\d.]*)", tok)
+        if not m:
+            raise ValueError(f"bad token {tok!r} in {spec!r}")
+        key, val = m.groups()
+        if key in _ACT_TOKENS and not val:
+            args["act"] = _ACT_TOKENS[key]
+        elif key == "se" and not val:
+            args["se"] = True
+        elif key == "pa" and not val:
+            args["pw_act"] = True
+        elif key in ("r", "k", "s", "c", "x") and val:
+            args[{"r": "repeats", "k": "kernel", "s": "stride", "c": "out", "x": "expanded_abs"}[key]] = int(val)
+        elif key == "e" and val:
+            args["expand_ratio"] = float(val)
+        else:
+            raise ValueError(f"bad token {tok!r} in {spec!r}")
+    return BlockArgs(**args)
+
+
+@dataclass(frozen=True)
+class ArchDef:
+    """Everything that defines an architecture family member except its weights."""
+
+    stages: tuple[str, ...]
+    stem: int = 32
+    head: int | None = 1280  # 1x1 conv after the last stage (None: no head conv)
+    act: str = "relu6"
+    pad: str = "sym"  # "same" = TensorFlow SAME padding (TF-trained checkpoints)
+    bn_eps: float = 1e-5
+    width: float = 1.0
+    depth: float = 1.0
+    head_scales_up_only: bool = False  # MobileNetV2: head = 1280 * max(1, width)
+    head_from_last: int | None = None  # MobileNetV3: head = N x last stage channels
+    fixed_stem_head: bool = False  # EfficientNet-Lite: stem, head, first/last stage depth never scaled
+    pre_logits: int | None = None  # MobileNetV3: linear + hard-swish after pooling
+    se_gate: str = "hsigmoid"
+    stem_act: str | None = None
+
+
+class Backbone(nn.Module):
+    """stem → blocks → head conv → global average pool → [pre-logits]: a pooled feature vector."""
+
+    def __init__(self, a: ArchDef) -> None:
+        super().__init__()
+        ch = lambda c: make_divisible(c * a.width)  # noqa: E731
+        stem = a.stem if a.fixed_stem_head else ch(a.stem)
+        self.stem = ConvBnAct(3, stem, 3, 2, act=a.stem_act or a.act, pad=a.pad, bn_eps=a.bn_eps)
+        blocks: list[nn.Module] = []
+        cin = stem
+        self.stage_ends: list[int] = []
+        for si, spec in enumerate(a.stages):
+            b = decode_stage(spec)
+            fixed = a.fixed_stem_head and si in (0, len(a.stages) - 1)
+            repeats = b.repeats if fixed else int(math.ceil(b.repeats * a.depth))
+            cout = ch(b.out)
+            act = b.act or a.act
+            for i in range(repeats):
+                expanded = ch(b.expanded_abs) if b.expanded_abs else int(round(cin * b.expand_ratio))
+                se = make_divisible(expanded // 4) if b.se else 0
+                blocks.append(MBBlock(cin, cout, b.kernel, b.stride if i == 0 else 1, expanded, act, se, a.se_gate,
+                                      pw_act=b.pw_act, skip=b.kind == "ir", pad=a.pad, bn_eps=a.bn_eps))
+                cin = cout
+            self.stage_ends.append(len(blocks))
+        self.blocks = nn.Sequential(*blocks)
+        if a.head_from_last:
+            head = a.head_from_last * cin
+        elif a.head is None:
+            head = None
+        elif a.fixed_stem_head:
+            head = a.head
+        elif a.head_scales_up_only:
+            head = make_divisible(a.head * max(1.0, a.width))
+        else:
+            head = ch(a.head)
+        self.head = ConvBnAct(cin, head, 1, act=a.act, bn_eps=a.bn_eps) if head else nn.Identity()
+        self.num_features = head or cin
+        if a.pre_logits:
+            n = make_divisible(a.pre_logits * a.width)
+            self.pre_logits: nn.Module = nn.Sequential(nn.Linear(self.num_features, n), ACTIVATIONS["hswish"]())
+            self.num_features = n
+        else:
+            self.pre_logits = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [N, 3, H, W] (normalized) → features [N, num_features]."""
+        x = self.head(self.blocks(self.stem(x)))
+        return self.pre_logits(x.mean((2, 3)))
+
+
+class Classifier(nn.Module):
+    """A backbone with a dropout + linear head; `forward` returns logits."""
+
+    def __init__(self, backbone: Backbone, num_classes: int, dropout: float = 0.2, hidden: int = 0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = make_head(backbone.num_features, num_classes, dropout, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def make_head(num_features: int, num_classes: int, dropout: float = 0.2, hidden: int = 0) -> nn.Sequential:
+    """dropout → [linear → ReLU → dropout] → linear: the trainable part of transfer learning."""
+    layers: list[nn.Module] = [nn.Dropout(dropout)]
+    if hidden:
+        layers += [nn.Linear(num_features, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        num_features = hidden
+    layers.append(nn.Linear(num_features, num_classes))
+    return nn.Sequential(*layers)

@@ -1,0 +1,150 @@
+"""The registry of every backbone variant, by name (`mobilenet_v2_1.0_224`, `efficientnet_lite0`, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..errors import ModelError
+from .builder import ArchDef, Backbone, Classifier
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, TF_LITE_MEAN, TF_LITE_STD, Preprocess
+
+_V1 = ArchDef(
+    stages=("ds_r1_k3_s1_c64_pa", "ds_r1_k3_s2_c128_pa", "ds_r1_k3_s1_c128_pa", "ds_r1_k3_s2_c256_pa",
+            "ds_r1_k3_s1_c256_pa", "ds_r1_k3_s2_c512_pa", "ds_r5_k3_s1_c512_pa", "ds_r1_k3_s2_c1024_pa",
+            "ds_r1_k3_s1_c1024_pa"),
+    stem=32, head=None, act="relu6", pad="same", bn_eps=1e-3)
+
+_V2 = ArchDef(
+    stages=("ds_r1_k3_s1_c16", "ir_r2_k3_s2_e6_c24", "ir_r3_k3_s2_e6_c32", "ir_r4_k3_s2_e6_c64",
+            "ir_r3_k3_s1_e6_c96", "ir_r3_k3_s2_e6_c160", "ir_r1_k3_s1_e6_c320"),
+    stem=32, head=1280, act="relu6", head_scales_up_only=True)
+
+_V3_LARGE = ArchDef(
+    stages=("ir_r1_k3_s1_x16_c16_nre", "ir_r1_k3_s2_x64_c24_nre", "ir_r1_k3_s1_x72_c24_nre",
+            "ir_r1_k5_s2_x72_c40_se_nre", "ir_r2_k5_s1_x120_c40_se_nre", "ir_r1_k3_s2_x240_c80",
+            "ir_r1_k3_s1_x200_c80", "ir_r2_k3_s1_x184_c80", "ir_r1_k3_s1_x480_c112_se",
+            "ir_r1_k3_s1_x672_c112_se", "ir_r1_k5_s2_x672_c160_se", "ir_r2_k5_s1_x960_c160_se"),
+    stem=16, act="hswish", head_from_last=6, pre_logits=1280, bn_eps=1e-3)
+
+_V3_SMALL = ArchDef(
+    stages=("ir_r1_k3_s2_x16_c16_se_nre", "ir_r1_k3_s2_x72_c24_nre", "ir_r1_k3_s1_x88_c24_nre",
+            "ir_r1_k5_s2_x96_c40_se", "ir_r2_k5_s1_x240_c40_se", "ir_r1_k5_s1_x120_c48_se",
+            "ir_r1_k5_s1_x144_c48_se", "ir_r1_k5_s2_x288_c96_se", "ir_r2_k5_s1_x576_c96_se"),
+    stem=16, act="hswish", head_from_last=6, pre_logits=1024, bn_eps=1e-3)
+
+_LITE = ArchDef(
+    stages=("ds_r1_k3_s1_c16", "ir_r2_k3_s2_e6_c24", "ir_r2_k5_s2_e6_c40", "ir_r3_k3_s2_e6_c80",
+            "ir_r3_k5_s1_e6_c112", "ir_r4_k5_s2_e6_c192", "ir_r1_k3_s1_e6_c320"),
+    stem=32, head=1280, act="relu6", pad="same", bn_eps=1e-3, fixed_stem_head=True)
+
+_LITE_SCALING = {0: (1.0, 1.0, 224), 1: (1.0, 1.1, 240), 2: (1.1, 1.2, 260), 3: (1.2, 1.4, 280), 4: (1.4, 1.8, 300)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered variant: its architecture, its preprocessing and the name of its ImageNet weights."""
+
+    name: str
+    family: str
+    arch: ArchDef
+    preprocess: Preprocess
+    weights: str | None  # key into weights.SOURCES; None = no ImageNet weights exist for it
+
+    def build(self) -> Backbone:
+        """A freshly initialised backbone."""
+        return Backbone(self.arch)
+
+
+def _registry() -> dict[str, ModelSpec]:
+    reg: dict[str, ModelSpec] = {}
+    for w in (0.25, 0.5, 0.75, 1.0):
+        for r in (128, 160, 192, 224):
+            name = f"mobilenet_v1_{w}_{r}"
+            reg[name] = ModelSpec(name, "mobilenet_v1", replace(_V1, width=w),
+                                  Preprocess(r, INCEPTION_MEAN, INCEPTION_STD), None)
+    for w in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
+        for r in (96, 128, 160, 192, 224):
+            name = f"mobilenet_v2_{w}_{r}"
+            reg[name] = ModelSpec(name, "mobilenet_v2", replace(_V2, width=w), Preprocess(r, IMAGENET_MEAN, IMAGENET_STD),
+                                  "torchvision_mobilenet_v2" if w == 1.0 else None)
+    for size, arch in (("large", _V3_LARGE), ("small", _V3_SMALL)):
+        for w in (0.75, 1.0):
+            name = f"mobilenet_v3_{size}_{w}_224"
+            reg[name] = ModelSpec(name, "mobilenet_v3", replace(arch, width=w),
+                                  Preprocess(224, IMAGENET_MEAN, IMAGENET_STD),
+                                  f"torchvision_mobilenet_v3_{size}" if w == 1.0 else None)
+    for i, (w, d, r) in _LITE_SCALING.items():
+        name = f"efficientnet_lite{i}"
+        mean, std = (TF_LITE_MEAN, TF_LITE_STD) if i <= 2 else ((127.5,) * 3, (127.5,) * 3)
+        reg[name] = ModelSpec(name, "efficientnet_lite", replace(_LITE, width=w, depth=d), Preprocess(r, mean, std),
+                              f"efficientnet_lite{i}")
+    return reg
+
+
+REGISTRY: dict[str, ModelSpec] = _registry()
+ALIASES = {"mobilenet_1.0_224": "mobilenet_v1_1.0_224", "mobilenet_v2": "mobilenet_v2_1.0_224",
+           "mobilenet_v3_large": "mobilenet_v3_large_1.0_224", "mobilenet_v3_small": "mobilenet_v3_small_1.0_224"}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look up a variant by name (also retrain.py-style names like `mobilenet_0.50_160`)."""
+    key = ALIASES.get(name, name)
+    if key not in REGISTRY and key.startswith("mobilenet_") and not key.startswith("mobilenet_v"):
+        # retrain.py's --architecture mobilenet_<width>_<size> means MobileNet V1.
+        parts = key.split("_")
+        if len(parts) == 3:
+            try:
+                key = f"mobilenet_v1_{float(parts[1])}_{int(parts[2])}"
+            except ValueError:
+                pass
+    if key not in REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(REGISTRY), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run `edgeclf models` for the list"
+        raise ModelError(f"unknown model {name!r}{hint}")
+    return REGISTRY[key]
+
+
+def list_models() -> list[str]:
+    """Every registered variant name."""
+    return list(REGISTRY)
+
+
+def create_model(name: str, num_classes: int | None = None, weights: str = "imagenet", dropout: float = 0.2,
+                 hidden: int = 0) -> Classifier:
+    """Build a classifier: `num_classes=None` keeps the ImageNet head (1000 classes) when weights have one.
+
+    weights: "imagenet" (resolve the published checkpoint), "none" (random init) or a checkpoint path.
+    """
+    from .weights import load_pretrained
+
+    spec = get_spec(name)
+    backbone = spec.build()
+    imagenet_head = None
+    if weights != "none":
+        imagenet_head = load_pretrained(backbone, spec, weights)
+    n = num_classes or (imagenet_head["weight"].shape[0] if imagenet_head else 1000)
+    model = Classifier(backbone, n, dropout, hidden)
+    if num_classes is None and imagenet_head is not None:
+        model.head[-1].load_state_dict(imagenet_head)
+    return model.eval()
+
+
+def describe(name: str) -> dict[str, Any]:
+    """Input size, parameters, MACs and weight availability of a variant (computed from the built module)."""
+    from .profile import count_macs, count_params
+    from .weights import availability
+
+    spec = get_spec(name)
+    model = Classifier(spec.build(), 1000, 0.0).eval()
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "input_size": spec.preprocess.size,
+        "features": model.backbone.num_features,
+        "params": count_params(model),
+        "macs": count_macs(model, spec.preprocess.size),
+        "weights": availability(spec),
+    }
