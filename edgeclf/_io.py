@@ -54,3 +54,28 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file written by edgeclf."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def quiet_fds(enabled: bool = True) -> Iterator[None]:
+    """Silence C-level stdout/stderr (the converter's MLIR/absl logs) unless EDGECLF_DEBUG is set."""
+    if not enabled or os.environ.get("EDGECLF_DEBUG"):
+        yield
+        return
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import warnings
 from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -26,5 +27,8 @@ def imap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, c
         return
     # fork, as torch's DataLoader does on Linux: spawn would demand an `if __name__ == "__main__"`
     # guard from every script that calls the API. Workers only run Pillow/numpy, never torch ops.
-    with mp.get_context("fork").Pool(workers) as pool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with live threads: safe, see above
+        pool = mp.get_context("fork").Pool(workers)
+    with pool:
         yield from pool.imap(fn, items, chunksize=chunksize)

@@ -1,0 +1,203 @@
+"""The `edgeclf` command line: one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from . import __version__
+from .errors import EdgeclfError
+
+
+def _csv_ints(s: str) -> list[int]:
+    return [int(x) for x in s.split(",") if x]
+
+
+def cmd_doctor(a: argparse.Namespace) -> int:
+    from .data.doctor import diagnose, format_report
+
+    r = diagnose(a.data, a.val_percent, a.test_percent, workers=a.workers)
+    print(json.dumps(r, indent=2) if a.json else format_report(r))
+    return 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from .models.zoo import describe, list_models
+    from .report.table import format_table
+
+    names = [n for n in list_models() if not a.filter or a.filter in n]
+    rows = [describe(n) for n in names]
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(["model", "input", "features", "params (M)", "MACs (M)", "ImageNet weights"],
+                           [[r["name"], r["input_size"], r["features"], round(r["params"] / 1e6, 3),
+                             round(r["macs"] / 1e6, 1), r["weights"]] for r in rows]))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .train.trainer import train
+
+    train(a.data, a.model, a.out, weights=a.weights, epochs=a.epochs, batch_size=a.batch_size, lr=a.learning_rate,
+          dropout=a.dropout, label_smoothing=a.label_smoothing, hidden=a.hidden, weight_decay=a.weight_decay,
+          val_percent=a.val_percent, test_percent=a.test_percent, class_weights=a.class_weights,
+          patience=a.patience, seed=a.seed, cache_dir=a.cache_dir, workers=a.workers)
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .export.exporter import export
+
+    export(a.run_dir, a.format, a.quantize, a.output)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .runtime.evaluate import evaluate
+
+    m = evaluate(a.model, a.data, a.split, a.top_k, a.out, a.threads, verbose=not a.json)
+    if a.json:
+        print(json.dumps(m, indent=2))
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from .runtime.predict import predict
+
+    rows = predict(a.model, a.images, a.top_k, a.threads)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    elif a.csv:
+        print("path,rank,label,score")
+        for r in rows:
+            for k, t in enumerate(r.get("top", []), 1):
+                print(f"{r['path']},{k},{t['label']},{t['score']}")
+    else:
+        for r in rows:
+            if "error" in r:
+                print(f"{r['path']}: ERROR {r['error']}")
+            else:
+                print(f"{r['path']}: " + ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"]))
+    bad = sum("error" in r for r in rows)
+    if bad:
+        print(f"{bad} image(s) could not be read and were skipped", file=sys.stderr)
+    return 0
+
+
+def cmd_benchmark(a: argparse.Namespace) -> int:
+    from .runtime.benchmark import benchmark
+
+    rows = benchmark(a.models, _csv_ints(a.threads), a.runs, a.warmup, verbose=not a.json)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import demo
+
+    demo(a.out, a.model, a.per_class, a.epochs)
+    return 0
+
+
+def _split_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--val-percent", "--validation_percentage", type=float, default=10.0,
+                   help="percent of images for validation (default 10)")
+    p.add_argument("--test-percent", "--testing_percentage", type=float, default=10.0,
+                   help="percent of images for test (default 10)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    ap = argparse.ArgumentParser(prog="edgeclf", description="Turn a folder of images (one sub-folder per class) "
+                                 "into a fast, small on-device image classifier.")
+    ap.add_argument("--version", action="version", version=f"edgeclf {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("doctor", cmd_doctor, "check a dataset: counts per split, unreadable files, duplicates, leakage, imbalance")
+    p.add_argument("data", help="dataset folder: DATA/<class>/<images> or DATA/{train,val,test}/<class>/")
+    _split_args(p)
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("models", cmd_models, "list every backbone: input size, parameters, MACs, weight availability")
+    p.add_argument("filter", nargs="?", default="", help="only names containing this text")
+    p.add_argument("--json", action="store_true")
+
+    p = add("train", cmd_train, "train a classifier (transfer learning on cached backbone features)")
+    p.add_argument("data")
+    p.add_argument("--model", "--architecture", default="efficientnet_lite0", help="backbone (see `edgeclf models`)")
+    p.add_argument("--out", "-o", default="runs/train", help="run directory to write")
+    p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a checkpoint")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", "--train_batch_size", type=int, default=32)
+    p.add_argument("--learning-rate", "--learning_rate", "--lr", type=float, default=1e-3)
+    p.add_argument("--dropout", "--dropout_rate", type=float, default=0.2)
+    p.add_argument("--label-smoothing", "--label_smoothing", type=float, default=0.1)
+    p.add_argument("--hidden", type=int, default=0, help="units of an optional hidden layer in the head")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--class-weights", choices=("auto", "balanced", "none"), default="auto")
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=None, help="feature cache (default $EDGECLF_HOME/features)")
+    p.add_argument("--workers", type=int, default=None)
+    _split_args(p)
+
+    p = add("export", cmd_export, "export a run to .tflite, with labels.txt and a preprocessing JSON beside it")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=("tflite",), default="tflite")
+    p.add_argument("--quantize", choices=("float32",), default="float32")
+    p.add_argument("--output", "-o", default=None, help="output file (default RUN_DIR/export/MODEL_QUANT.tflite)")
+
+    p = add("evaluate", cmd_evaluate, "accuracy of an exported file (or run dir) on a split of the dataset")
+    p.add_argument("model", help=".tflite file or run directory")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--out", default=None, help="write metrics.json and the confusion matrix (CSV, PNG) here")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = add("predict", cmd_predict, "top-k labels for images or folders of images")
+    p.add_argument("model")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true")
+    g.add_argument("--csv", action="store_true")
+
+    p = add("benchmark", cmd_benchmark, "latency of model files (mean, p50, p90, p99) per thread count")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+
+    p = add("demo", cmd_demo, "make a small dataset, train, export, evaluate and benchmark — the whole pipeline")
+    p.add_argument("--out", default="edgeclf-demo")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--per-class", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=30)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `edgeclf` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except EdgeclfError as exc:
+        print(f"edgeclf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgeclf: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Run exported models: evaluate, predict, benchmark."""

@@ -1,0 +1,99 @@
+"""Load any model edgeclf makes — .tflite, or a run directory — behind one predict() call."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import read_json
+from ..errors import ModelError
+from ..models.preprocess import Preprocess
+
+
+@dataclass
+class Engine:
+    """A loaded classifier: labels, preprocessing, and predict(uint8 NHWC batch) → probabilities."""
+
+    path: Path
+    kind: str  # "tflite" | "torch"
+    labels: list[str]
+    preprocess: Preprocess
+    runner: Any
+    threads: int | None = None
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 3] → probabilities [N, classes]."""
+        return self.runner(batch)
+
+
+def _sidecar(path: Path) -> dict:
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        raise ModelError(f"{path}: no {side.name} beside it (preprocessing and labels); re-export with edgeclf export")
+    return read_json(side)
+
+
+def _labels(path: Path, meta: dict) -> list[str]:
+    txt = path.parent / "labels.txt"
+    if txt.is_file():
+        return [line.strip() for line in txt.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return list(meta.get("classes", []))
+
+
+def _tflite_runner(path: Path, threads: int | None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        it = Interpreter(model_path=str(path), num_threads=threads)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path} is not a valid .tflite model ({str(exc).splitlines()[0]}); re-export it") from None
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        rows = []
+        for x in batch:
+            it.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
+            it.invoke()
+            y = it.get_tensor(out["index"])[0]
+            if out["dtype"] != np.float32:
+                scale, zero = out["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            rows.append(y)
+        return np.stack(rows)
+
+    run.interpreter = it  # type: ignore[attr-defined]
+    return run, int(out["shape"][-1])
+
+
+def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Engine:
+    """Open a .tflite file or a run directory for inference."""
+    path = Path(path)
+    if path.is_dir():
+        import torch
+
+        from ..train.run import load_run, run_preprocess
+
+        model, meta = load_run(path)
+        pre = run_preprocess(meta)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return torch.softmax(model(pre.normalize(batch)), -1).numpy()
+
+        return Engine(path, "torch", list(meta["classes"]), pre, run, threads)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; pass a .tflite file or a run directory")
+    if path.suffix == ".tflite":
+        meta = _sidecar(path)
+        runner, n_out = _tflite_runner(path, threads)
+        labels = _labels(path, meta)
+        if len(labels) != n_out:
+            raise ModelError(f"{path}: labels.txt has {len(labels)} labels but the model outputs {n_out} classes; "
+                             "use the labels.txt exported with this model")
+        return Engine(path, "tflite", labels, Preprocess.from_dict(meta["preprocess"]), runner, threads)
+    raise ModelError(f"{path}: unsupported model file type {path.suffix!r}; pass a .tflite file or a run directory")

@@ -1,0 +1,42 @@
+"""`edgeclf predict`: top-k labels for new images, using the preprocessing the model was trained with."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.images import is_image_file
+from .engine import load_engine
+from .evaluate import predict_files
+
+
+def collect_images(inputs: list[str | os.PathLike[str]]) -> list[str]:
+    """Files given directly, plus image files found (recursively, sorted) in given folders."""
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_file(f)
+                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        else:
+            out.append(str(p))
+    return out
+
+
+def predict(model: str | os.PathLike[str], inputs: list[str | os.PathLike[str]], top_k: int = 3,
+            threads: int | None = None) -> list[dict[str, Any]]:
+    """Top-k predictions per image; unreadable images get an `error` instead."""
+    engine = load_engine(model, threads)
+    paths = collect_images(inputs)
+    probs, bad, good = predict_files(engine, paths)
+    k = min(top_k, len(engine.labels))
+    rows: list[dict[str, Any]] = [{"path": p, "error": bad[p]} for p in paths if p in bad]
+    for j, i in enumerate(good):
+        order = np.argsort(-probs[j])[:k]
+        rows.append({"path": paths[i], "top": [{"label": engine.labels[c], "score": round(float(probs[j, c]), 4)}
+                                                for c in order]})
+    order = {p: n for n, p in enumerate(paths)}
+    return sorted(rows, key=lambda r: order[r["path"]])
