@@ -1,0 +1,176 @@
+"""Every kind of bad input gets a clear reason, and the run goes on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import encode, make_dataset, photo, png_header_only
+from edgeclf.data.dataset import scan
+from edgeclf.data.doctor import diagnose
+from edgeclf.data.images import ImageDecodeError, load_rgb
+from edgeclf.errors import DatasetError
+
+
+def _corrupt_middle(data: bytes) -> bytes:
+    mid = len(data) // 2
+    return data[:mid] + bytes(np.random.default_rng(0).integers(0, 256, 200, dtype=np.uint8)) + data[mid + 200:]
+
+
+def _bad_files() -> dict[str, tuple[bytes, str]]:
+    img = photo(1, (200, 150))
+    jpg, png = encode(img, "JPEG"), encode(img, "PNG")
+    gif, webp = encode(img.convert("P"), "GIF"), encode(img, "WEBP")
+    tif, bmp = encode(img, "TIFF"), encode(img, "BMP")
+    return {
+        "zero_byte.jpg": (b"", "empty file"),
+        "truncated.jpg": (jpg[: len(jpg) // 2], "truncated"),
+        "header_only.jpg": (jpg[:300], "truncated"),
+        "truncated.png": (png[: len(png) // 2], "truncated"),
+        "random_bytes.jpg": (os.urandom(500), "not an image"),
+        "text.png": (b"I am not an image\n" * 10, "not an image"),
+        "bad_magic.jpg": (b"\x00\x00" + jpg[2:], "not an image"),
+        "bomb.png": (png_header_only(30000, 30000), "too large"),
+        "zero_size.png": (png_header_only(0, 0), "not an image"),
+        "garbled.png": (_corrupt_middle(png), "corrupt"),
+        "truncated.gif": (gif[: len(gif) // 3], "truncated"),
+        "truncated.webp": (webp[: len(webp) // 2], "corrupt"),
+        "truncated.tif": (tif[: len(tif) // 2], "truncated"),
+        "truncated.bmp": (bmp[: len(bmp) // 2], "truncated"),
+    }
+
+
+BAD = _bad_files()
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_file_reason(tmp_path: Path, name: str) -> None:
+    data, reason = BAD[name]
+    p = tmp_path / name
+    p.write_bytes(data)
+    with pytest.raises(ImageDecodeError) as exc:
+        load_rgb(p)
+    assert reason in exc.value.reason
+    assert str(p) in str(exc.value)
+
+
+def test_folder_and_broken_link(tmp_path: Path) -> None:
+    (tmp_path / "folder.jpg").mkdir()
+    os.symlink(tmp_path / "missing.jpg", tmp_path / "broken.jpg")
+    with pytest.raises(ImageDecodeError, match="is a folder"):
+        load_rgb(tmp_path / "folder.jpg")
+    with pytest.raises(ImageDecodeError, match="cannot read file"):
+        load_rgb(tmp_path / "broken.jpg")
+
+
+def test_doctor_reports_every_bad_file_and_continues(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 10, "b": 10})
+    for name, (blob, _) in BAD.items():
+        (data / "a" / name).write_bytes(blob)
+    os.symlink(data / "a" / "missing.jpg", data / "b" / "broken.jpg")
+    (data / "a" / ".DS_Store").write_bytes(b"junk")
+    (data / "b" / "notes.txt").write_text("not an image")
+    r = diagnose(data, workers=2)
+    reasons = {Path(u["path"]).name: u["reason"] for u in r["unreadable"]}
+    for name, (_, reason) in BAD.items():
+        assert reason in reasons[name], (name, reasons.get(name))
+    assert "cannot read file" in reasons["broken.jpg"]
+    assert r["n_images"] == 20 + len(BAD) + 1  # bad files are counted, then reported
+    assert r["ignored"] == {"hidden": 1, "non_images": 1, "non_image_examples": [str(data / "b" / "notes.txt")]}
+    assert any("unreadable" in w for w in r["warnings"])
+
+
+def test_training_features_skip_bad_images(tmp_path: Path) -> None:
+    from edgeclf.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+    from edgeclf.models.zoo import get_spec
+    from edgeclf.train.features import extract
+
+    good = tmp_path / "good.jpg"
+    photo(3).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(BAD["truncated.jpg"][0])
+    backbone = get_spec("mobilenet_v2_0.35_96").build().eval()
+    feats, hashes, skipped = extract(backbone, Preprocess(96, IMAGENET_MEAN, IMAGENET_STD), [str(bad), str(good)],
+                                     None, workers=1)
+    assert list(skipped) == [str(bad)] and "truncated" in skipped[str(bad)]
+    assert hashes[0] is None and hashes[1] is not None
+    assert feats.shape == (2, backbone.num_features) and np.abs(feats[1]).sum() > 0
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda root: None, "does not exist"),
+    (lambda root: root.write_text("x"), "is a file, not a folder"),
+    (lambda root: root.mkdir(), "no class sub-folders"),
+    (lambda root: make_dataset(root, {"only": 3}), "single class"),
+    (lambda root: (make_dataset(root, {"a": 3, "b": 3}), (root / "empty").mkdir()), "has no images"),
+])
+def test_dataset_errors_are_one_line(tmp_path: Path, setup, message: str) -> None:
+    root = tmp_path / "data"
+    setup(root)
+    with pytest.raises(DatasetError) as exc:
+        scan(root)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_class_with_one_image_lands_in_train(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"many": 30, "lonely": 1})
+    ds = scan(data)
+    lonely = [s for s in ds.samples if ds.classes[s.label] == "lonely"]
+    assert [s.split for s in lonely] == ["train"]
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P_transparent", "L", "CMYK", "I;16", "RGB_exif_rotated"])
+def test_modes_decode_to_rgb(tmp_path: Path, mode: str) -> None:
+    base = photo(5, (40, 20))
+    path = tmp_path / "x.png"
+    if mode == "RGBA":
+        im = base.convert("RGBA")
+        im.putalpha(0)  # fully transparent: must come out as the fixed white background
+        im.save(path)
+        assert np.asarray(load_rgb(path)).min() == 255
+        return
+    if mode == "LA":
+        base.convert("LA").save(path)
+    elif mode == "P_transparent":
+        im = base.convert("P")
+        im.info["transparency"] = 0
+        im.save(path, transparency=0)
+    elif mode == "L":
+        base.convert("L").save(path)
+    elif mode == "CMYK":
+        path = tmp_path / "x.jpg"
+        base.convert("CMYK").save(path)
+    elif mode == "I;16":
+        arr = np.full((20, 40), 65535, np.uint16)
+        Image.fromarray(arr).save(path)
+        out = load_rgb(path)
+        assert out.mode == "RGB" and np.asarray(out).min() == 255  # scaled, not clipped
+        return
+    elif mode == "RGB_exif_rotated":
+        path = tmp_path / "x.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90°: a 40x20 file is shown 20x40
+        base.save(path, exif=exif)
+        assert load_rgb(path).size == (20, 40)
+        return
+    out = load_rgb(path)
+    assert out.mode == "RGB" and out.size == (40, 20)
+
+
+def test_gif_first_frame_and_other_formats(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert np.asarray(load_rgb(tmp_path / "a.gif"))[8, 8].tolist() == [255, 0, 0]
+    for fmt, ext in (("WEBP", "webp"), ("BMP", "bmp"), ("TIFF", "tif")):
+        photo(2).save(tmp_path / f"x.{ext}", format=fmt)
+        assert load_rgb(tmp_path / f"x.{ext}").size == (64, 48)
+
+
+def test_draft_decoding_keeps_shorter_side(tmp_path: Path) -> None:
+    photo(4, (1600, 1200)).save(tmp_path / "big.jpg", quality=90)
+    img = load_rgb(tmp_path / "big.jpg", min_side=256)
+    assert min(img.size) >= 256 and img.size[0] < 1600  # reduced by the decoder, not below the target

@@ -1,0 +1,118 @@
+"""End to end on real computations: train → run dir → .tflite → evaluate / predict / benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_dataset
+from edgeclf.cli import main
+from edgeclf.errors import DatasetError, EdgeclfError, ModelError
+
+MODEL = "mobilenet_v2_0.35_96"  # small and fast; random init keeps the test offline
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("pipe")
+    data = make_dataset(root / "data", {"red": 20, "green": 20, "blue": 20})
+    from edgeclf.train.trainer import train
+
+    run = train(data, MODEL, root / "run", weights="none", epochs=5, workers=1, verbose=False,
+                cache_dir=root / "cache")
+    return data, run
+
+
+def test_run_directory_is_complete(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    for name in ("model.pt", "labels.txt", "split.json", "metrics.json", "manifest.json", "history.csv", "curves.png"):
+        assert (run / name).is_file(), name
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["config"]["model"] == MODEL
+    assert (run / "labels.txt").read_text().split() == ["blue", "green", "red"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["accuracy"] <= 1 and len(metrics["test"]["confusion_matrix"]) == 3
+
+
+def test_second_run_reuses_the_feature_cache(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = trained
+    from edgeclf.train.trainer import train
+
+    out = train(data, MODEL, tmp_path / "again", weights="none", epochs=5, workers=1, verbose=False,
+                cache_dir=run.parent / "cache")
+    first = json.loads((run / "metrics.json").read_text())
+    second = json.loads((out / "metrics.json").read_text())
+    assert first["test"]["accuracy"] == second["test"]["accuracy"]  # same seed, same cached features
+
+
+def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = trained
+    from edgeclf.export.exporter import export
+    from edgeclf.runtime.engine import load_engine
+    from edgeclf.runtime.evaluate import evaluate
+
+    tfl = export(run, "tflite", "float32", tmp_path / "m.tflite", verbose=False)
+    assert (tmp_path / "labels.txt").is_file() and (tmp_path / "m.json").is_file()
+    engine = load_engine(tfl)
+    assert engine.labels == ["blue", "green", "red"]
+    x = np.random.default_rng(0).integers(0, 256, (4, 96, 96, 3), dtype=np.uint8)
+    ref = load_engine(run).predict(x)
+    got = engine.predict(x)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    m_file = evaluate(tfl, data, out=tmp_path / "eval", verbose=False)
+    m_run = evaluate(run, data, verbose=False)
+    assert m_file["n"] == m_run["n"] > 0 and m_file["accuracy"] == m_run["accuracy"]
+    assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
+
+    # predict: folders walked, a bad image reported and skipped
+    bad = tmp_path / "imgs" / "broken.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    (tmp_path / "imgs" / "ok.jpg").write_bytes((data / "red" / "img_000.jpg").read_bytes())
+    from edgeclf.runtime.predict import predict
+
+    rows = predict(tfl, [tmp_path / "imgs"], top_k=2)
+    assert [Path(r["path"]).name for r in rows] == ["broken.jpg", "ok.jpg"]
+    assert "error" in rows[0] and len(rows[1]["top"]) == 2
+
+    from edgeclf.runtime.benchmark import benchmark_file
+
+    b = benchmark_file(tfl, threads=1, runs=5, warmup=1)
+    assert b["runtime"] == "litert" and 0 < b["min_ms"] <= b["p50_ms"] <= b["p99_ms"]
+
+    # A labels.txt that does not match the model, and a truncated model file: one-line errors.
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    with pytest.raises(ModelError, match="labels.txt has 2 labels but the model outputs 3"):
+        load_engine(tfl)
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(tfl.read_bytes()[:1000])
+    (tmp_path / "cut.json").write_text((tmp_path / "m.json").read_text())
+    with pytest.raises(ModelError, match="not a valid .tflite"):
+        load_engine(cut)
+
+
+def test_train_refuses_class_without_train_images(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    make_dataset(root / "train", {"a": 3, "b": 3})
+    make_dataset(root / "test", {"c": 2}, seed=3)
+    from edgeclf.train.trainer import train
+
+    with pytest.raises(DatasetError, match="no image in the train split"):
+        train(root, MODEL, tmp_path / "run", weights="none", verbose=False)
+
+
+def test_export_of_unfinished_run_fails_cleanly(tmp_path: Path) -> None:
+    from edgeclf.export.exporter import export
+
+    with pytest.raises(EdgeclfError, match="not a finished edgeclf run"):
+        export(tmp_path)
+
+
+@pytest.mark.parametrize("cmd", ["doctor", "models", "train", "export", "evaluate", "predict", "benchmark", "demo"])
+def test_every_command_has_help(cmd: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([cmd, "--help"])
+    assert exc.value.code == 0 and "usage: edgeclf" in capsys.readouterr().out

@@ -1,0 +1,99 @@
+"""Stable splits, pre-split layouts, and the doctor's duplicate / leakage / imbalance findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import FLOWERS, make_dataset, photo
+from edgeclf.cli import main
+from edgeclf.data.dataset import scan
+from edgeclf.data.doctor import diagnose, format_report
+from edgeclf.data.split import SplitSpec, assign, hash_key
+
+
+def test_adding_images_never_moves_existing_ones(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "d", {"a": 50, "b": 50})
+    before = {s.path: s.split for s in scan(data).samples}
+    for i in range(50, 120):
+        photo(i).save(data / "a" / f"new_{i}.jpg")
+    after = {s.path: s.split for s in scan(data).samples}
+    assert all(after[p] == sp for p, sp in before.items())
+    counts = {sp: sum(1 for v in after.values() if v == sp) for sp in ("train", "val", "test")}
+    assert counts["train"] > counts["val"] > 0 and counts["test"] > 0
+
+
+def test_nohash_groups_land_together() -> None:
+    spec = SplitSpec(30, 30)
+    assert hash_key("a/x_nohash_1.jpg") == hash_key("a/x_nohash_2.jpg") == "a/x"
+    for stem in range(40):
+        splits = {assign(f"c/shot{stem}_nohash_{k}.jpg", spec) for k in range(5)}
+        assert len(splits) == 1
+
+
+def test_split_percentages_validated() -> None:
+    with pytest.raises(ValueError, match="leaves nothing to train"):
+        SplitSpec(50, 50)
+
+
+def test_presplit_layout(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    make_dataset(root / "train", {"a": 4, "b": 4})
+    make_dataset(root / "val", {"a": 2, "b": 2}, seed=1)
+    make_dataset(root / "test", {"a": 1, "b": 1}, seed=2)
+    ds = scan(root)
+    assert ds.layout == "presplit" and ds.classes == ["a", "b"]
+    assert {sp: len(ds.split(sp)) for sp in ("train", "val", "test")} == {"train": 8, "val": 4, "test": 2}
+
+
+def test_nested_class_folders(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "d" / "a" / "2024" / "june", {"x": 3})
+    make_dataset(tmp_path / "d", {"b": 3})
+    ds = scan(tmp_path / "d")
+    assert ds.classes == ["a", "b"] and len(ds.samples) == 6
+
+
+def test_doctor_finds_duplicates_leakage_and_imbalance(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "d", {"big": 60, "small": 5})
+    src = data / "big" / "img_000.jpg"
+    # An exact copy and a resized re-encode, under names that hash to different splits.
+    names = [f"copy_{i}.jpg" for i in range(200)]
+    other = next(n for n in names if _split_of("big", n) != _split_of("big", "img_000.jpg"))
+    (data / "big" / other).write_bytes(src.read_bytes())
+    from PIL import Image
+
+    Image.open(src).resize((96, 72)).save(data / "small" / "resized.jpg", quality=70)
+    r = diagnose(data, workers=1)
+    assert len(r["exact_duplicates"]) == 1 and r["exact_duplicates"][0]["cross_split"]
+    near = [g for g in r["near_duplicates"] if any("resized.jpg" in f for f in g["files"])]
+    assert near and near[0]["cross_class"]
+    assert r["leakage"]["exact_groups_across_splits"] == 1
+    assert r["imbalance"]["ratio"] >= 10 and r["imbalance"]["small_classes"] == ["small"]
+    text = format_report(r)
+    assert "LEAK" in text and "imbalance" in text
+
+
+def _split_of(cls: str, name: str) -> str:
+    return assign(f"{cls}/{name}", SplitSpec())
+
+
+def test_doctor_cli_json(tiny_dataset: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["doctor", str(tiny_dataset), "--json", "--workers", "1"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n_classes"] == 2 and r["n_images"] == 24
+
+
+def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["doctor", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgeclf: error:") and "does not exist" in err and "\n" not in err
+
+
+@pytest.mark.skipif(not FLOWERS.is_dir(), reason="../shared/datasets/flowers is absent")
+def test_doctor_on_flowers() -> None:
+    r = diagnose(FLOWERS)
+    assert r["n_classes"] == 5 and r["n_images"] == 3670
+    assert sum(r["split_totals"].values()) == 3670 and not r["unreadable"]
+    assert r["exact_duplicates"]  # the flowers set holds a few byte-identical photos
