@@ -41,10 +41,14 @@ def cmd_models(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     from .train.trainer import train
 
-    train(a.data, a.model, a.out, weights=a.weights, epochs=a.epochs, batch_size=a.batch_size, lr=a.learning_rate,
-          dropout=a.dropout, label_smoothing=a.label_smoothing, hidden=a.hidden, weight_decay=a.weight_decay,
-          val_percent=a.val_percent, test_percent=a.test_percent, class_weights=a.class_weights,
-          patience=a.patience, seed=a.seed, cache_dir=a.cache_dir, workers=a.workers)
+    train(a.data, a.model, a.out, weights=a.weights, epochs=a.epochs, steps=a.steps, batch_size=a.batch_size,
+          lr=a.learning_rate, dropout=a.dropout, label_smoothing=a.label_smoothing, hidden=a.hidden,
+          weight_decay=a.weight_decay, val_percent=a.val_percent, test_percent=a.test_percent,
+          class_weights=a.class_weights, patience=a.patience, seed=a.seed, aug_views=a.aug_views,
+          flip=a.flip, random_crop=a.random_crop, random_scale=a.random_scale,
+          random_brightness=a.random_brightness, fine_tune=a.fine_tune, fine_tune_epochs=a.fine_tune_epochs,
+          fine_tune_lr=a.fine_tune_lr, feature_backend=a.feature_backend, cache_dir=a.cache_dir,
+          workers=a.workers)
     return 0
 
 
@@ -137,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "--architecture", default="efficientnet_lite0", help="backbone (see `edgeclf models`)")
     p.add_argument("--out", "-o", default="runs/train", help="run directory to write")
     p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a checkpoint")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30, help="head epochs (Model Maker: epochs)")
+    p.add_argument("--steps", "--how_many_training_steps", type=int, default=None,
+                   help="head training steps instead of epochs (retrain.py)")
     p.add_argument("--batch-size", "--train_batch_size", type=int, default=32)
     p.add_argument("--learning-rate", "--learning_rate", "--lr", type=float, default=1e-3)
     p.add_argument("--dropout", "--dropout_rate", type=float, default=0.2)
@@ -147,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weights", choices=("auto", "balanced", "none"), default="auto")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
     p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("augmentation (cached as K extra feature views per training image)")
+    g.add_argument("--aug-views", "--augment", type=int, default=0, metavar="K",
+                   help="augmented views per training image, cached like the plain one (0 = no augmentation)")
+    g.add_argument("--flip", "--flip_left_right", action=argparse.BooleanOptionalAction, default=True,
+                   help="random horizontal flips")
+    g.add_argument("--random-crop", "--random_crop", type=float, default=10.0, metavar="PCT")
+    g.add_argument("--random-scale", "--random_scale", type=float, default=20.0, metavar="PCT")
+    g.add_argument("--random-brightness", "--random_brightness", type=float, default=20.0, metavar="PCT")
+    g = p.add_argument_group("fine-tuning (after the head, on the fly with augmentation)")
+    g.add_argument("--fine-tune", "--do_fine_tuning", default=None, metavar="N|all",
+                   help="unfreeze the top N backbone blocks, or all of it")
+    g.add_argument("--fine-tune-epochs", type=int, default=3)
+    g.add_argument("--fine-tune-lr", type=float, default=1e-4)
+    p.add_argument("--feature-backend", choices=("auto", "litert", "torch"), default="auto",
+                   help="who computes cached features (auto: the backbone exported to LiteRT, ~5-10x faster)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $EDGECLF_HOME/features)")
     p.add_argument("--workers", type=int, default=None)
     _split_args(p)

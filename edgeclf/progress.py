@@ -22,3 +22,8 @@ def enabled() -> bool:
 def progress(it: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
     """Wrap an iterable in a progress bar on stderr."""
     return iter(tqdm(it, desc=desc, total=total, unit=unit, disable=not enabled(), leave=False, dynamic_ncols=True))
+
+
+def bar(desc: str, total: int | None = None, unit: str = "it") -> tqdm:
+    """A progress bar to update by hand (call .update(n) and .close())."""
+    return tqdm(desc=desc, total=total, unit=unit, disable=not enabled(), leave=False, dynamic_ncols=True)

@@ -87,6 +87,7 @@ def test_doctor_reports_every_bad_file_and_continues(tmp_path: Path) -> None:
 def test_training_features_skip_bad_images(tmp_path: Path) -> None:
     from edgeclf.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
     from edgeclf.models.zoo import get_spec
+    from edgeclf.train.backends import torch_backend
     from edgeclf.train.features import extract
 
     good = tmp_path / "good.jpg"
@@ -94,8 +95,10 @@ def test_training_features_skip_bad_images(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(BAD["truncated.jpg"][0])
     backbone = get_spec("mobilenet_v2_0.35_96").build().eval()
-    feats, hashes, skipped = extract(backbone, Preprocess(96, IMAGENET_MEAN, IMAGENET_STD), [str(bad), str(good)],
-                                     None, workers=1)
+    pre = Preprocess(96, IMAGENET_MEAN, IMAGENET_STD)
+    feats, hashes, skipped = extract(lambda: torch_backend(backbone, pre), pre, [str(bad), str(good)],
+                                     {0: None}, workers=1)
+    feats = feats[0]
     assert list(skipped) == [str(bad)] and "truncated" in skipped[str(bad)]
     assert hashes[0] is None and hashes[1] is not None
     assert feats.shape == (2, backbone.num_features) and np.abs(feats[1]).sum() > 0

@@ -64,6 +64,14 @@ def write_history_csv(path: Path, history: list[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
+def write_tensorboard(log_dir: Path, history: list[dict]) -> None:
+    """TensorBoard scalars of the history (`tensorboard --logdir RUN_DIR/tensorboard`)."""
+    from ..report.tensorboard import write_scalars
+
+    if history:
+        write_scalars(log_dir, history)
+
+
 def plot_curves(path: Path, history: list[dict], title: str) -> None:
     """curves.png: accuracy and loss per epoch, train vs validation."""
     import matplotlib
@@ -71,12 +79,15 @@ def plot_curves(path: Path, history: list[dict], title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ep = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("acc", "loss")):
-        ax.plot(ep, [r[f"train_{metric}"] for r in history], label="train")
-        if "val_" + metric in history[0]:
-            ax.plot(ep, [r[f"val_{metric}"] for r in history], label="validation")
+        for split, name in (("train", "train"), ("val", "validation")):
+            pts = [(r["epoch"], r[f"{split}_{metric}"]) for r in history if f"{split}_{metric}" in r]
+            if pts:
+                ax.plot(*zip(*pts), label=name)
+        ft = [r["epoch"] for r in history if r.get("stage") == "fine-tune"]
+        if ft:
+            ax.axvline(min(ft) - 0.5, color="grey", ls="--", lw=1, label="fine-tuning starts")
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy" if metric == "acc" else "loss")
         ax.grid(alpha=0.3)

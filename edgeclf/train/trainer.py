@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sys
@@ -9,7 +10,7 @@ import time
 from dataclasses import asdict
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -21,9 +22,12 @@ from ..models.builder import Classifier
 from ..models.weights import locate, sha256_file
 from ..models.zoo import get_spec
 from ..runtime.metrics import classification_metrics, softmax
+from ..data.augment import Augment
+from .backends import make_backend
 from .features import FeatureCache, cache_key, default_cache_root, extract
-from .head import HeadConfig, train_head
-from .run import MANIFEST, plot_curves, save_model, write_history_csv
+from .finetune import FineTuneConfig, fine_tune, parse_blocks, predict_logits
+from .head import HeadConfig, class_weight_vector, train_head
+from .run import MANIFEST, MODEL_FILE, plot_curves, save_model, write_history_csv, write_tensorboard
 
 
 def _weights_id(spec_weights: str | None, weights: str, seed: int) -> str:
@@ -54,31 +58,68 @@ def _versions() -> dict[str, str]:
 
 
 def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: str | os.PathLike[str] = "runs/train",
-          *, weights: str = "imagenet", epochs: int = 30, batch_size: int = 32, lr: float = 1e-3,
-          dropout: float = 0.2, label_smoothing: float = 0.1, hidden: int = 0, weight_decay: float = 1e-4,
-          val_percent: float = 10.0, test_percent: float = 10.0, class_weights: str = "auto", patience: int = 10,
-          seed: int = 0, cache_dir: str | os.PathLike[str] | None = None, workers: int | None = None,
+          *, weights: str = "imagenet", epochs: int = 30, steps: int | None = None, batch_size: int = 32,
+          lr: float = 1e-3, dropout: float = 0.2, label_smoothing: float = 0.1, hidden: int = 0,
+          weight_decay: float = 1e-4, val_percent: float = 10.0, test_percent: float = 10.0,
+          class_weights: str = "auto", patience: int = 10, seed: int = 0, aug_views: int = 0,
+          flip: bool = True, random_crop: float = 10.0, random_scale: float = 20.0, random_brightness: float = 20.0,
+          fine_tune: int | str | None = None, fine_tune_epochs: int = 3, fine_tune_lr: float = 1e-4,
+          feature_backend: str = "auto", cache_dir: str | os.PathLike[str] | None = None,
+          workers: int | None = None, on_epoch: Callable[[dict], None] | None = None,
           verbose: bool = True) -> Path:
-    """Train a classifier on DATA/<class>/ images; returns the run directory."""
+    """Train a classifier on DATA/<class>/ images; returns the run directory.
+
+    The head trains on cached backbone features (plus `aug_views` cached augmented views per
+    training image); `fine_tune` then optionally unfreezes the top blocks (or "all") on the fly.
+    `on_epoch(row)` is called after every epoch of either stage with that epoch's metrics.
+    """
     t0 = time.perf_counter()
     log = print if verbose else (lambda *a, **k: None)
     spec = get_spec(model)  # unknown model names fail before any scanning
+    ft_blocks = parse_blocks(fine_tune)
+    if aug_views < 0:
+        raise ValueError(f"aug_views must be >= 0, got {aug_views}")
+    augment = Augment(flip, random_crop, random_scale, random_brightness)
     ds = scan(data, val_percent, test_percent)
     _check_trainable(ds)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    config = {"data": str(ds.root), "model": spec.name, "weights": weights, "epochs": epochs, "steps": steps,
+              "batch_size": batch_size, "lr": lr, "dropout": dropout, "label_smoothing": label_smoothing,
+              "hidden": hidden, "weight_decay": weight_decay, "val_percent": val_percent,
+              "test_percent": test_percent, "class_weights": class_weights, "patience": patience, "seed": seed,
+              "aug_views": aug_views, "augment": augment.to_dict(), "fine_tune": ft_blocks,
+              "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr, "feature_backend": feature_backend}
     manifest: dict[str, Any] = {
         "status": "running",
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("edgeclf") else None,
-        "config": {"data": str(ds.root), "model": spec.name, "weights": weights, "epochs": epochs,
-                   "batch_size": batch_size, "lr": lr, "dropout": dropout, "label_smoothing": label_smoothing,
-                   "hidden": hidden, "weight_decay": weight_decay, "val_percent": val_percent,
-                   "test_percent": test_percent, "class_weights": class_weights, "patience": patience, "seed": seed},
-        "versions": _versions(),
-        "dataset_fingerprint": ds.fingerprint(),
+        "config": config, "versions": _versions(), "dataset_fingerprint": ds.fingerprint(),
     }
     # Written first, finished last: an interrupted run is visibly marked incomplete.
+    for stale in ("metrics.json", MODEL_FILE):
+        (out / stale).unlink(missing_ok=True)
     write_json(out / MANIFEST, manifest)
+    try:
+        return _train(ds, spec, out, manifest, log, t0, weights=weights, epochs=epochs, steps=steps,
+                      batch_size=batch_size, lr=lr, dropout=dropout, label_smoothing=label_smoothing, hidden=hidden,
+                      weight_decay=weight_decay, class_weights=class_weights, patience=patience, seed=seed,
+                      aug_views=aug_views, augment=augment, ft_blocks=ft_blocks, fine_tune_epochs=fine_tune_epochs,
+                      fine_tune_lr=fine_tune_lr, feature_backend=feature_backend, cache_dir=cache_dir,
+                      workers=workers, on_epoch=on_epoch)
+    except KeyboardInterrupt:
+        manifest["status"] = "interrupted"
+        write_json(out / MANIFEST, manifest)
+        log(f"interrupted: {out} is marked incomplete; rerun the same command to resume from the feature cache",
+            file=sys.stderr)
+        raise
+
+
+def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, *, weights: str, epochs: int,
+           steps: int | None, batch_size: int, lr: float, dropout: float, label_smoothing: float, hidden: int,
+           weight_decay: float, class_weights: str, patience: int, seed: int, aug_views: int, augment: Augment,
+           ft_blocks: int | str | None, fine_tune_epochs: int, fine_tune_lr: float, feature_backend: str,
+           cache_dir: str | os.PathLike[str] | None, workers: int | None,
+           on_epoch: Callable[[dict], None] | None) -> Path:
     torch.manual_seed(seed)
     from ..models.weights import load_pretrained
 
@@ -86,53 +127,99 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     if weights != "none":
         load_pretrained(backbone, spec, weights)
     backbone.eval()
-    key = cache_key(spec.name, _weights_id(spec.weights, weights, seed), spec.preprocess)
+    wid = _weights_id(spec.weights, weights, seed)
     root = Path(cache_dir) if cache_dir else default_cache_root()
-    cache = FeatureCache(root, key)
+    views = list(range(aug_views + 1))
+    caches = {v: FeatureCache(root, cache_key(spec.name, wid, spec.preprocess, v, augment)) for v in views}
     paths = [str(s.path) for s in ds.samples]
+    split = np.array([s.split for s in ds.samples])
+    labels = np.array([s.label for s in ds.samples])
+    views_of = [tuple(views) if sp == "train" else (0,) for sp in split]
     t_feat = time.perf_counter()
-    feats, _hashes, bad = extract(backbone, spec.preprocess, paths, cache, workers=workers,
-                                  desc=f"{spec.name} features")
+    used: list[str] = []
+
+    def backend():  # built only when some feature is missing: a warm run never converts anything
+        fn = make_backend(feature_backend, backbone, spec.preprocess, caches[0].path.stem, root)
+        used.append(fn.name)
+        return fn
+
+    feats, _hashes, bad = extract(backend, spec.preprocess, paths, caches, views_of, augment, workers=workers,
+                                  desc=f"{spec.name} features ({len(views)} view{'s' if len(views) > 1 else ''})")
+    backend_name = used[0] if used else "cache"
     t_feat = time.perf_counter() - t_feat
     for p, reason in bad.items():
         log(f"skipped {p}: {reason}", file=sys.stderr)
-    ok = np.array([str(s.path) not in bad for s in ds.samples])
-    labels = np.array([s.label for s in ds.samples])
-    split = np.array([s.split for s in ds.samples])
+    ok = np.array([p not in bad for p in paths])
     sel = {sp: ok & (split == sp) for sp in ("train", "val", "test")}
+    n_train = int(sel["train"].sum())
+    if steps:
+        epochs = max(1, math.ceil(steps / max(1, math.ceil(n_train / batch_size))))
     cfg = HeadConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, dropout=dropout,
                      label_smoothing=label_smoothing, hidden=hidden, class_weights=class_weights, patience=patience,
                      seed=seed)
     t_head = time.perf_counter()
-    result = train_head(feats[sel["train"]], labels[sel["train"]], feats[sel["val"]], labels[sel["val"]],
-                        len(ds.classes), cfg)
+    result = train_head(feats[0][sel["train"]], labels[sel["train"]], feats[0][sel["val"]], labels[sel["val"]],
+                        len(ds.classes), cfg, views=[feats[v][sel["train"]] for v in views[1:]],
+                        on_epoch=on_epoch)
     t_head = time.perf_counter() - t_head
     clf = Classifier(backbone, len(ds.classes), dropout, hidden)
     clf.head.load_state_dict(result.head.state_dict())
     clf.eval()
+    history = [dict(r, stage="head") for r in result.history]
     metrics: dict[str, Any] = {"model": spec.name, "best_epoch": result.best_epoch, "classes": ds.classes}
+    probs_of: dict[str, np.ndarray] = {}
     for sp in ("train", "val", "test"):
         if sel[sp].any():
             with torch.no_grad():
-                probs = softmax(result.head(torch.from_numpy(feats[sel[sp]])).numpy())
-            m = classification_metrics(labels[sel[sp]], probs, ds.classes)
-            metrics[sp] = m if sp == "test" else {k: m[k] for k in ("n", "accuracy", "loss")}
+                probs_of[sp] = softmax(result.head(torch.from_numpy(feats[0][sel[sp]])).numpy())
+    t_ft = 0.0
+    if ft_blocks is not None:
+        t_ft = time.perf_counter()
+        head_val = _accuracy(probs_of.get("val"), labels[sel["val"]])
+        ft_cfg = FineTuneConfig(blocks=ft_blocks, epochs=fine_tune_epochs, lr=fine_tune_lr, batch_size=batch_size,
+                                weight_decay=weight_decay, label_smoothing=label_smoothing, seed=seed)
+        idx = {sp: np.flatnonzero(sel[sp]) for sp in sel}
+        clf, ft_hist, ft_val = fine_tune(
+            clf, spec.preprocess, [paths[i] for i in idx["train"]], labels[idx["train"]],
+            [paths[i] for i in idx["val"]], labels[idx["val"]], ft_cfg, augment, on_epoch=on_epoch,
+            class_weights=class_weight_vector(labels[idx["train"]], len(ds.classes), class_weights))
+        base = len(history)
+        history += [dict(r, epoch=base + r["epoch"], stage="fine-tune") for r in ft_hist[1:]]
+        improved = ft_val > head_val
+        metrics["fine_tune"] = {"blocks": ft_blocks, "val_acc_head": head_val, "val_acc_fine_tuned": ft_val,
+                                "kept": "fine-tuned" if improved else "head"}
+        if improved:
+            for sp in ("val", "test"):
+                if sel[sp].any():
+                    probs_of[sp] = softmax(predict_logits(clf, spec.preprocess, [paths[i] for i in idx[sp]]))
+            probs_of.pop("train", None)  # train accuracy after fine-tuning is the history's, not re-run
+        t_ft = time.perf_counter() - t_ft
+    for sp, probs in probs_of.items():
+        m = classification_metrics(labels[sel[sp]], probs, ds.classes)
+        metrics[sp] = m if sp == "test" else {k: m[k] for k in ("n", "accuracy", "loss")}
     metrics["skipped_images"] = [{"path": p, "reason": r} for p, r in bad.items()]
     meta = {"model": spec.name, "classes": ds.classes, "preprocess": spec.preprocess.to_dict(),
-            "head": {"dropout": dropout, "hidden": hidden}, "weights": weights, "features": backbone.num_features}
+            "head": {"dropout": dropout, "hidden": hidden}, "weights": weights, "features": clf.backbone.num_features}
     save_model(out, clf, meta)
     write_text(out / "labels.txt", "\n".join(ds.classes) + "\n")
     write_json(out / "split.json", ds.split_record())
     write_json(out / "metrics.json", metrics)
-    write_history_csv(out / "history.csv", result.history)
-    plot_curves(out / "curves.png", result.history, f"{spec.name} head on cached features")
+    write_history_csv(out / "history.csv", history)
+    write_tensorboard(out / "tensorboard", history)
+    plot_curves(out / "curves.png", history, f"{spec.name}: head on cached features"
+                + (" + fine-tuning" if ft_blocks is not None else ""))
     manifest["status"] = "complete"
-    manifest["timings_s"] = {"features": round(t_feat, 2), "head": round(t_head, 2),
+    manifest["feature_backend"] = backend_name
+    manifest["timings_s"] = {"features": round(t_feat, 2), "head": round(t_head, 2), "fine_tune": round(t_ft, 2),
                              "total": round(time.perf_counter() - t0, 2)}
     manifest["head_config"] = asdict(cfg)
     write_json(out / MANIFEST, manifest)
     _summary(log, out, metrics, manifest)
     return out
+
+
+def _accuracy(probs: np.ndarray | None, y: np.ndarray) -> float:
+    return float((probs.argmax(1) == y).mean()) if probs is not None and len(y) else 0.0
 
 
 def _summary(log, out: Path, metrics: dict, manifest: dict) -> None:

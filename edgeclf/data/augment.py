@@ -1,0 +1,70 @@
+"""Training-time augmentation as retrain.py defines it: flip, random scale + crop, brightness.
+
+Each augmented *view* is a pure function of (image content, view id, settings): the same image
+always gives the same pixels for view k, which is what lets augmented views live in the feature
+cache like the plain centre crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..models.preprocess import Preprocess
+
+
+@dataclass(frozen=True)
+class Augment:
+    """retrain.py's distortions; percentages as its flags take them."""
+
+    flip: bool = True  # --flip_left_right
+    random_crop: float = 10.0  # --random_crop: % margin cropped off at random
+    random_scale: float = 20.0  # --random_scale: % the image is scaled up by at most
+    random_brightness: float = 20.0  # --random_brightness: % pixels are multiplied up or down by at most
+
+    def __post_init__(self) -> None:
+        for name in ("random_crop", "random_scale", "random_brightness"):
+            v = getattr(self, name)
+            if not 0 <= v < 100:
+                raise ValueError(f"{name} must be a percentage in [0, 100), got {v}")
+
+    @property
+    def active(self) -> bool:
+        """Whether this changes anything at all."""
+        return self.flip or any((self.random_crop, self.random_scale, self.random_brightness))
+
+    @property
+    def max_upscale(self) -> float:
+        """How much larger than the plain crop the source must be decoded."""
+        return (1 + self.random_crop / 100) * (1 + self.random_scale / 100)
+
+    def to_dict(self) -> dict:
+        """JSON-able form (part of the feature cache key)."""
+        return asdict(self)
+
+    def view(self, img: Image.Image, pre: Preprocess, rng: np.random.Generator) -> np.ndarray:
+        """One random view: uint8 [size, size, 3]."""
+        size = pre.size
+        scale = (1 + self.random_crop / 100) * rng.uniform(1.0, 1 + self.random_scale / 100)
+        # Like the plain crop, start from the shorter side at size / crop_pct, then zoom in.
+        side = max(size, round(pre.resize_to * scale))
+        w, h = img.size
+        k = side / min(w, h)
+        nw, nh = max(size, round(w * k)), max(size, round(h * k))
+        img = img.resize((nw, nh), Image.BILINEAR)
+        # retrain.py crops anywhere in the scaled image, not only near the centre.
+        left = int(rng.integers(0, nw - size + 1))
+        top = int(rng.integers(0, nh - size + 1))
+        x = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.float32)
+        if self.flip and rng.random() < 0.5:
+            x = x[:, ::-1]
+        if self.random_brightness:
+            x = x * rng.uniform(1 - self.random_brightness / 100, 1 + self.random_brightness / 100)
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def view_rng(digest: str, view: int) -> np.random.Generator:
+    """The generator of one (image, view): stable across runs and machines."""
+    return np.random.default_rng([int(digest[:16], 16), view])

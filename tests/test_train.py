@@ -1,0 +1,145 @@
+"""Training: feature cache integrity, augmented views, LiteRT features, fine-tuning, knobs, logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_dataset, photo
+from edgeclf.data.augment import Augment, view_rng
+from edgeclf.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from edgeclf.models.zoo import get_spec
+from edgeclf.train.backends import backbone_tflite, litert_backend, torch_backend
+from edgeclf.train.features import FeatureCache, extract
+from edgeclf.train.trainer import train
+
+MODEL = "mobilenet_v2_0.35_96"
+PRE = Preprocess(96, IMAGENET_MEAN, IMAGENET_STD)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    import torch
+
+    torch.manual_seed(0)
+    return get_spec(MODEL).build().eval()
+
+
+def test_cache_stays_aligned_with_duplicate_images(tmp_path: Path, backbone) -> None:
+    # Regression: a duplicate image used to shift every later row of the saved cache.
+    data = make_dataset(tmp_path / "d", {"a": 6})
+    shutil.copy(data / "a" / "img_001.jpg", data / "a" / "copy_of_1.jpg")
+    paths = sorted(str(p) for p in (data / "a").iterdir())
+    direct, _, _ = extract(lambda: torch_backend(backbone, PRE), PRE, paths, {0: None}, workers=1)
+    cache = FeatureCache(tmp_path / "c", "k")
+    extract(lambda: torch_backend(backbone, PRE), PRE, paths, {0: cache}, workers=1)
+    reloaded = FeatureCache(tmp_path / "c", "k")
+    assert len(reloaded.index) == len(paths) - 1  # the copy is stored once
+    fails = []
+    cached, _, _ = extract(lambda: fails.append(1), PRE, paths, {0: reloaded}, workers=1)
+    assert not fails  # everything came from the cache: the backend was never built
+    np.testing.assert_allclose(cached[0], direct[0], rtol=1e-5, atol=1e-5)
+
+
+def test_augmented_views_are_stable_and_distinct() -> None:
+    img, aug = photo(1, (300, 200)), Augment(flip=True, random_crop=10, random_scale=30, random_brightness=30)
+    a = aug.view(img, PRE, view_rng("ab" * 20, 1))
+    assert a.shape == (96, 96, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, aug.view(img, PRE, view_rng("ab" * 20, 1)))  # same (image, view) → same pixels
+    assert not np.array_equal(a, aug.view(img, PRE, view_rng("ab" * 20, 2)))
+    assert not np.array_equal(a, PRE.to_uint8(img))
+    with pytest.raises(ValueError, match="random_scale"):
+        Augment(random_scale=150)
+
+
+def test_litert_features_match_pytorch(tmp_path: Path, backbone) -> None:
+    x = np.stack([PRE.to_uint8(photo(i, (120, 100))) for i in range(4)])
+    ref = torch_backend(backbone, PRE)(x)
+    got = litert_backend(backbone_tflite(backbone, PRE, tmp_path / "bb.tflite"), threads=1)(x)
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+
+
+@pytest.fixture(scope="module")
+def data3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("t") / "data", {"red": 16, "green": 16, "blue": 16})
+
+
+def test_aug_views_are_cached_per_view_and_reused(data3: Path, tmp_path: Path) -> None:
+    kw = dict(weights="none", epochs=3, aug_views=2, workers=1, verbose=False, cache_dir=tmp_path / "c",
+              feature_backend="torch")
+    run = train(data3, MODEL, tmp_path / "r1", **kw)
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 3  # plain view + 2 augmented views
+    again = train(data3, MODEL, tmp_path / "r2", **kw)
+    m2 = json.loads((again / "manifest.json").read_text())
+    assert m2["feature_backend"] == "cache"  # nothing recomputed
+    assert json.loads((run / "metrics.json").read_text())["test"] == json.loads((again / "metrics.json").read_text())["test"]
+
+
+def test_steps_and_fine_tune_keep_the_better_model(data3: Path, tmp_path: Path) -> None:
+    rows: list[dict] = []
+    run = train(data3, MODEL, tmp_path / "ft", weights="none", steps=4, batch_size=16, workers=1, verbose=False,
+                cache_dir=tmp_path / "c", fine_tune=2, fine_tune_epochs=1, on_epoch=rows.append,
+                feature_backend="torch")
+    m = json.loads((run / "metrics.json").read_text())
+    # 4 steps of 16 over ~38 training images = 2 head epochs, then 1 fine-tuning epoch.
+    assert [r["epoch"] for r in rows] == [1, 2, 1]
+    ft = m["fine_tune"]
+    assert ft["blocks"] == 2 and m["val"]["accuracy"] >= round(ft["val_acc_head"], 4)
+    assert ft["kept"] in ("head", "fine-tuned")
+    hist = (run / "history.csv").read_text().splitlines()
+    assert hist[0].endswith("stage") and hist[-1].endswith("fine-tune")
+
+
+def test_interrupted_run_is_marked_and_rerun_completes(data3: Path, tmp_path: Path) -> None:
+    def stop(row: dict) -> None:
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    kw = dict(weights="none", epochs=4, workers=1, verbose=False, cache_dir=tmp_path / "c")
+    with pytest.raises(KeyboardInterrupt):
+        train(data3, MODEL, tmp_path / "run", on_epoch=stop, **kw)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "metrics.json").exists()
+    train(data3, MODEL, tmp_path / "run", **kw)
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"
+
+
+def _crc32c_bitwise(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
+def test_tensorboard_event_file_is_well_formed(tmp_path: Path) -> None:
+    from edgeclf.report.tensorboard import write_scalars
+
+    path = write_scalars(tmp_path, [{"epoch": 1, "train_acc": 0.5, "val_loss": 1.25, "stage": "head"},
+                                    {"epoch": 2, "train_acc": 0.75, "val_loss": 1.0}])
+    blob, records = path.read_bytes(), []
+    while blob:
+        (n,) = struct.unpack("<Q", blob[:8])
+        payload = blob[12:12 + n]
+        (crc,) = struct.unpack("<I", blob[12 + n:16 + n])
+        c = _crc32c_bitwise(payload)
+        assert crc == (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+        records.append(payload)
+        blob = blob[16 + n:]
+    assert len(records) == 3 and b"brain.Event:2" in records[0]
+    assert b"acc/train" in records[1] and struct.pack("<f", 1.25) in records[1]
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("acc/train")] == [0.5, 0.75]
