@@ -55,7 +55,12 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from .export.exporter import export
 
-    export(a.run_dir, a.format, a.quantize, a.output)
+    quants = a.quantize.split(",")
+    if a.output and len(quants) > 1:
+        raise EdgeclfError("--output names one file; export one --quantize at a time with it, or drop --output")
+    for q in quants:
+        export(a.run_dir, a.format, q, a.output, io=a.io, calibration_size=a.calibration_size,
+               calibration_data=a.calibration_data)
     return 0
 
 
@@ -175,7 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", cmd_export, "export a run to .tflite, with labels.txt and a preprocessing JSON beside it")
     p.add_argument("run_dir")
     p.add_argument("--format", choices=("tflite",), default="tflite")
-    p.add_argument("--quantize", choices=("float32",), default="float32")
+    p.add_argument("--quantize", default="float32",
+                   help="float32 | float16 | dynamic | int8, or several comma-separated")
+    p.add_argument("--io", choices=("uint8", "float32"), default="uint8",
+                   help="input (and int8 output) type: uint8 as MediaPipe and apps expect, or float32 pixels")
+    p.add_argument("--calibration-size", type=int, default=100, help="training images used to calibrate int8")
+    p.add_argument("--calibration-data", default=None, help="dataset folder, if it moved since training")
     p.add_argument("--output", "-o", default=None, help="output file (default RUN_DIR/export/MODEL_QUANT.tflite)")
 
     p = add("evaluate", cmd_evaluate, "accuracy of an exported file (or run dir) on a split of the dataset")

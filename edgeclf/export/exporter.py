@@ -6,33 +6,73 @@ import os
 import time
 from pathlib import Path
 
-from .._io import write_json, write_text
+import numpy as np
+
+from .. import __version__
+from .._io import read_json, write_json, write_text
 from ..errors import EdgeclfError
+from ..models.preprocess import Preprocess
 from ..train.run import load_run, run_preprocess
 
 FORMATS = {"tflite": ".tflite"}
 
 
+def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int = 100,
+                       data: str | os.PathLike[str] | None = None, seed: int = 0) -> np.ndarray:
+    """Up to `n` uint8 crops from the run's training split (evenly over classes) for int8 calibration."""
+    from ..data.dataset import scan
+    from ..data.images import ImageDecodeError, load_rgb
+
+    rec = read_json(Path(run_dir) / "split.json")
+    root = Path(data or rec["root"])
+    if not root.is_dir():
+        raise EdgeclfError(f"int8 calibration needs the training images, but {root} is gone; "
+                           "pass --calibration-data DATA")
+    train = scan(root, rec["val_percent"], rec["test_percent"]).split("train")
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list] = {}
+    for s in rng.permutation(len(train)):
+        by_class.setdefault(train[s].label, []).append(train[s])
+    picked = [by_class[c][i] for i in range(max(map(len, by_class.values()))) for c in sorted(by_class)
+              if i < len(by_class[c])][:n]
+    out = []
+    for s in picked:
+        try:
+            out.append(pre.to_uint8(load_rgb(s.path, min_side=pre.resize_to)))
+        except ImageDecodeError:
+            continue  # a bad training image is simply not used for calibration
+    return np.stack(out)
+
+
 def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: str = "float32",
-           out: str | os.PathLike[str] | None = None, verbose: bool = True) -> Path:
-    """Export a trained run; writes FILE, labels.txt and FILE-stem.json (preprocessing) beside it."""
+           out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
+           calibration_data: str | os.PathLike[str] | None = None, verbose: bool = True) -> Path:
+    """Export a trained run; writes FILE (with metadata + labels inside), labels.txt and FILE-stem.json beside it."""
     if format not in FORMATS:
         raise EdgeclfError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
     model, meta = load_run(run_dir)
     pre = run_preprocess(meta)
-    dest = Path(out) if out else Path(run_dir) / "export" / f"{meta['model']}_{quantize}{FORMATS[format]}"
+    suffix = "" if io == "uint8" else f"_io{io}"
+    dest = Path(out) if out else Path(run_dir) / "export" / f"{meta['model']}_{quantize}{suffix}{FORMATS[format]}"
     t = time.perf_counter()
     if format == "tflite":
         from .tflite import to_tflite
 
-        to_tflite(model, pre, dest, quantize)
+        calib = calibration_images(run_dir, pre, calibration_size, calibration_data) if quantize == "int8" else None
+        if calib is not None and io == "float32":
+            calib = calib.astype(np.float32)
+        to_tflite(model, pre, dest, quantize, io, labels=list(meta["classes"]), calibration=calib,
+                  name=f"{meta['model']} classifier ({len(meta['classes'])} classes)",
+                  description=f"Trained with edgeclf {__version__}; {quantize} weights; "
+                              f"input {io} NHWC {pre.size}x{pre.size} RGB 0..255, normalization inside; "
+                              f"output probabilities.", version=__version__)
     write_text(dest.parent / "labels.txt", "\n".join(meta["classes"]) + "\n")
     write_json(dest.with_suffix(".json"), {
         "model": meta["model"], "format": format, "quantize": quantize, "classes": meta["classes"],
-        "input": {"layout": "NHWC", "dtype": "uint8", "size": pre.size, "range": [0, 255]},
+        "input": {"layout": "NHWC", "dtype": io, "size": pre.size, "range": [0, 255]},
         "preprocess": pre.to_dict(), "output": "probabilities", "run_dir": str(Path(run_dir).resolve()),
     })
     if verbose:
-        print(f"exported {dest} ({dest.stat().st_size / 1e6:.2f} MB, {format} {quantize}) "
+        print(f"exported {dest} ({dest.stat().st_size / 1e6:.2f} MB, {format} {quantize}, {io} input) "
               f"in {time.perf_counter() - t:.1f}s")
     return dest

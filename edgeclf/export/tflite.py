@@ -1,31 +1,174 @@
-"""PyTorch → .tflite through litert-torch."""
+"""PyTorch → .tflite: litert-torch converts in float32, ai-edge-quantizer quantizes, metadata goes in.
+
+| --quantize | weights | activations | how |
+|---|---|---|---|
+| float32 | float32 | float32 | litert-torch |
+| float16 | float16 | float32 | ai-edge-quantizer FLOAT_CASTING (weights dequantized at load) |
+| dynamic | int8 | float32 (int8 matmuls at run time) | ai-edge-quantizer dynamic_wi8_afp32 |
+| int8 | int8 | int8 | ai-edge-quantizer static_wi8_ai8, calibrated on training images |
+
+The graph takes pixels 0..255 (uint8 by default) with the cast and normalization inside, which is
+what MediaPipe's ImageClassifier feeds. A full-integer model's int8 input/output is rewrapped to
+uint8 (`--io uint8`, as MediaPipe and most apps expect) or float32 (`--io float32`) by adding
+QUANTIZE/DEQUANTIZE ops at the graph's edges.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .._io import atomic_path, quiet_fds
+from .._io import quiet_fds, write_bytes
 from ..errors import EdgeclfError
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
 from .wrapper import Deployable
 
-QUANTIZE = ("float32",)
+QUANTIZE = ("float32", "float16", "dynamic", "int8")
+IO_TYPES = ("uint8", "float32")
 
 
-def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], quantize: str = "float32") -> Path:
-    """Convert to a uint8-input NHWC .tflite with probabilities out; written atomically."""
-    if quantize not in QUANTIZE:
-        raise EdgeclfError(f"--quantize {quantize} for .tflite is not supported yet; use one of {', '.join(QUANTIZE)}")
+def convert_float(model: Classifier, pre: Preprocess, io: str = "uint8") -> bytes:
+    """The float32 .tflite bytes of model + preprocessing, NHWC pixels in, probabilities out."""
     module = Deployable(model, pre).eval()
-    sample = (torch.zeros(1, pre.size, pre.size, 3, dtype=torch.uint8),)
+    dtype = torch.uint8 if io == "uint8" else torch.float32
     with quiet_fds():
         import litert_torch
 
-        edge = litert_torch.convert(module, sample)
-        with atomic_path(dest) as tmp:
-            edge.export(str(tmp))
+        edge = litert_torch.convert(module, (torch.zeros(1, pre.size, pre.size, 3, dtype=dtype),))
+        with tempfile.TemporaryDirectory() as tmp:
+            edge.export(f"{tmp}/m.tflite")
+            return Path(f"{tmp}/m.tflite").read_bytes()
+
+
+def _recipe(quantize: str):
+    from ai_edge_quantizer import qtyping, recipe, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    if quantize == "dynamic":
+        return recipe.dynamic_wi8_afp32()
+    if quantize == "int8":
+        return recipe.static_wi8_ai8()
+    rm = recipe_manager.RecipeManager()
+    rm.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                              algorithm_key=AlgorithmName.FLOAT_CASTING)
+    return rm.get_quantization_recipe()
+
+
+def quantize_tflite(float_bytes: bytes, quantize: str, calibration: np.ndarray | None = None) -> bytes:
+    """Quantize float32 .tflite bytes; `calibration` (uint8 or float NHWC images) is needed for int8."""
+    if quantize == "float32":
+        return float_bytes
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer
+
+    with tempfile.TemporaryDirectory() as tmp, quiet_fds():
+        src, dst = Path(tmp) / "f.tflite", Path(tmp) / "q.tflite"
+        src.write_bytes(float_bytes)
+        qt = quantizer.Quantizer(str(src))
+        qt.load_quantization_recipe(_recipe(quantize))
+        if quantize == "int8":
+            if calibration is None or not len(calibration):
+                raise EdgeclfError("int8 export needs calibration images; the run's training split provides them")
+            sigs = Interpreter(model_path=str(src)).get_signature_list()
+            key = next(iter(sigs))
+            name = sigs[key]["inputs"][0]
+            data = {key: [{name: x[None]} for x in calibration]}
+            result = qt.quantize(qt.calibrate(data, num_threads=os.cpu_count() or 1))
+        else:
+            result = qt.quantize()
+        result.export_model(str(dst), overwrite=True)
+        return dst.read_bytes()
+
+
+def _opcode(model, builtin: int) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+
+    for i, oc in enumerate(model.operatorCodes):
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == builtin:
+            return i
+    oc = schema.OperatorCodeT()
+    oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = builtin, min(builtin, 127), 2
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def retype_io(model_bytes: bytes, io: str) -> bytes:
+    """Wrap int8 graph inputs/outputs into `io` (uint8: requantize with zero point +128; float32: (de)quantize)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    for b in model.buffers or []:  # inline weights stored after the flatbuffer (see metadata.attach_metadata)
+        if (b.offset or 0) > 1:
+            b.data = np.frombuffer(model_bytes, np.uint8, count=int(b.size), offset=int(b.offset))
+            b.offset, b.size = 0, 0
+    T = schema.TensorType
+    target = T.UINT8 if io == "uint8" else T.FLOAT32
+    changed = False
+    sg = model.subgraphs[0]
+
+    def twin(idx: int) -> int:
+        old = sg.tensors[idx]
+        new = schema.TensorT()
+        new.shape, new.shapeSignature, new.type = old.shape, old.shapeSignature, target
+        new.name = (old.name.decode() if isinstance(old.name, bytes) else old.name) + f"_{io}"
+        new.buffer = 0  # buffer 0 is the empty sentinel every model has
+        if io == "uint8":
+            q = schema.QuantizationParametersT()
+            q.scale = list(old.quantization.scale)
+            q.zeroPoint = [int(z) + 128 for z in old.quantization.zeroPoint]
+            new.quantization = q
+        sg.tensors.append(new)
+        return len(sg.tensors) - 1
+
+    def op(code: int, i: int, o: int):
+        x = schema.OperatorT()
+        x.opcodeIndex, x.inputs, x.outputs = code, [i], [o]
+        return x
+
+    quant = _opcode(model, schema.BuiltinOperator.QUANTIZE)
+    dequant = _opcode(model, schema.BuiltinOperator.DEQUANTIZE)
+    remap: dict[int, int] = {}
+    for pos, idx in enumerate(list(sg.inputs)):
+        if sg.tensors[idx].type == T.INT8:
+            new = twin(idx)
+            sg.operators.insert(0, op(quant, new, idx))
+            sg.inputs[pos], remap[idx], changed = new, new, True
+    for pos, idx in enumerate(list(sg.outputs)):
+        if sg.tensors[idx].type == T.INT8:
+            new = twin(idx)
+            sg.operators.append(op(quant if io == "uint8" else dequant, idx, new))
+            sg.outputs[pos], remap[idx], changed = new, new, True
+    if not changed:
+        return model_bytes
+    for sig in model.signatureDefs or []:
+        for t in list(sig.inputs or []) + list(sig.outputs or []):
+            t.tensorIndex = remap.get(t.tensorIndex, t.tensorIndex)
+    import flatbuffers
+
+    b = flatbuffers.Builder(len(model_bytes) + 4096)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], quantize: str = "float32",
+              io: str = "uint8", labels: list[str] | None = None, calibration: np.ndarray | None = None,
+              name: str = "edgeclf classifier", description: str = "", version: str = "1") -> Path:
+    """Convert, quantize, add metadata (with labels) and write `dest` atomically."""
+    if quantize not in QUANTIZE:
+        raise EdgeclfError(f"--quantize {quantize} is not supported for .tflite; use one of {', '.join(QUANTIZE)}")
+    if io not in IO_TYPES:
+        raise EdgeclfError(f"--io {io} is not supported; use one of {', '.join(IO_TYPES)}")
+    data = quantize_tflite(convert_float(model, pre, io), quantize, calibration)
+    if quantize == "int8":
+        data = retype_io(data, io)
+    if labels:
+        from .metadata import attach_metadata, build_metadata
+
+        data = attach_metadata(data, build_metadata(name, description, version, labels, pre, io), labels)
+    write_bytes(dest, data)
     return Path(dest)

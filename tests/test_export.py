@@ -1,0 +1,106 @@
+"""Export: every quantization converts, runs in LiteRT, carries metadata, and MediaPipe reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeclf.errors import EdgeclfError
+
+MODEL = "mobilenet_v2_1.0_96"  # ImageNet weights (offline): colours are separable in its features
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 210)}
+
+
+def _colour_dataset(root: Path, n: int = 14) -> Path:
+    rng = np.random.default_rng(0)
+    for name, rgb in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            px = np.clip(np.array(rgb) + rng.normal(0, 25, (48, 64, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(px).save(root / name / f"{i}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgeclf.train.trainer import train
+
+    root = tmp_path_factory.mktemp("exp")
+    return train(_colour_dataset(root / "data"), MODEL, root / "run", epochs=15, lr=3e-3,
+                 workers=1, verbose=False, cache_dir=root / "cache", feature_backend="torch")
+
+
+@pytest.fixture(scope="module")
+def exported(run: Path) -> dict[str, Path]:
+    from edgeclf.export.exporter import export
+
+    return {q: export(run, "tflite", q, verbose=False, calibration_size=30)
+            for q in ("float32", "float16", "dynamic", "int8")}
+
+
+def _probe_images() -> list[np.ndarray]:
+    rng = np.random.default_rng(99)  # unseen images from the training distribution
+    return [np.clip(np.array(rgb) + rng.normal(0, 25, (120, 160, 3)), 0, 255).astype(np.uint8)
+            for rgb in COLOURS.values()]
+
+
+def test_sizes_and_io_types(exported: dict[str, Path]) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    size = {q: p.stat().st_size for q, p in exported.items()}
+    assert size["float16"] < 0.55 * size["float32"] and size["dynamic"] < 0.34 * size["float32"]
+    assert size["int8"] < 0.34 * size["float32"]
+    for q, p in exported.items():
+        it = Interpreter(model_path=str(p))
+        it.allocate_tensors()
+        assert it.get_input_details()[0]["dtype"] == np.uint8, q
+        assert it.get_output_details()[0]["dtype"] == (np.uint8 if q == "int8" else np.float32), q
+
+
+def test_metadata_inside_the_file(exported: dict[str, Path]) -> None:
+    from edgeclf.export.metadata import read_metadata
+
+    for q, p in exported.items():
+        info, files = read_metadata(p.read_bytes())
+        assert files["labels.txt"].decode().split() == sorted(COLOURS), q
+        assert info["associated_files"] == ["labels.txt"] and info["normalization"]["std"] == [1.0, 1.0, 1.0]
+        assert MODEL in info["name"]
+
+
+def test_quantized_files_agree_with_pytorch(run: Path, exported: dict[str, Path]) -> None:
+    from edgeclf.runtime.engine import load_engine
+
+    torch_engine = load_engine(run)
+    pre = torch_engine.preprocess
+    x = np.stack([pre.to_uint8(Image.fromarray(a)) for a in _probe_images()])
+    ref = torch_engine.predict(x)
+    assert list(ref.argmax(1)) == [2, 1, 0]  # red, green, blue → labels sorted: blue, green, red
+    for q, p in exported.items():
+        got = load_engine(p).predict(x)
+        assert list(got.argmax(1)) == list(ref.argmax(1)), q
+        assert np.abs(got - ref).max() < (0.02 if q in ("float32", "float16") else 0.25), q
+
+
+def test_mediapipe_image_classifier_reads_every_export(exported: dict[str, Path]) -> None:
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    for q, p in exported.items():
+        opts = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(p)), max_results=1)
+        with vision.ImageClassifier.create_from_options(opts) as clf:
+            names = [clf.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=img)).classifications[0]
+                     .categories[0].category_name for img in _probe_images()]
+        assert names == list(COLOURS), q
+
+
+def test_bad_export_options(run: Path, tmp_path: Path) -> None:
+    from edgeclf.export.exporter import export
+
+    with pytest.raises(EdgeclfError, match="int4"):
+        export(run, "tflite", "int4", tmp_path / "x.tflite", verbose=False)
+    with pytest.raises(EdgeclfError, match="--io"):
+        export(run, "tflite", "float32", tmp_path / "x.tflite", io="int8", verbose=False)
+    assert not list(tmp_path.iterdir())  # nothing half-written
