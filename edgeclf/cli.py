@@ -172,14 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fine-tune-epochs", type=int, default=3)
     g.add_argument("--fine-tune-lr", type=float, default=1e-4)
     p.add_argument("--feature-backend", choices=("auto", "litert", "torch"), default="auto",
-                   help="who computes cached features (auto: the backbone exported to LiteRT, ~5-10x faster)")
+                   help="who computes cached features (auto: the backbone exported to LiteRT, ~3.5-5x faster on a CPU)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $EDGECLF_HOME/features)")
     p.add_argument("--workers", type=int, default=None)
     _split_args(p)
 
     p = add("export", cmd_export, "export a run to .tflite, with labels.txt and a preprocessing JSON beside it")
     p.add_argument("run_dir")
-    p.add_argument("--format", choices=("tflite",), default="tflite")
+    p.add_argument("--format", choices=("tflite", "onnx"), default="tflite")
     p.add_argument("--quantize", default="float32",
                    help="float32 | float16 | dynamic | int8, or several comma-separated")
     p.add_argument("--io", choices=("uint8", "float32"), default="uint8",

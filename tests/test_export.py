@@ -104,3 +104,38 @@ def test_bad_export_options(run: Path, tmp_path: Path) -> None:
     with pytest.raises(EdgeclfError, match="--io"):
         export(run, "tflite", "float32", tmp_path / "x.tflite", io="int8", verbose=False)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_onnx_export_runs_in_onnxruntime(run: Path, exported: dict[str, Path], tmp_path: Path) -> None:
+    import onnx
+
+    from edgeclf.export.exporter import export
+    from edgeclf.runtime.engine import load_engine
+
+    path = export(run, "onnx", out=tmp_path / "m.onnx", verbose=False)
+    proto = onnx.load(str(path))
+    assert proto.opset_import[0].version >= 17
+    assert {p.key for p in proto.metadata_props} >= {"labels", "preprocess"}
+    engine, ref = load_engine(path), load_engine(run)
+    assert engine.kind == "onnx" and engine.labels == sorted(COLOURS)
+    x = np.stack([ref.preprocess.to_uint8(Image.fromarray(a)) for a in _probe_images()])
+    np.testing.assert_allclose(engine.predict(x), ref.predict(x), atol=1e-4)
+
+
+def test_tflite_alone_carries_its_preprocessing(exported: dict[str, Path], tmp_path: Path) -> None:
+    from edgeclf.runtime.engine import load_engine
+
+    lone = tmp_path / "lone.tflite"
+    lone.write_bytes(exported["int8"].read_bytes())  # no JSON or labels.txt beside it
+    engine = load_engine(lone)
+    assert engine.labels == sorted(COLOURS) and engine.preprocess.size == 96
+
+
+def test_evaluate_reports_agreement_with_pytorch(run: Path, exported: dict[str, Path]) -> None:
+    import json
+
+    from edgeclf.runtime.evaluate import evaluate
+
+    data = Path(json.loads((run / "split.json").read_text())["root"])
+    m = evaluate(exported["int8"], data, split="train", verbose=False)
+    assert m["pytorch_run"] == str(run.resolve()) and m["top1_agreement_with_pytorch"] >= 0.9

@@ -27,7 +27,7 @@ PUBLISHED = {
     "mobilenet_v3_large_1.0_224": (5.4, 217, 0.05),
     "mobilenet_v3_small_1.0_224": (2.5, 56, 0.05),  # the paper's figures; TF-slim's table says 2.9 M / 66 M
     "efficientnet_lite0": (4.7, 385, 0.03),  # README says 407 M MACs; LiteRT's own graph count is 388.7 M
-    "efficientnet_lite4": (13.0, 2553, 0.03),  # README says 2.64 B; see bench/zoo_counts.md
+    "efficientnet_lite4": (13.0, 2553, 0.03),  # issue figure 2.64 B; the converter counts 2,568 M (bench/README.md)
 }
 
 

@@ -14,7 +14,7 @@ from ..errors import EdgeclfError
 from ..models.preprocess import Preprocess
 from ..train.run import load_run, run_preprocess
 
-FORMATS = {"tflite": ".tflite"}
+FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}
 
 
 def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int = 100,
@@ -66,6 +66,12 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
                   description=f"Trained with edgeclf {__version__}; {quantize} weights; "
                               f"input {io} NHWC {pre.size}x{pre.size} RGB 0..255, normalization inside; "
                               f"output probabilities.", version=__version__)
+    else:
+        from .onnx import to_onnx
+
+        if quantize != "float32" or io != "uint8":
+            raise EdgeclfError("ONNX export is float32 with uint8 input; drop --quantize/--io or use --format tflite")
+        to_onnx(model, pre, dest, list(meta["classes"]), {"model": meta["model"], "version": __version__})
     write_text(dest.parent / "labels.txt", "\n".join(meta["classes"]) + "\n")
     write_json(dest.with_suffix(".json"), {
         "model": meta["model"], "format": format, "quantize": quantize, "classes": meta["classes"],

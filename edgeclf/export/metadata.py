@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..models.preprocess import Preprocess
 
 METADATA_NAME = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"
+CUSTOM_NAME = "edgeclf"
 
 
 @lru_cache(maxsize=1)
@@ -38,8 +40,12 @@ def metadata_schema() -> ModuleType:
 
 
 def build_metadata(name: str, description: str, version: str, labels: list[str], pre: Preprocess,
-                   input_dtype: str, author: str = "edgeclf") -> bytes:
-    """The ModelMetadata flatbuffer (file identifier M001) of an image classifier."""
+                   input_dtype: str, author: str = "edgeclf", custom: dict | None = None) -> bytes:
+    """The ModelMetadata flatbuffer (file identifier M001) of an image classifier.
+
+    `custom` (JSON-able) is stored as the subgraph's "edgeclf" custom metadata: the exact
+    preprocessing, so the file alone is enough to run it the way it was trained.
+    """
     m = metadata_schema()
     inp = m.TensorMetadataT()
     inp.name = "image"
@@ -73,6 +79,11 @@ def build_metadata(name: str, description: str, version: str, labels: list[str],
     out.associatedFiles = [labels_file]
     sub = m.SubGraphMetadataT()
     sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], [out]
+    if custom is not None:
+        entry = m.CustomMetadataT()
+        entry.name = CUSTOM_NAME
+        entry.data = list(json.dumps(custom, sort_keys=True).encode())
+        sub.customMetadata = [entry]
     model = m.ModelMetadataT()
     model.name, model.description, model.version, model.author = name, description, version, author
     model.subgraphMetadata = [sub]
@@ -82,20 +93,28 @@ def build_metadata(name: str, description: str, version: str, labels: list[str],
     return bytes(b.Output())
 
 
-def attach_metadata(model_bytes: bytes, metadata: bytes, labels: list[str]) -> bytes:
-    """The model with `metadata` added as TFLITE_METADATA (replacing any) and labels.txt zip-appended."""
+def unpack_model(model_bytes: bytes):
+    """The .tflite as schema.ModelT with every buffer inline, ready to edit and repack."""
     from ai_edge_litert import schema_py_generated as schema
 
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     except Exception as exc:  # noqa: BLE001 - any parse failure means the bytes are not a model
-        raise EdgeclfError(f"cannot add metadata: not a valid .tflite flatbuffer ({exc})") from None
+        raise EdgeclfError(f"not a valid .tflite flatbuffer ({exc})") from None
     # Writers such as ai-edge-quantizer store weights after the flatbuffer and point at them by
     # offset; a repacked flatbuffer moves everything, so those bytes are inlined first.
     for b in model.buffers or []:
         if (b.offset or 0) > 1:
             b.data = np.frombuffer(model_bytes, np.uint8, count=int(b.size), offset=int(b.offset))
             b.offset, b.size = 0, 0
+    return model
+
+
+def attach_metadata(model_bytes: bytes, metadata: bytes, labels: list[str]) -> bytes:
+    """The model with `metadata` added as TFLITE_METADATA (replacing any) and labels.txt zip-appended."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = unpack_model(model_bytes)
     buf = schema.BufferT()
     buf.data = np.frombuffer(metadata, dtype=np.uint8)
     model.buffers = list(model.buffers or []) + [buf]
@@ -145,4 +164,7 @@ def read_metadata(model_bytes: bytes) -> tuple[dict, dict[str, bytes]]:
             "normalization": {"mean": list(sub.inputTensorMetadata[0].processUnits[0].options.mean),
                               "std": list(sub.inputTensorMetadata[0].processUnits[0].options.std)},
             "associated_files": [dec(f.name) for f in sub.outputTensorMetadata[0].associatedFiles or []]}
+    for c in sub.customMetadata or []:
+        if dec(c.name) == CUSTOM_NAME:
+            info["custom"] = json.loads(bytes(bytearray(c.data)).decode())
     return info, files

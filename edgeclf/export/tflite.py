@@ -101,11 +101,9 @@ def retype_io(model_bytes: bytes, io: str) -> bytes:
     """Wrap int8 graph inputs/outputs into `io` (uint8: requantize with zero point +128; float32: (de)quantize)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-    for b in model.buffers or []:  # inline weights stored after the flatbuffer (see metadata.attach_metadata)
-        if (b.offset or 0) > 1:
-            b.data = np.frombuffer(model_bytes, np.uint8, count=int(b.size), offset=int(b.offset))
-            b.offset, b.size = 0, 0
+    from .metadata import unpack_model
+
+    model = unpack_model(model_bytes)
     T = schema.TensorType
     target = T.UINT8 if io == "uint8" else T.FLOAT32
     changed = False
@@ -169,6 +167,8 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
     if labels:
         from .metadata import attach_metadata, build_metadata
 
-        data = attach_metadata(data, build_metadata(name, description, version, labels, pre, io), labels)
+        custom = {"preprocess": pre.to_dict(), "classes": labels, "quantize": quantize, "io": io}
+        data = attach_metadata(data, build_metadata(name, description, version, labels, pre, io, custom=custom),
+                               labels)
     write_bytes(dest, data)
     return Path(dest)

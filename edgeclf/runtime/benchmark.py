@@ -39,7 +39,7 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
         ms[i] = (time.perf_counter() - t) * 1e3
     p = Path(path)
     size_bytes = p.stat().st_size if p.is_file() else (p / "model.pt").stat().st_size
-    return {"file": str(path), "runtime": "litert" if engine.kind == "tflite" else engine.kind, "threads": threads,
+    return {"file": str(path), "runtime": {"tflite": "litert", "onnx": "onnxruntime"}.get(engine.kind, engine.kind), "threads": threads,
             "size_mb": round(size_bytes / 1e6, 3), "input": f"{size}x{size}x3 uint8", "runs": runs,
             **_stats(ms), "throughput_ips": round(1e3 / float(ms.mean()), 1)}
 

@@ -31,10 +31,19 @@ class Engine:
 
 
 def _sidecar(path: Path) -> dict:
+    """Preprocessing and labels: from the JSON beside the file, else from the metadata inside it."""
     side = path.with_suffix(".json")
-    if not side.is_file():
-        raise ModelError(f"{path}: no {side.name} beside it (preprocessing and labels); re-export with edgeclf export")
-    return read_json(side)
+    if side.is_file():
+        return read_json(side)
+    from ..export.metadata import read_metadata
+
+    try:
+        info, files = read_metadata(path.read_bytes())
+        custom = info["custom"]
+        return {"preprocess": custom["preprocess"], "classes": custom["classes"]}
+    except Exception:  # noqa: BLE001 - any failure: the file does not carry edgeclf metadata
+        raise ModelError(f"{path}: no {side.name} beside it and no edgeclf metadata inside; "
+                         "re-export with edgeclf export") from None
 
 
 def _labels(path: Path, meta: dict) -> list[str]:
@@ -96,4 +105,31 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
             raise ModelError(f"{path}: labels.txt has {len(labels)} labels but the model outputs {n_out} classes; "
                              "use the labels.txt exported with this model")
         return Engine(path, "tflite", labels, Preprocess.from_dict(meta["preprocess"]), runner, threads)
-    raise ModelError(f"{path}: unsupported model file type {path.suffix!r}; pass a .tflite file or a run directory")
+    if path.suffix == ".onnx":
+        runner, labels, pre = _onnx_runner(path, threads)
+        return Engine(path, "onnx", labels, pre, runner, threads)
+    raise ModelError(f"{path}: unsupported model file type {path.suffix!r}; pass a .tflite or .onnx file "
+                     "or a run directory")
+
+
+def _onnx_runner(path: Path, threads: int | None):
+    import json
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ModelError(f"{path} is not a valid ONNX model ({str(exc).splitlines()[0][:160]}); re-export it") from None
+    props = sess.get_modelmeta().custom_metadata_map
+    if "labels" not in props or "preprocess" not in props:
+        raise ModelError(f"{path} has no edgeclf labels/preprocessing metadata; export it with edgeclf export")
+    name = sess.get_inputs()[0].name
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return sess.run(None, {name: np.ascontiguousarray(batch, dtype=np.uint8)})[0]
+
+    return run, json.loads(props["labels"]), Preprocess.from_dict(json.loads(props["preprocess"]))

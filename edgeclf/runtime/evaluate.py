@@ -35,12 +35,18 @@ class LoadCrop:
             return exc.reason
 
 
+def _run_dir(engine: Engine) -> Path | None:
+    """The run directory that produced the model, when it is still there."""
+    if engine.kind == "torch":
+        return engine.path
+    side = engine.path.with_suffix(".json")
+    run_dir = Path(read_json(side).get("run_dir", "")) if side.is_file() else None
+    return run_dir if run_dir and (run_dir / "model.pt").is_file() else None
+
+
 def _split_percents(engine: Engine) -> tuple[float, float]:
     """The split percentages of the run that produced the model, so the test split is the same files."""
-    run_dir = engine.path if engine.kind == "torch" else None
-    if run_dir is None:
-        side = engine.path.with_suffix(".json")
-        run_dir = Path(read_json(side).get("run_dir", "")) if side.is_file() else None
+    run_dir = _run_dir(engine)
     split = run_dir / "split.json" if run_dir else None
     if split and split.is_file():
         rec = read_json(split)
@@ -67,7 +73,7 @@ def predict_files(engine: Engine, paths: list[str], workers: int | None = None, 
 
 def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split: str = "test", top_k: int = 5,
              out: str | os.PathLike[str] | None = None, threads: int | None = None, workers: int | None = None,
-             verbose: bool = True) -> dict[str, Any]:
+             compare_to_run: bool = True, verbose: bool = True) -> dict[str, Any]:
     """Evaluate a .tflite file or run directory on one split of DATA; optionally write reports to `out`."""
     engine = load_engine(model, threads)
     val_p, test_p = _split_percents(engine)
@@ -91,6 +97,13 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
         "misclassified": [{"path": paths[good[j]], "true": engine.labels[y[j]], "predicted": engine.labels[pred[j]],
                            "score": round(float(probs[j, pred[j]]), 4)} for j in np.nonzero(pred != y)[0]],
     })
+    run_dir = _run_dir(engine)
+    if compare_to_run and run_dir is not None and engine.kind != "torch":
+        ref, _, _ = predict_files(load_engine(run_dir, threads), [paths[i] for i in good], workers,
+                                         desc="PyTorch reference")
+        if len(ref) == len(pred):
+            m["top1_agreement_with_pytorch"] = round(float((ref.argmax(1) == pred).mean()), 4)
+            m["pytorch_run"] = str(run_dir)
     if out:
         write_reports(Path(out), m, engine.labels)
     if verbose:
@@ -140,7 +153,9 @@ def format_metrics(m: dict[str, Any]) -> str:
     topk = next(k for k in m if k.startswith("top") and k.endswith("_accuracy"))
     rows = [[p["class"], p["precision"], p["recall"], p["f1"], p["support"]] for p in m["per_class"]]
     lines = [f"{m['model']} ({m['kind']}) on the {m['split']} split of {m['data']}: {m['n']} images",
-             f"accuracy {m['accuracy']:.4f}   {topk.replace('_', ' ')} {m[topk]:.4f}   loss {m['loss']:.4f}", "",
+             f"accuracy {m['accuracy']:.4f}   {topk.replace('_', ' ')} {m[topk]:.4f}   loss {m['loss']:.4f}"
+             + (f"   top-1 agreement with PyTorch {m['top1_agreement_with_pytorch']:.4f}"
+                if "top1_agreement_with_pytorch" in m else ""), "",
              format_table(["class", "precision", "recall", "f1", "support"], rows)]
     if m["skipped"]:
         lines.append(f"\nskipped {len(m['skipped'])} unreadable image(s)")

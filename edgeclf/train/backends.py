@@ -1,7 +1,7 @@
 """Feature backends: the same backbone run by PyTorch eager or, exported once, by LiteRT (XNNPACK).
 
 Both take uint8 NHWC crops and return the pooled float32 features; the LiteRT path is several
-times faster on a CPU (bench/features.md) and its vectors match PyTorch's to float rounding,
+times faster on a CPU (bench/README.md) and its vectors match PyTorch's to float rounding,
 so both share one feature cache.
 """
 
