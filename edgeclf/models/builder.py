@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .blocks import ACTIVATIONS, ConvBnAct, MBBlock, make_divisible
 
@@ -135,7 +136,9 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, H, W] (normalized) → features [N, num_features]."""
         x = self.head(self.blocks(self.stem(x)))
-        return self.pre_logits(x.mean((2, 3)))
+        # adaptive_avg_pool2d, not x.mean((2, 3)): the converter lowers the latter with an extra
+        # NHWC→NCHW TRANSPOSE in front of the pool.
+        return self.pre_logits(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 class Classifier(nn.Module):
