@@ -110,6 +110,13 @@ def unpack_model(model_bytes: bytes):
     return model
 
 
+def pack_model(model) -> bytes:
+    """Serialize a schema.ModelT back to .tflite bytes."""
+    b = flatbuffers.Builder(1 << 20)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
 def attach_metadata(model_bytes: bytes, metadata: bytes, labels: list[str]) -> bytes:
     """The model with `metadata` added as TFLITE_METADATA (replacing any) and labels.txt zip-appended."""
     from ai_edge_litert import schema_py_generated as schema
@@ -122,9 +129,7 @@ def attach_metadata(model_bytes: bytes, metadata: bytes, labels: list[str]) -> b
     entry.name = METADATA_NAME
     entry.buffer = len(model.buffers) - 1
     model.metadata = [md for md in (model.metadata or []) if _name(md) != METADATA_NAME] + [entry]
-    b = flatbuffers.Builder(len(model_bytes) + len(metadata) + 4096)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    out = io.BytesIO(bytes(b.Output()))
+    out = io.BytesIO(pack_model(model))
     out.seek(0, io.SEEK_END)
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as z:
         z.writestr(LABELS_FILE, "\n".join(labels) + "\n")

@@ -101,7 +101,7 @@ def retype_io(model_bytes: bytes, io: str) -> bytes:
     """Wrap int8 graph inputs/outputs into `io` (uint8: requantize with zero point +128; float32: (de)quantize)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from .metadata import unpack_model
+    from .metadata import pack_model, unpack_model
 
     model = unpack_model(model_bytes)
     T = schema.TensorType
@@ -146,11 +146,7 @@ def retype_io(model_bytes: bytes, io: str) -> bytes:
     for sig in model.signatureDefs or []:
         for t in list(sig.inputs or []) + list(sig.outputs or []):
             t.tensorIndex = remap.get(t.tensorIndex, t.tensorIndex)
-    import flatbuffers
-
-    b = flatbuffers.Builder(len(model_bytes) + 4096)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return pack_model(model)
 
 
 def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], quantize: str = "float32",

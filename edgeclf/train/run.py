@@ -12,7 +12,7 @@ import torch
 
 from .._io import atomic_path, read_json, write_text
 from ..errors import EdgeclfError
-from ..models.builder import Classifier, make_head
+from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
 from ..models.zoo import get_spec
 
