@@ -3,7 +3,8 @@
     python bench/int8_prologue.py [--threads 2] [--runs 100]
 
 Builds MobileNetV2 1.0 224 (random weights; latency does not depend on them) two ways and
-quantizes both to int8 with ai-edge-quantizer (uint8 I/O): (a) edgeclf's export graph, uint8
+quantizes both to int8 with ai-edge-quantizer (uint8 I/O): (a) the graph edgeclf exported before
+edgeclf/export/fold.py, uint8
 pixels → CAST → SUB mean → MUL 1/std → network; (b) the bare network taking normalized input.
 Times both against ../shared/reference_models/mobilenet_v2_1.0_224_int8.tflite in one run.
 """

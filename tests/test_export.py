@@ -139,3 +139,22 @@ def test_evaluate_reports_agreement_with_pytorch(run: Path, exported: dict[str, 
     data = Path(json.loads((run / "split.json").read_text())["root"])
     m = evaluate(exported["int8"], data, split="train", verbose=False)
     assert m["pytorch_run"] == str(run.resolve()) and m["top1_agreement_with_pytorch"] >= 0.9
+
+
+def test_folded_normalization_matches_the_model(run: Path) -> None:
+    import torch
+
+    from edgeclf.export.fold import fold_normalization
+    from edgeclf.models.preprocess import TF_LITE_MEAN, TF_LITE_STD, Preprocess
+    from edgeclf.runtime.engine import load_engine
+    from edgeclf.train.run import load_run
+
+    clf, _ = load_run(run)
+    x = torch.randint(0, 256, (2, 3, 96, 96)).float()
+    for pre, tol in ((Preprocess(96, TF_LITE_MEAN, TF_LITE_STD), 1e-5),  # same mean/std per channel: exact
+                     (load_engine(run).preprocess, 0.05)):  # ImageNet per-channel: differs on the border only
+        folded, m0, s0 = fold_normalization(clf, pre)
+        with torch.no_grad():
+            ref = clf((x - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1))
+            got = folded((x - m0) / s0)
+        assert (got - ref).abs().max() <= tol * max(1.0, float(ref.abs().max())), pre

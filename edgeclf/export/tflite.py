@@ -34,12 +34,15 @@ IO_TYPES = ("uint8", "float32")
 
 def convert_float(model: Classifier, pre: Preprocess, io: str = "uint8") -> bytes:
     """The float32 .tflite bytes of model + preprocessing, NHWC pixels in, probabilities out."""
-    module = Deployable(model, pre).eval()
     dtype = torch.uint8 if io == "uint8" else torch.float32
+    return _convert(Deployable(model, pre).eval(), torch.zeros(1, pre.size, pre.size, 3, dtype=dtype))
+
+
+def _convert(module: torch.nn.Module, sample: torch.Tensor) -> bytes:
     with quiet_fds():
         import litert_torch
 
-        edge = litert_torch.convert(module, (torch.zeros(1, pre.size, pre.size, 3, dtype=dtype),))
+        edge = litert_torch.convert(module, (sample,))
         with tempfile.TemporaryDirectory() as tmp:
             edge.export(f"{tmp}/m.tflite")
             return Path(f"{tmp}/m.tflite").read_bytes()
@@ -97,8 +100,12 @@ def _opcode(model, builtin: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def retype_io(model_bytes: bytes, io: str) -> bytes:
-    """Wrap int8 graph inputs/outputs into `io` (uint8: requantize with zero point +128; float32: (de)quantize)."""
+def retype_io(model_bytes: bytes, io: str, input_qparams: tuple[float, int] | None = None) -> bytes:
+    """Wrap int8 graph inputs/outputs into `io` (uint8: requantize with zero point +128; float32: (de)quantize).
+
+    `input_qparams` (scale, zero point) give the uint8 input its own meaning instead, e.g. raw pixels
+    whose real value is (x - m0) / s0; the QUANTIZE op then requantizes into the int8 input's scale.
+    """
     from ai_edge_litert import schema_py_generated as schema
 
     from .metadata import pack_model, unpack_model
@@ -109,7 +116,7 @@ def retype_io(model_bytes: bytes, io: str) -> bytes:
     changed = False
     sg = model.subgraphs[0]
 
-    def twin(idx: int) -> int:
+    def twin(idx: int, qparams: tuple[float, int] | None = None) -> int:
         old = sg.tensors[idx]
         new = schema.TensorT()
         new.shape, new.shapeSignature, new.type = old.shape, old.shapeSignature, target
@@ -117,8 +124,11 @@ def retype_io(model_bytes: bytes, io: str) -> bytes:
         new.buffer = 0  # buffer 0 is the empty sentinel every model has
         if io == "uint8":
             q = schema.QuantizationParametersT()
-            q.scale = list(old.quantization.scale)
-            q.zeroPoint = [int(z) + 128 for z in old.quantization.zeroPoint]
+            if qparams:
+                q.scale, q.zeroPoint = [float(qparams[0])], [int(qparams[1])]
+            else:
+                q.scale = list(old.quantization.scale)
+                q.zeroPoint = [int(z) + 128 for z in old.quantization.zeroPoint]
             new.quantization = q
         sg.tensors.append(new)
         return len(sg.tensors) - 1
@@ -133,8 +143,12 @@ def retype_io(model_bytes: bytes, io: str) -> bytes:
     remap: dict[int, int] = {}
     for pos, idx in enumerate(list(sg.inputs)):
         if sg.tensors[idx].type == T.INT8:
-            new = twin(idx)
+            new = twin(idx, input_qparams if io == "uint8" else None)
             sg.operators.insert(0, op(quant, new, idx))
+            sg.inputs[pos], remap[idx], changed = new, new, True
+        elif sg.tensors[idx].type == T.FLOAT32 and io == "uint8" and input_qparams:
+            new = twin(idx, input_qparams)  # one DEQUANTIZE replaces CAST + SUB + MUL
+            sg.operators.insert(0, op(dequant, new, idx))
             sg.inputs[pos], remap[idx], changed = new, new, True
     for pos, idx in enumerate(list(sg.outputs)):
         if sg.tensors[idx].type == T.INT8:
@@ -149,6 +163,23 @@ def retype_io(model_bytes: bytes, io: str) -> bytes:
     return pack_model(model)
 
 
+def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None) -> bytes:
+    """uint8-input graph whose input tensor's quantization does the normalization (see fold.py).
+
+    The float graph is converted with a float input u = (x - m0) / s0 and quantized; the uint8
+    input (scale 1/s0, zero point m0) then feeds it through one QUANTIZE (int8) or DEQUANTIZE op.
+    """
+    from .fold import fold_normalization
+    from .wrapper import Prenormalized
+
+    if quantize == "int8" and (calibration is None or not len(calibration)):
+        raise EdgeclfError("int8 export needs calibration images; the run's training split provides them")
+    folded, m0, s0 = fold_normalization(model, pre)
+    float_bytes = _convert(Prenormalized(folded).eval(), torch.zeros(1, pre.size, pre.size, 3))
+    u = None if calibration is None else (calibration.astype(np.float32) - m0) / s0
+    return retype_io(quantize_tflite(float_bytes, quantize, u), "uint8", input_qparams=(1.0 / s0, m0))
+
+
 def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], quantize: str = "float32",
               io: str = "uint8", labels: list[str] | None = None, calibration: np.ndarray | None = None,
               name: str = "edgeclf classifier", description: str = "", version: str = "1") -> Path:
@@ -157,9 +188,12 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
         raise EdgeclfError(f"--quantize {quantize} is not supported for .tflite; use one of {', '.join(QUANTIZE)}")
     if io not in IO_TYPES:
         raise EdgeclfError(f"--io {io} is not supported; use one of {', '.join(IO_TYPES)}")
-    data = quantize_tflite(convert_float(model, pre, io), quantize, calibration)
-    if quantize == "int8":
-        data = retype_io(data, io)
+    if io == "uint8":
+        data = _folded(model, pre, quantize, calibration)
+    else:
+        data = quantize_tflite(convert_float(model, pre, io), quantize, calibration)
+        if quantize == "int8":
+            data = retype_io(data, io)
     if labels:
         from .metadata import attach_metadata, build_metadata
 

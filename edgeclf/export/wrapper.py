@@ -26,3 +26,14 @@ class Deployable(nn.Module):
         x = x.permute(0, 3, 1, 2).to(torch.float32)
         y = self.model((x - self.mean) * self.inv_std)
         return torch.softmax(y, dim=-1) if self.softmax else y
+
+
+class Prenormalized(nn.Module):
+    """NHWC float input already normalized (by the input tensor's quantization) → model → softmax."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x.permute(0, 3, 1, 2)), dim=-1)
