@@ -158,3 +158,67 @@ def test_folded_normalization_matches_the_model(run: Path) -> None:
             ref = clf((x - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1))
             got = folded((x - m0) / s0)
         assert (got - ref).abs().max() <= tol * max(1.0, float(ref.abs().max())), pre
+
+
+def test_float_io_int8_and_files_that_are_not_classifiers(run: Path, tmp_path: Path) -> None:
+    import torch
+
+    from edgeclf.errors import ModelError
+    from edgeclf.export.exporter import export
+    from edgeclf.export.tflite import _convert
+    from edgeclf.runtime.engine import load_engine
+
+    f = export(run, "tflite", "int8", tmp_path / "io.tflite", io="float32", calibration_size=20, verbose=False)
+    engine = load_engine(f)
+    x = np.stack([engine.preprocess.to_uint8(Image.fromarray(a)) for a in _probe_images()])
+    assert list(engine.predict(x).argmax(1)) == list(load_engine(run).predict(x).argmax(1))
+
+    not_clf = tmp_path / "vec.tflite"
+    not_clf.write_bytes(_convert(torch.nn.Linear(8, 4).eval(), torch.zeros(1, 8)))
+    (tmp_path / "vec.json").write_text((tmp_path / "io.json").read_text())
+    with pytest.raises(ModelError, match="not an image classifier"):
+        load_engine(not_clf)
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        load_engine(cut)
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared/datasets/flowers").is_dir(),
+                    reason="needs ../shared/datasets/flowers (real photos); absent in this checkout")
+def test_mediapipe_names_real_flower_photos(tmp_path: Path) -> None:
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    from edgeclf.export.exporter import export
+    from edgeclf.runtime.engine import load_engine
+    from edgeclf.train.trainer import train
+
+    flowers = Path(__file__).resolve().parents[2] / "shared/datasets/flowers"
+    data = tmp_path / "flowers"
+    held_out = {}
+    for cls in sorted(p.name for p in flowers.iterdir() if p.is_dir()):
+        photos = sorted((flowers / cls).glob("*.jpg"))
+        (data / cls).mkdir(parents=True)
+        for p in photos[:40]:  # links, not copies: the project never copies ../shared
+            (data / cls / p.name).symlink_to(p)
+        held_out[cls] = photos[-6:]
+    run = train(data, "mobilenet_v2_1.0_224", tmp_path / "run", workers=1, verbose=False, cache_dir=tmp_path / "c")
+    pre = load_engine(run).preprocess
+    from edgeclf.data.images import load_rgb
+
+    crops = {cls: [pre.to_uint8(load_rgb(p, min_side=pre.resize_to)) for p in ps] for cls, ps in held_out.items()}
+    correct = total = 0
+    for q in ("float32", "float16", "dynamic", "int8"):
+        f = export(run, "tflite", q, verbose=False, calibration_size=25)
+        engine = load_engine(f)
+        opts = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(f)), max_results=1)
+        with vision.ImageClassifier.create_from_options(opts) as clf:
+            for cls, arrs in crops.items():
+                for a in arrs:
+                    name = clf.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=a)).classifications[0] \
+                        .categories[0].category_name
+                    assert name == engine.labels[int(engine.predict(a[None]).argmax())], (q, cls)
+                    correct += name == cls
+                    total += 1
+    assert correct / total >= 0.6, f"MediaPipe named {correct}/{total} held-out flower photos right"

@@ -62,6 +62,10 @@ def _tflite_runner(path: Path, threads: int | None):
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{path} is not a valid .tflite model ({str(exc).splitlines()[0]}); re-export it") from None
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    shape_in, shape_out = list(inp["shape"]), list(out["shape"])
+    if len(shape_in) != 4 or shape_in[-1] != 3 or len(shape_out) != 2 or inp["dtype"] not in (np.uint8, np.float32):
+        raise ModelError(f"{path} is not an image classifier (input {shape_in} {np.dtype(inp['dtype']).name}, "
+                         f"output {shape_out}); edgeclf runs files made by edgeclf export")
 
     def run(batch: np.ndarray) -> np.ndarray:
         rows = []
