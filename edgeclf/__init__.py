@@ -27,6 +27,7 @@ _API = {
     "evaluate": "edgeclf.api",
     "predict": "edgeclf.api",
     "benchmark": "edgeclf.api",
+    "compare": "edgeclf.api",
     "EdgeclfError": "edgeclf.errors",
 }
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from .data.doctor import diagnose as doctor
 from .export.exporter import export
+from .report.compare import compare
 from .runtime.benchmark import benchmark
 from .runtime.evaluate import evaluate
 from .runtime.predict import predict
 from .train.trainer import train
 
-__all__ = ["doctor", "train", "export", "evaluate", "predict", "benchmark"]
+__all__ = ["doctor", "train", "export", "evaluate", "predict", "benchmark", "compare"]

@@ -52,6 +52,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(a: argparse.Namespace) -> int:
+    from .report.compare import compare
+
+    rows = compare(a.data, [m for m in a.models.split(",") if m], [q for q in a.quantize.split(",") if q], a.out,
+                   weights=a.weights, threads=_csv_ints(a.threads), runs=a.runs, verbose=not a.json)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    return 0 if all(r.get("status") == "ok" for r in rows) else 1
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     from .export.exporter import export
 
@@ -211,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+
+    p = add("compare", cmd_compare, "train, export, evaluate and benchmark several models: table, Pareto plot, HTML")
+    p.add_argument("data")
+    p.add_argument("--models", required=True, help="comma-separated, e.g. mobilenet_v2_1.0_224,efficientnet_lite0")
+    p.add_argument("--quantize", default="float32,int8", help="comma-separated quantizations to export")
+    p.add_argument("--out", "-o", default="runs/compare", help="report folder (rerun to resume)")
+    p.add_argument("--weights", default="imagenet", help="imagenet | none (random init, marked in the table)")
+    p.add_argument("--threads", default="1,2", help="thread counts to time")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per file and thread count")
     p.add_argument("--json", action="store_true")
 
     p = add("demo", cmd_demo, "make a small dataset, train, export, evaluate and benchmark — the whole pipeline")

@@ -111,7 +111,8 @@ def test_export_of_unfinished_run_fails_cleanly(tmp_path: Path) -> None:
         export(tmp_path)
 
 
-@pytest.mark.parametrize("cmd", ["doctor", "models", "train", "export", "evaluate", "predict", "benchmark", "demo"])
+@pytest.mark.parametrize("cmd", ["doctor", "models", "train", "export", "evaluate", "predict", "benchmark", "compare",
+                                 "demo"])
 def test_every_command_has_help(cmd: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exc:
         main([cmd, "--help"])

@@ -1,0 +1,188 @@
+"""`edgeclf compare`: train, export, evaluate and benchmark several models — one table, one plot, one page.
+
+Every (model, quantization) cell is saved as soon as it is done (cells/*.json): a rerun skips
+finished cells, and a model that fails is reported in the table without stopping the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .._io import read_json, write_json, write_text
+from ..progress import progress
+from .table import format_table
+
+COLUMNS = ["model", "quantize", "weights", "size_mb", "params_m", "macs_m", "test_acc", "p50_ms_1t", "p50_ms_2t",
+           "status"]
+
+
+def _cell(run: Path, model: str, q: str, weights: str, data: str, threads: list[int], runs: int) -> dict[str, Any]:
+    from ..export.exporter import export
+    from ..models.profile import count_macs, count_params
+    from ..runtime.benchmark import benchmark_file
+    from ..runtime.evaluate import evaluate
+    from ..train.run import load_run
+
+    f = export(run, "tflite", q, verbose=False)
+    m = evaluate(f, data, verbose=False, compare_to_run=False)
+    clf, meta = load_run(run)
+    row: dict[str, Any] = {
+        "model": model, "quantize": q, "weights": weights, "file": str(f),
+        "size_mb": round(f.stat().st_size / 1e6, 3), "params_m": round(count_params(clf) / 1e6, 3),
+        "macs_m": round(count_macs(clf, meta["preprocess"]["size"]) / 1e6, 1), "test_acc": m["accuracy"],
+        "status": "ok",
+    }
+    for t in threads:
+        row[f"p50_ms_{t}t"] = benchmark_file(f, t, runs, warmup=10)["p50_ms"]
+    return row
+
+
+def compare(data: str | os.PathLike[str], models: list[str], quantize: list[str] | None = None,
+            out: str | os.PathLike[str] = "runs/compare", weights: str = "imagenet", threads: list[int] | None = None,
+            runs: int = 50, verbose: bool = True, **train_kwargs: Any) -> list[dict[str, Any]]:
+    """Train each model (sharing the feature cache), export each quantization, evaluate and benchmark; writes a report."""
+    from ..models.zoo import get_spec
+    from ..train.run import is_complete
+    from ..train.trainer import train
+
+    log = print if verbose else (lambda *a, **k: None)
+    for m in models:
+        get_spec(m)  # unknown names fail before hours of work
+    quantize = quantize or ["float32", "int8"]
+    threads = threads or [1, 2]
+    out = Path(out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for model in progress(models, "compare", len(models), "model"):
+        run = out / "runs" / model
+        try:
+            if not is_complete(run):
+                log(f"[{model}] training")
+                train(data, model, run, weights=weights, verbose=False, **train_kwargs)
+            shutil.copyfile(run / "curves.png", out / f"curves_{model}.png")
+        except Exception as exc:  # noqa: BLE001 - one failing model must not stop the others
+            rows += [_failed(model, q, weights, exc) for q in quantize]
+            log(f"[{model}] failed: {rows[-1]['status']}")
+            continue
+        for q in quantize:
+            cell = out / "cells" / f"{model}_{q}.json"
+            if cell.is_file():
+                rows.append(read_json(cell))
+                continue
+            log(f"[{model}] {q}: export, evaluate, benchmark")
+            try:
+                row = _cell(run, model, q, weights, str(data), threads, runs)
+                write_json(cell, row)
+            except Exception as exc:  # noqa: BLE001
+                row = _failed(model, q, weights, exc)
+            rows.append(row)
+    write_report(out, rows, {"data": str(data), "models": models, "quantize": quantize, "weights": weights,
+                             "threads": threads, "wall_s": round(time.perf_counter() - t0, 1)})
+    if verbose:
+        print(format_results(rows))
+        print(f"\nreport: {out / 'report.html'}  (results.csv, results.json, pareto.png)")
+    return rows
+
+
+def _failed(model: str, q: str, weights: str, exc: BaseException) -> dict[str, Any]:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if os.environ.get("EDGECLF_DEBUG"):
+        traceback.print_exception(exc)
+    return {"model": model, "quantize": q, "weights": weights, "status": f"failed: {msg[:200]}"}
+
+
+def format_results(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a table a person reads at a glance."""
+    def show(r: dict, k: str) -> Any:
+        v = r.get(k, "")
+        return "none (random init)" if k == "weights" and v == "none" else v
+    return format_table(["model", "quant", "weights", "MB", "params M", "MACs M", "test acc", "p50 ms 1t",
+                         "p50 ms 2t", "status"], [[show(r, k) for k in COLUMNS] for r in rows])
+
+
+def pareto_front(rows: list[dict[str, Any]], x: str = "p50_ms_2t", y: str = "test_acc") -> list[dict[str, Any]]:
+    """Rows no other row beats on both latency (lower) and accuracy (higher), sorted by latency."""
+    ok = [r for r in rows if r.get("status") == "ok" and x in r]
+    front = [r for r in ok if not any(o[x] <= r[x] and o[y] >= r[y] and (o[x] < r[x] or o[y] > r[y]) for o in ok)]
+    return sorted(front, key=lambda r: r[x])
+
+
+def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str = "p50_ms_2t") -> None:
+    """Accuracy vs latency, marker area ∝ file size, the Pareto front drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .._io import atomic_path
+
+    ok = [r for r in rows if r.get("status") == "ok" and x in r]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for q, marker in (("float32", "o"), ("float16", "s"), ("dynamic", "D"), ("int8", "^")):
+        pts = [r for r in ok if r["quantize"] == q]
+        if pts:
+            ax.scatter([r[x] for r in pts], [r["test_acc"] for r in pts], s=[30 + 25 * r["size_mb"] for r in pts],
+                       marker=marker, alpha=0.6, label=q)
+    for r in ok:
+        ax.annotate(r["model"] + ("*" if r["weights"] == "none" else ""), (r[x], r["test_acc"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    front = pareto_front(rows, x)
+    if front:
+        ax.plot([r[x] for r in front], [r["test_acc"] for r in front], "k--", lw=1, label="Pareto front")
+    ax.set_xlabel(f"latency p50 (ms, batch 1, {x[-2]} thread{'s' if x[-2] != '1' else ''}, LiteRT)")
+    ax.set_ylabel("test accuracy (exported file)")
+    ax.set_title("accuracy vs latency (marker size = file size)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], info: dict[str, Any]) -> Path:
+    """results.csv, results.json, pareto.png and report.html (self-contained: images embedded)."""
+    import base64
+    import html
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(out / "results.csv", buf.getvalue())
+    write_json(out / "results.json", {"info": info, "results": rows})
+    plot_pareto(out / "pareto.png", rows)
+
+    def img(p: Path, alt: str) -> str:
+        data = base64.b64encode(p.read_bytes()).decode() if p.is_file() else ""
+        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+    front = {(r["model"], r["quantize"]) for r in pareto_front(rows)}
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join(
+        "<tr" + (' class="front"' if (r["model"], r.get("quantize")) in front else "") + ">" + "".join(
+            f"<td>{html.escape(str('none (random init)' if c == 'weights' and r.get(c) == 'none' else r.get(c, '')))}</td>"
+            for c in COLUMNS) + "</tr>" for r in rows)
+    curves = "".join(f"<figure>{img(out / f'curves_{m}.png', m)}<figcaption>{html.escape(m)}</figcaption></figure>"
+                     for m in info["models"] if (out / f"curves_{m}.png").is_file())
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>edgeclf compare</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}tr.front{{background:#e8f4e8}}
+figure{{display:inline-block;margin:0 1em 1em 0}}img{{max-width:100%}}</style></head><body>
+<h1>edgeclf compare</h1>
+<p>dataset <code>{html.escape(info['data'])}</code> · weights <b>{html.escape(info['weights'])}</b> ·
+latency: LiteRT, batch 1, p50 over the runs after warm-up · wall time {info['wall_s']} s ·
+rows on the Pareto front are shaded</p>
+<h2>Results</h2><table id="results"><tr>{head}</tr>{body}</table>
+<h2>Accuracy vs latency</h2><div id="pareto">{img(out / 'pareto.png', 'Pareto plot')}</div>
+<h2>Training curves</h2><div id="curves">{curves}</div>
+</body></html>"""
+    return write_text(out / "report.html", page)

@@ -1,0 +1,77 @@
+"""compare: a real (tiny) sweep, resumable, failures reported; the HTML page renders in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_export import _colour_dataset
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgeclf.report.compare import compare
+
+    root = tmp_path_factory.mktemp("cmp")
+    data = _colour_dataset(root / "data", n=10)
+    # efficientnet_lite3's weights are online-only: offline, that model fails and must not stop the sweep.
+    compare(data, ["mobilenet_v2_1.0_96", "efficientnet_lite3"], ["float32"], root / "out", threads=[1], runs=3,
+            verbose=False, epochs=5, workers=1, cache_dir=root / "cache")
+    return root / "out"
+
+
+def test_results_table_and_failures(report: Path) -> None:
+    rows = list(csv.DictReader((report / "results.csv").open()))
+    assert [(r["model"], r["quantize"]) for r in rows] == [("mobilenet_v2_1.0_96", "float32"),
+                                                           ("efficientnet_lite3", "float32")]
+    ok, failed = rows
+    assert ok["status"] == "ok" and float(ok["size_mb"]) > 1 and float(ok["p50_ms_1t"]) > 0
+    assert 0 <= float(ok["test_acc"]) <= 1 and float(ok["macs_m"]) > 10
+    assert failed["status"].startswith("failed:") and "weights" in failed["status"]
+    assert json.loads((report / "results.json").read_text())["results"][0]["model"] == "mobilenet_v2_1.0_96"
+
+
+def test_rerun_skips_finished_cells(report: Path) -> None:
+    from edgeclf.report.compare import compare
+
+    cell = report / "cells" / "mobilenet_v2_1.0_96_float32.json"
+    before = cell.stat().st_mtime_ns
+    data = Path(json.loads((report / "results.json").read_text())["info"]["data"])
+    rows = compare(data, ["mobilenet_v2_1.0_96"], ["float32"], report, threads=[1], runs=3, verbose=False,
+                   epochs=5, workers=1, cache_dir=report.parent / "cache")
+    assert cell.stat().st_mtime_ns == before and rows[0]["status"] == "ok"
+
+
+def test_pareto_front() -> None:
+    from edgeclf.report.compare import pareto_front
+
+    rows = [{"model": m, "quantize": "q", "status": "ok", "p50_ms_2t": t, "test_acc": a}
+            for m, t, a in (("fast", 1.0, 0.8), ("slow_better", 3.0, 0.9), ("dominated", 2.0, 0.79))]
+    assert [r["model"] for r in pareto_front(rows)] == ["fast", "slow_better"]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (Debian: apt install chromium chromium-driver)")
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    url = (report / "report.html").resolve().as_uri()
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    n_rows = len(json.loads((report / "results.json").read_text())["results"])
+    assert 'id="results"' in dom and dom.count("<tr") == 1 + n_rows  # header + one row per cell
+    assert 'alt="Pareto plot" src="data:image/png;base64,' in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600", url],
+                   capture_output=True, timeout=120)
+    px = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    # The plot's scatter markers and axes: a real rendered image has many non-white, non-grey pixels.
+    coloured = (np.abs(px - px.mean(axis=2, keepdims=True)).max(axis=2) > 40).mean()
+    assert px.shape[:2] == (1600, 1200) and coloured > 0.001, coloured
