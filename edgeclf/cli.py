@@ -109,7 +109,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
 def cmd_benchmark(a: argparse.Namespace) -> int:
     from .runtime.benchmark import benchmark
 
-    rows = benchmark(a.models, _csv_ints(a.threads), a.runs, a.warmup, verbose=not a.json)
+    runtimes = [r for r in a.runtime.split(",") if r] if a.runtime else None
+    rows = benchmark(a.models, _csv_ints(a.threads), a.runs, a.warmup, runtimes, verbose=not a.json)
     if a.json:
         print(json.dumps(rows, indent=2))
     return 0
@@ -221,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runtime", default=None,
+                   help="for a run dir: time it in each of litert,onnxruntime,torch (float32 files exported on demand)")
     p.add_argument("--json", action="store_true")
 
     p = add("compare", cmd_compare, "train, export, evaluate and benchmark several models: table, Pareto plot, HTML")

@@ -222,3 +222,25 @@ def test_mediapipe_names_real_flower_photos(tmp_path: Path) -> None:
                     correct += name == cls
                     total += 1
     assert correct / total >= 0.6, f"MediaPipe named {correct}/{total} held-out flower photos right"
+
+
+def test_graph_macs_match_the_module_count(run: Path, exported: dict[str, Path]) -> None:
+    from edgeclf.models.profile import count_macs
+    from edgeclf.runtime.benchmark import benchmark_file, graph_macs
+    from edgeclf.train.run import load_run
+
+    clf, meta = load_run(run)
+    expected = count_macs(clf, meta["preprocess"]["size"])
+    for q in ("float32", "int8"):
+        assert abs(graph_macs(exported[q]) - expected) <= 0.01 * expected, q
+    row = benchmark_file(exported["int8"], threads=1, runs=3, warmup=1)
+    assert row["macs_m"] > 0 and 0 < row["roofline_pct"] and row["input"] == "96x96x3 uint8"
+
+
+def test_benchmark_one_model_in_three_runtimes(run: Path) -> None:
+    from edgeclf.runtime.benchmark import benchmark
+
+    rows = benchmark([str(run)], threads=[1], runs=3, warmup=1, runtimes=["litert", "onnxruntime", "torch"],
+                     verbose=False)
+    assert [r["runtime"] for r in rows] == ["litert", "onnxruntime", "torch"]
+    assert all(r["p50_ms"] > 0 for r in rows)

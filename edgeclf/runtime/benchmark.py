@@ -50,6 +50,48 @@ def _raw_tflite(path: Path, threads: int):
     return run, f"{shape} {np.dtype(d['dtype']).name}"
 
 
+def graph_macs(path: str | os.PathLike[str]) -> int:
+    """Multiply-accumulates of a .tflite, counted from its graph: conv, depthwise conv and fully-connected ops."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    shapes = {t["index"]: list(t["shape"]) for t in it.get_tensor_details()}
+    total = 0
+    for op in it._get_ops_details():  # no public API lists ops; this one is stable across LiteRT releases
+        name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])
+        if name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or len(ins) < 2:
+            continue
+        out, w = shapes[outs[0]], shapes[ins[1]]
+        if name == "CONV_2D":  # out [N, H, W, Co], filter [Co, kh, kw, Ci]
+            total += int(np.prod(out)) * w[1] * w[2] * w[3]
+        elif name == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, C]
+            total += int(np.prod(out)) * w[1] * w[2]
+        else:  # out [N, units], weights [units, in]
+            total += int(np.prod(out)) * w[-1]
+    return total
+
+
+_PEAK: dict[int, float] = {}
+
+
+def peak_gmacs(threads: int) -> float:
+    """This CPU's float32 multiply-accumulate rate (GMAC/s) at `threads`, from a tight 1024² matmul."""
+    if threads not in _PEAK:
+        import torch
+
+        saved = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        for _ in range(3):
+            a @ b
+        t, n = time.perf_counter(), 20
+        for _ in range(n):
+            a @ b
+        _PEAK[threads] = n * 1024**3 / (time.perf_counter() - t) / 1e9
+        torch.set_num_threads(saved)
+    return _PEAK[threads]
+
+
 def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 100, warmup: int = 10,
                    seed: int = 0) -> dict[str, Any]:
     """Time one model file (.tflite of any origin, .onnx, or a run dir): batch-1 latency after warm-up."""
@@ -77,15 +119,49 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
         fn()
         ms[i] = (time.perf_counter() - t) * 1e3
     size_bytes = p.stat().st_size if p.is_file() else (p / "model.pt").stat().st_size
-    return {"file": str(path), "runtime": runtime, "threads": threads, "size_mb": round(size_bytes / 1e6, 3),
-            "input": inp, "runs": runs, **_stats(ms), "throughput_ips": round(1e3 / float(ms.mean()), 1),
-            "memory_mb": round(mem, 1)}
+    row = {"file": str(path), "runtime": runtime, "threads": threads, "size_mb": round(size_bytes / 1e6, 3),
+           "input": inp, "runs": runs, **_stats(ms), "throughput_ips": round(1e3 / float(ms.mean()), 1),
+           "memory_mb": round(mem, 1)}
+    if p.suffix == ".tflite":
+        macs = graph_macs(p)
+        peak = peak_gmacs(threads)
+        # Roofline: the time the MACs would take at the machine's float32 FMA peak, over the measured time.
+        row.update(macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
+                   roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1))
+    return row
+
+
+RUNTIMES = ("litert", "onnxruntime", "torch")
+
+
+def runtime_files(run_dir: Path, runtimes: list[str]) -> list[Path]:
+    """The same trained model for each runtime: float32 .tflite / .onnx exported on demand, or the run dir (torch)."""
+    from ..export.exporter import export
+    from ..train.run import load_run
+
+    _, meta = load_run(run_dir)
+    out = []
+    for rt in runtimes:
+        if rt not in RUNTIMES:
+            from ..errors import EdgeclfError
+
+            raise EdgeclfError(f"unknown runtime {rt!r}; use one of {', '.join(RUNTIMES)}")
+        if rt == "torch":
+            out.append(run_dir)
+            continue
+        fmt = "tflite" if rt == "litert" else "onnx"
+        f = run_dir / "export" / f"{meta['model']}_float32.{fmt}"
+        out.append(f if f.is_file() else export(run_dir, fmt, verbose=False))
+    return out
 
 
 def benchmark(paths: list[str], threads: list[int] | None = None, runs: int = 100, warmup: int = 10,
-              verbose: bool = True) -> list[dict[str, Any]]:
-    """Benchmark every file at every thread count; prints a table."""
-    rows = [benchmark_file(p, t, runs, warmup) for p in paths for t in (threads or [1])]
+              runtimes: list[str] | None = None, verbose: bool = True) -> list[dict[str, Any]]:
+    """Benchmark every file at every thread count; a run dir with `runtimes` is timed in each runtime. Prints a table."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files += runtime_files(p, runtimes) if p.is_dir() and runtimes else [p]
+    rows = [benchmark_file(f, t, runs, warmup) for f in files for t in (threads or [1])]
     if verbose:
         print(format_benchmark(rows))
     return rows
@@ -94,7 +170,8 @@ def benchmark(paths: list[str], threads: list[int] | None = None, runs: int = 10
 def format_benchmark(rows: list[dict[str, Any]]) -> str:
     """One row per file x runtime x threads."""
     return format_table(
-        ["file", "runtime", "threads", "size MB", "input", "mean ms", "p50 ms", "p90 ms", "p99 ms", "min ms", "img/s",
-         "+RSS MB"],
-        [[Path(r["file"]).name, r["runtime"], r["threads"], r["size_mb"], r["input"], r["mean_ms"], r["p50_ms"],
-          r["p90_ms"], r["p99_ms"], r["min_ms"], r["throughput_ips"], r["memory_mb"]] for r in rows])
+        ["file", "runtime", "threads", "size MB", "input", "MACs M", "mean ms", "p50 ms", "p90 ms", "p99 ms", "min ms",
+         "img/s", "+RSS MB", "% of FMA peak"],
+        [[Path(r["file"]).name, r["runtime"], r["threads"], r["size_mb"], r["input"], r.get("macs_m", "-"),
+          r["mean_ms"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["min_ms"], r["throughput_ips"], r["memory_mb"],
+          r.get("roofline_pct", "-")] for r in rows])
