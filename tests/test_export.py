@@ -225,14 +225,17 @@ def test_mediapipe_names_real_flower_photos(tmp_path: Path) -> None:
 
 
 def test_graph_macs_match_the_module_count(run: Path, exported: dict[str, Path]) -> None:
-    from edgeclf.models.profile import count_macs
-    from edgeclf.runtime.benchmark import benchmark_file, graph_macs
+    from edgeclf.models.profile import count_macs, count_params
+    from edgeclf.runtime.benchmark import benchmark_file, graph_macs, graph_params
     from edgeclf.train.run import load_run
 
     clf, meta = load_run(run)
     expected = count_macs(clf, meta["preprocess"]["size"])
     for q in ("float32", "int8"):
         assert abs(graph_macs(exported[q]) - expected) <= 0.01 * expected, q
+    # The converter folds BatchNorm into the convolutions, so the graph holds slightly fewer parameters.
+    params = count_params(clf)
+    assert 0.97 * params <= graph_params(exported["float32"]) <= params
     row = benchmark_file(exported["int8"], threads=1, runs=3, warmup=1)
     assert row["macs_m"] > 0 and 0 < row["roofline_pct"] and row["input"] == "96x96x3 uint8"
 

@@ -71,6 +71,23 @@ def graph_macs(path: str | os.PathLike[str]) -> int:
     return total
 
 
+def graph_params(path: str | os.PathLike[str]) -> int:
+    """Parameters of a .tflite: elements of every constant tensor (one with data in a buffer)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = Path(path).read_bytes()
+    model = schema.Model.GetRootAs(data, 0)
+    total = 0
+    for g in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(g)
+        for i in range(sg.TensorsLength()):
+            t = sg.Tensors(i)
+            buf = model.Buffers(t.Buffer())
+            if buf is not None and (buf.DataLength() > 0 or buf.Size() > 0):
+                total += int(np.prod(t.ShapeAsNumpy())) if t.ShapeLength() else 1
+    return total
+
+
 _PEAK: dict[int, float] = {}
 
 
@@ -126,7 +143,7 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
         macs = graph_macs(p)
         peak = peak_gmacs(threads)
         # Roofline: the time the MACs would take at the machine's float32 FMA peak, over the measured time.
-        row.update(macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
+        row.update(params_m=round(graph_params(p) / 1e6, 3), macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
                    roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1))
     return row
 
@@ -170,8 +187,9 @@ def benchmark(paths: list[str], threads: list[int] | None = None, runs: int = 10
 def format_benchmark(rows: list[dict[str, Any]]) -> str:
     """One row per file x runtime x threads."""
     return format_table(
-        ["file", "runtime", "threads", "size MB", "input", "MACs M", "mean ms", "p50 ms", "p90 ms", "p99 ms", "min ms",
+        ["file", "runtime", "threads", "size MB", "input", "params M", "MACs M", "mean ms", "p50 ms", "p90 ms", "p99 ms", "min ms",
          "img/s", "+RSS MB", "% of FMA peak"],
-        [[Path(r["file"]).name, r["runtime"], r["threads"], r["size_mb"], r["input"], r.get("macs_m", "-"),
+        [[Path(r["file"]).name, r["runtime"], r["threads"], r["size_mb"], r["input"], r.get("params_m", "-"),
+          r.get("macs_m", "-"),
           r["mean_ms"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["min_ms"], r["throughput_ips"], r["memory_mb"],
           r.get("roofline_pct", "-")] for r in rows])
