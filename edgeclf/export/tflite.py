@@ -7,10 +7,11 @@
 | dynamic | int8 | float32 (int8 matmuls at run time) | ai-edge-quantizer dynamic_wi8_afp32 |
 | int8 | int8 | int8 | ai-edge-quantizer static_wi8_ai8, calibrated on training images |
 
-The graph takes pixels 0..255 (uint8 by default) with the cast and normalization inside, which is
-what MediaPipe's ImageClassifier feeds. A full-integer model's int8 input/output is rewrapped to
-uint8 (`--io uint8`, as MediaPipe and most apps expect) or float32 (`--io float32`) by adding
-QUANTIZE/DEQUANTIZE ops at the graph's edges.
+The graph takes raw pixels 0..255, which is what MediaPipe's ImageClassifier feeds. With
+`--io uint8` (default) the normalization is carried by the uint8 input tensor's quantization
+parameters and folded into the stem (fold.py), and one QUANTIZE/DEQUANTIZE op at the graph's
+edge replaces a float CAST/SUB/MUL prologue; a full-integer model's int8 output is requantized to
+uint8. With `--io float32` the graph casts and normalizes float pixels itself.
 """
 
 from __future__ import annotations
