@@ -143,3 +143,28 @@ def test_tensorboard_event_file_is_well_formed(tmp_path: Path) -> None:
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
     assert [e.value for e in acc.Scalars("acc/train")] == [0.5, 0.75]
+
+
+def test_two_runs_sharing_one_cache_at_once(data3: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    other = make_dataset(tmp_path / "other", {"x": 16, "y": 16, "z": 16}, seed=7)  # different images, same key
+    cmd = [sys.executable, "-m", "edgeclf", "train", "--model", MODEL, "--weights", "none",
+           "--feature-backend", "torch", "--cache-dir", str(cache), "--workers", "1", "--epochs", "2"]
+    env = dict(os.environ, EDGECLF_PROGRESS="0")
+    procs = [subprocess.Popen([*cmd, str(d), "--out", str(tmp_path / f"r{i}")], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for i, d in enumerate((data3, other))]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    files = list(cache.glob("*.npz"))
+    assert len(files) == 1
+    stored = FeatureCache(cache, files[0].stem)
+    # Both runs' vectors survive (without the lock + merge, the later writer drops the other's), rows aligned.
+    assert len(stored.index) == 96 and stored.feats.shape[0] == 96
+    run = train(data3, MODEL, tmp_path / "r3", weights="none", epochs=2, workers=1, verbose=False, cache_dir=cache,
+                feature_backend="torch")
+    assert json.loads((run / "manifest.json").read_text())["feature_backend"] == "cache"

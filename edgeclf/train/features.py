@@ -7,13 +7,14 @@ on the same images re-uses every vector already computed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -69,17 +70,20 @@ class FeatureCache:
 
     def __init__(self, root: Path, key: str) -> None:
         self.path = Path(root) / f"{key}.npz"
-        self.index: dict[str, int] = {}
-        self.feats = np.zeros((0, 0), np.float32)
+        self.index, self.feats = self._load()
+
+    def _load(self) -> tuple[dict[str, int], np.ndarray]:
         if self.path.is_file():
             try:
                 with np.load(self.path) as z:
-                    self.feats = z["feats"]
-                    self.index = {h: i for i, h in enumerate(z["hashes"].tolist())}
-                if len(self.index) != len(self.feats):
+                    feats = z["feats"]
+                    index = {h: i for i, h in enumerate(z["hashes"].tolist())}
+                if len(index) != len(feats):
                     raise ValueError("hashes and features are not aligned")
+                return index, feats
             except (OSError, ValueError, KeyError):  # a damaged cache is rebuilt, never trusted
-                self.index, self.feats = {}, np.zeros((0, 0), np.float32)
+                pass
+        return {}, np.zeros((0, 0), np.float32)
 
     def get(self, digest: str) -> np.ndarray | None:
         """The cached vector of an image, if any."""
@@ -87,21 +91,43 @@ class FeatureCache:
         return None if i is None else self.feats[i]
 
     def add(self, hashes: list[str], feats: np.ndarray) -> None:
-        """Append new vectors and save atomically; a hash already stored (duplicate image) is skipped."""
-        keep = []
-        for i, h in enumerate(hashes):
-            if h not in self.index:
-                self.index[h] = len(self.index)
-                keep.append(i)
-        if not keep:
-            return
-        new = np.asarray(feats, np.float32)[keep]
-        self.feats = new if self.feats.size == 0 else np.concatenate([self.feats, new])
-        # Row i of feats belongs to hashes[i]: the file stores them aligned, so a reload cannot shift.
-        ordered = sorted(self.index, key=self.index.get)
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, feats=self.feats, hashes=np.array(ordered))
+        """Append new vectors and save atomically; a hash already stored (duplicate image) is skipped.
+
+        Runs sharing the cache take a lock and merge what the others saved meanwhile, so concurrent
+        runs never lose each other's vectors (and readers only ever see whole files).
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(self.path.with_suffix(".lock")):
+            index, stored = self._load()
+            if len(index) > len(self.index):
+                self.index, self.feats = index, stored
+            keep = []
+            for i, h in enumerate(hashes):
+                if h not in self.index:
+                    self.index[h] = len(self.index)
+                    keep.append(i)
+            if not keep:
+                return
+            new = np.asarray(feats, np.float32)[keep]
+            self.feats = new if self.feats.size == 0 else np.concatenate([self.feats, new])
+            # Row i of feats belongs to hashes[i]: the file stores them aligned, so a reload cannot shift.
+            ordered = sorted(self.index, key=self.index.get)
+            with atomic_path(self.path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, feats=self.feats, hashes=np.array(ordered))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (POSIX flock) held for the block."""
+    with open(path, "a") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX: atomic renames still keep files whole
+            pass
+        yield
 
 
 def extract(make_fn: Callable[[], Callable[[np.ndarray], np.ndarray]], pre: Preprocess, paths: list[str],
