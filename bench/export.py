@@ -103,25 +103,11 @@ def main() -> None:
 
 
 def benchmark_ref(path: Path, threads: int, runs: int) -> dict:
-    """Batch-1 latency of any .tflite: set input, invoke; the same loop for our files and the references."""
-    import time
+    """Batch-1 latency of any .tflite through edgeclf's own timing loop (set input, invoke)."""
+    from edgeclf.runtime.benchmark import benchmark_file
 
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
-    d = it.get_input_details()[0]
-    x = np.random.default_rng(0).integers(0, 256, d["shape"]).astype(d["dtype"])
-    for _ in range(10):
-        it.set_tensor(d["index"], x)
-        it.invoke()
-    ms = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        it.set_tensor(d["index"], x)
-        it.invoke()
-        ms.append((time.perf_counter() - t) * 1e3)
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "mean_ms": round(float(np.mean(ms)), 3)}
+    r = benchmark_file(path, threads, runs, warmup=10)
+    return {"p50_ms": r["p50_ms"], "mean_ms": r["mean_ms"]}
 
 
 if __name__ == "__main__":

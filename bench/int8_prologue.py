@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def p50(path: str, threads: int, runs: int) -> float:
-    """Median batch-1 latency (ms) of a .tflite with a random input."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Median batch-1 latency (ms) of a .tflite, through edgeclf's own timing loop."""
+    from edgeclf.runtime.benchmark import benchmark_file
 
-    it = Interpreter(model_path=path, num_threads=threads)
-    it.allocate_tensors()
-    d = it.get_input_details()[0]
-    x = np.random.default_rng(0).integers(0, 256, d["shape"]).astype(d["dtype"])
-    ms = []
-    for i in range(runs + 10):
-        t = time.perf_counter()
-        it.set_tensor(d["index"], x)
-        it.invoke()
-        if i >= 10:
-            ms.append((time.perf_counter() - t) * 1e3)
-    return float(np.percentile(ms, 50))
+    return benchmark_file(path, threads, runs, warmup=10)["p50_ms"]
 
 
 class Bare(nn.Module):

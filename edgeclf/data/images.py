@@ -57,6 +57,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def file_size(path: str | os.PathLike[str]) -> int:
+    """Size in bytes of a file that can be read; ImageDecodeError says why not (missing, unreadable, a folder)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ImageDecodeError(p, f"cannot read file ({exc.strerror})") from None
+    if p.is_dir():
+        raise ImageDecodeError(p, "is a folder, not an image file")
+    return size
+
+
 def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image.Image:
     """Decode `path` to an upright RGB image whose shorter side is at least `min_side` when it can be.
 
@@ -65,12 +77,7 @@ def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image
     Raises ImageDecodeError with the reason for any file that is not a usable image.
     """
     p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise ImageDecodeError(p, f"cannot read file ({exc.strerror})") from None
-    if p.is_dir():
-        raise ImageDecodeError(p, "is a folder, not an image file")
+    size = file_size(p)
     if size == 0:
         raise ImageDecodeError(p, "empty file (0 bytes)")
     try:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..progress import progress
 from ..report.table import format_table
-from .engine import load_engine
+from .engine import load_engine, open_interpreter
 
 
 def _stats(ms: np.ndarray) -> dict[str, float]:
@@ -30,15 +30,7 @@ def _rss_mb() -> float:
 
 def _raw_tflite(path: Path, threads: int):
     """Any .tflite, edgeclf's or not: (invoke one random input, input description)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from ..errors import ModelError
-
-    try:
-        it = Interpreter(model_path=str(path), num_threads=threads)
-        it.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"{path} is not a valid .tflite model ({str(exc).splitlines()[0]})") from None
+    it = open_interpreter(path, threads)
     d = it.get_input_details()[0]
     x = np.random.default_rng(0).integers(0, 256, d["shape"]).astype(d["dtype"])
 

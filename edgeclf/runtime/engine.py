@@ -53,7 +53,8 @@ def _labels(path: Path, meta: dict) -> list[str]:
     return list(meta.get("classes", []))
 
 
-def _tflite_runner(path: Path, threads: int | None):
+def open_interpreter(path: Path, threads: int | None = None):
+    """An allocated ai-edge-litert Interpreter; a file that is not a model is a one-line ModelError."""
     from ai_edge_litert.interpreter import Interpreter
 
     try:
@@ -61,6 +62,11 @@ def _tflite_runner(path: Path, threads: int | None):
         it.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{path} is not a valid .tflite model ({str(exc).splitlines()[0]}); re-export it") from None
+    return it
+
+
+def _tflite_runner(path: Path, threads: int | None):
+    it = open_interpreter(path, threads)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     shape_in, shape_out = list(inp["shape"]), list(out["shape"])
     if len(shape_in) != 4 or shape_in[-1] != 3 or len(shape_out) != 2 or inp["dtype"] not in (np.uint8, np.float32):

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._io import atomic_path
 from ..data.augment import Augment, view_rng
-from ..data.images import ImageDecodeError, load_rgb
+from ..data.images import ImageDecodeError, file_size, load_rgb
 from ..data.parallel import imap
 from ..models.preprocess import Preprocess
 from ..progress import bar
@@ -29,9 +29,10 @@ from ..progress import bar
 def content_hash(path: str) -> tuple[str | None, str]:
     """(sha1 of the file's bytes, "") or (None, why it cannot be read)."""
     try:
+        file_size(path)  # the same reasons load_rgb gives for missing files and folders
         return hashlib.sha1(Path(path).read_bytes()).hexdigest(), ""
-    except IsADirectoryError:
-        return None, "is a folder, not an image"
+    except ImageDecodeError as exc:
+        return None, exc.reason
     except OSError as exc:
         return None, f"cannot read file ({exc.strerror})"
 
