@@ -117,3 +117,25 @@ def test_every_command_has_help(cmd: str, capsys: pytest.CaptureFixture) -> None
     with pytest.raises(SystemExit) as exc:
         main([cmd, "--help"])
     assert exc.value.code == 0 and "usage: edgeclf" in capsys.readouterr().out
+
+
+def test_python_api_as_the_readme_shows(tmp_path: Path) -> None:
+    # Regression: `edgeclf.train` and `edgeclf.export` are also subpackages; once imported, Python
+    # bound the package over the function and the README's second call failed ("module not callable").
+    import subprocess
+    import sys
+
+    make_dataset(tmp_path / "data", {"a": 6, "b": 6})
+    code = """
+import edgeclf
+from edgeclf.train.features import FeatureCache  # a submodule first: the worst order for the names
+run = edgeclf.train("data", model="mobilenet_v2_0.35_96", out="run", weights="none", epochs=1,
+                    feature_backend="torch", verbose=False)
+tfl = edgeclf.export(run, format="tflite", verbose=False)
+again = edgeclf.train("data", model="mobilenet_v2_0.35_96", out="run2", weights="none", epochs=1,
+                      feature_backend="torch", verbose=False)
+print(edgeclf.evaluate(tfl, data="data", verbose=False)["n"], again.name)
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "run2"
