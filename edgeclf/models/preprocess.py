@@ -40,8 +40,12 @@ class Preprocess:
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
         """Inverse of to_dict."""
-        return cls(size=int(d["size"]), mean=tuple(d["mean"]), std=tuple(d["std"]),
-                   crop_pct=float(d.get("crop_pct", 0.875)))
+        pre = cls(size=int(d["size"]), mean=tuple(float(m) for m in d["mean"]),
+                  std=tuple(float(s) for s in d["std"]), crop_pct=float(d.get("crop_pct", 0.875)))
+        if not (8 <= pre.size <= 4096 and len(pre.mean) == len(pre.std) == 3 and min(pre.std) > 0
+                and 0 < pre.crop_pct <= 1):
+            raise ValueError(f"not a valid preprocessing: {d}")
+        return pre
 
     def crop(self, img: Image.Image) -> Image.Image:
         """Resize + centre crop an RGB image to size x size."""

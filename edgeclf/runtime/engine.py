@@ -34,13 +34,20 @@ def _sidecar(path: Path) -> dict:
     """Preprocessing and labels: from the JSON beside the file, else from the metadata inside it."""
     side = path.with_suffix(".json")
     if side.is_file():
-        return read_json(side)
+        try:
+            meta = read_json(side)
+            Preprocess.from_dict(meta["preprocess"])
+            return meta
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{side} is not the preprocessing JSON edgeclf export writes ({type(exc).__name__}); "
+                             "delete it (the metadata inside the model is used then) or re-export") from None
     from ..export.metadata import read_metadata
 
     try:
         info, files = read_metadata(path.read_bytes())
         custom = info["custom"]
-        return {"preprocess": custom["preprocess"], "classes": custom["classes"]}
+        Preprocess.from_dict(custom["preprocess"])
+        return {"preprocess": custom["preprocess"], "classes": [str(c) for c in custom["classes"]]}
     except Exception:  # noqa: BLE001 - any failure: the file does not carry edgeclf metadata
         raise ModelError(f"{path}: no {side.name} beside it and no edgeclf metadata inside; "
                          "re-export with edgeclf export") from None
@@ -49,7 +56,10 @@ def _sidecar(path: Path) -> dict:
 def _labels(path: Path, meta: dict) -> list[str]:
     txt = path.parent / "labels.txt"
     if txt.is_file():
-        return [line.strip() for line in txt.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            return [line.strip() for line in txt.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise ModelError(f"{txt} is not UTF-8 text; use the labels.txt exported with this model") from None
     return list(meta.get("classes", []))
 
 
@@ -76,8 +86,12 @@ def _tflite_runner(path: Path, threads: int | None):
     def run(batch: np.ndarray) -> np.ndarray:
         rows = []
         for x in batch:
-            it.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
-            it.invoke()
+            try:
+                it.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
+                it.invoke()
+            except (ValueError, RuntimeError) as exc:  # a damaged graph can load yet fail to run
+                raise ModelError(f"{path} failed to run ({str(exc).splitlines()[0][:160]}); the file is damaged: "
+                                 "re-export it") from None
             y = it.get_tensor(out["index"])[0]
             if out["dtype"] != np.float32:
                 scale, zero = out["quantization"]
@@ -135,11 +149,17 @@ def _onnx_runner(path: Path, threads: int | None):
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ModelError(f"{path} is not a valid ONNX model ({str(exc).splitlines()[0][:160]}); re-export it") from None
     props = sess.get_modelmeta().custom_metadata_map
-    if "labels" not in props or "preprocess" not in props:
-        raise ModelError(f"{path} has no edgeclf labels/preprocessing metadata; export it with edgeclf export")
+    try:
+        labels, pre = json.loads(props["labels"]), Preprocess.from_dict(json.loads(props["preprocess"]))
+    except (KeyError, ValueError, TypeError):
+        raise ModelError(f"{path} has no readable edgeclf labels/preprocessing metadata; "
+                         "export it with edgeclf export") from None
     name = sess.get_inputs()[0].name
 
     def run(batch: np.ndarray) -> np.ndarray:
-        return sess.run(None, {name: np.ascontiguousarray(batch, dtype=np.uint8)})[0]
+        try:
+            return sess.run(None, {name: np.ascontiguousarray(batch, dtype=np.uint8)})[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ModelError(f"{path} failed to run ({str(exc).splitlines()[0][:160]}); re-export it") from None
 
-    return run, json.loads(props["labels"]), Preprocess.from_dict(json.loads(props["preprocess"]))
+    return run, labels, pre
