@@ -13,3 +13,7 @@ class DatasetError(EdgeclfError):
 
 class ModelError(EdgeclfError):
     """A model name, weights file or model file cannot be used."""
+
+
+class ConfigError(EdgeclfError, ValueError):
+    """An option value that cannot be used (also a ValueError, as Python callers expect)."""

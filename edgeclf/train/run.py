@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_path, read_json, write_text
+from .._io import atomic_path, read_json, write_bytes, write_text
 from ..errors import EdgeclfError
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
@@ -23,10 +23,11 @@ MANIFEST = "manifest.json"
 def save_model(run_dir: Path, model: Classifier, meta: dict[str, Any]) -> Path:
     """Write model.pt: backbone + head weights and what is needed to rebuild them."""
     payload = {"meta": meta, "backbone": model.backbone.state_dict(), "head": model.head.state_dict()}
-    path = Path(run_dir) / MODEL_FILE
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    buf = io.BytesIO()
+    # Serialized in memory, then written by Python: torch's own file writer reports a full disk as
+    # a RuntimeError, where write_bytes gives the one-line "free disk space" error.
+    torch.save(payload, buf)
+    return write_bytes(Path(run_dir) / MODEL_FILE, buf.getvalue())
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any]]:
