@@ -48,7 +48,7 @@ def cmd_train(a: argparse.Namespace) -> int:
           flip=a.flip, random_crop=a.random_crop, random_scale=a.random_scale,
           random_brightness=a.random_brightness, fine_tune=a.fine_tune, fine_tune_epochs=a.fine_tune_epochs,
           fine_tune_lr=a.fine_tune_lr, feature_backend=a.feature_backend, cache_dir=a.cache_dir,
-          workers=a.workers)
+          workers=a.workers, device=a.device)
     return 0
 
 
@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unfreeze the top N backbone blocks, or all of it")
     g.add_argument("--fine-tune-epochs", type=int, default=3)
     g.add_argument("--fine-tune-lr", type=float, default=1e-4)
+    g.add_argument("--device", default="cpu", help="where fine-tuning runs: cpu, or cuda[:N] (bfloat16 mixed precision)")
     p.add_argument("--feature-backend", choices=("auto", "litert", "torch"), default="auto",
                    help="who computes cached features (auto: the backbone exported to LiteRT, ~3.5-5x faster on a CPU)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $EDGECLF_HOME/features)")

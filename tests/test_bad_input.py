@@ -88,7 +88,7 @@ def test_training_features_skip_bad_images(tmp_path: Path) -> None:
     from edgeclf.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
     from edgeclf.models.zoo import get_spec
     from edgeclf.train.backends import torch_backend
-    from edgeclf.train.features import extract
+    from edgeclf.train.features import FeatureCache, extract
 
     good = tmp_path / "good.jpg"
     photo(3).save(good)
@@ -97,8 +97,8 @@ def test_training_features_skip_bad_images(tmp_path: Path) -> None:
     backbone = get_spec("mobilenet_v2_0.35_96").build().eval()
     pre = Preprocess(96, IMAGENET_MEAN, IMAGENET_STD)
     feats, hashes, skipped = extract(lambda: torch_backend(backbone, pre), pre, [str(bad), str(good)],
-                                     {0: None}, workers=1)
-    feats = feats[0]
+                                     {0: FeatureCache(tmp_path / "cache", "k")}, workers=1)
+    feats = feats[0].numpy()
     assert list(skipped) == [str(bad)] and "truncated" in skipped[str(bad)]
     assert hashes[0] is None and hashes[1] is not None
     assert feats.shape == (2, backbone.num_features) and np.abs(feats[1]).sum() > 0

@@ -16,6 +16,7 @@ from edgeclf.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from edgeclf.models.zoo import get_spec
 from edgeclf.train.backends import backbone_tflite, litert_backend, torch_backend
 from edgeclf.train.features import FeatureCache, extract
+from edgeclf.data.images import load_rgb
 from edgeclf.train.trainer import train
 
 MODEL = "mobilenet_v2_0.35_96"
@@ -35,15 +36,30 @@ def test_cache_stays_aligned_with_duplicate_images(tmp_path: Path, backbone) -> 
     data = make_dataset(tmp_path / "d", {"a": 6})
     shutil.copy(data / "a" / "img_001.jpg", data / "a" / "copy_of_1.jpg")
     paths = sorted(str(p) for p in (data / "a").iterdir())
-    direct, _, _ = extract(lambda: torch_backend(backbone, PRE), PRE, paths, {0: None}, workers=1)
+    direct = torch_backend(backbone, PRE)(np.stack([PRE.to_uint8(load_rgb(p, min_side=PRE.resize_to)) for p in paths]))
     cache = FeatureCache(tmp_path / "c", "k")
-    extract(lambda: torch_backend(backbone, PRE), PRE, paths, {0: cache}, workers=1)
+    first, _, _ = extract(lambda: torch_backend(backbone, PRE), PRE, paths, {0: cache}, workers=1, save_every=2)
+    np.testing.assert_allclose(first[0].numpy(), direct, rtol=1e-5, atol=1e-5)
     reloaded = FeatureCache(tmp_path / "c", "k")
-    assert len(reloaded.index) == len(paths) - 1  # the copy is stored once
+    assert len(reloaded) == len(paths) - 1  # the copy is stored once
     fails = []
     cached, _, _ = extract(lambda: fails.append(1), PRE, paths, {0: reloaded}, workers=1)
     assert not fails  # everything came from the cache: the backend was never built
-    np.testing.assert_allclose(cached[0], direct[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(cached[0].numpy(), direct, rtol=1e-5, atol=1e-5)
+
+
+def test_cache_survives_a_killed_writer_and_damage(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, "k")
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert cache.add(["a" * 40, "b" * 40, "a" * 40], a) == [0, 1, 0]
+    with open(cache.dir / "feats.f32", "ab") as f:  # a writer killed after its vectors, before their hashes
+        f.write(np.ones((2, 4), np.float32).tobytes())
+    again = FeatureCache(tmp_path, "k")
+    assert len(again) == 2
+    assert again.add(["c" * 40], np.full((1, 4), 7, np.float32)) == [2]  # the unlisted tail is cut off
+    np.testing.assert_array_equal(FeatureCache(tmp_path, "k").take(np.array([2, 0])), [[7] * 4, [0, 1, 2, 3]])
+    (cache.dir / "hashes.txt").write_bytes(b"not a hash\n" * 5)
+    assert len(FeatureCache(tmp_path, "k")) == 0  # damaged: rebuilt, never trusted
 
 
 def test_augmented_views_are_stable_and_distinct() -> None:
@@ -74,7 +90,7 @@ def test_aug_views_are_cached_per_view_and_reused(data3: Path, tmp_path: Path) -
     kw = dict(weights="none", epochs=3, aug_views=2, workers=1, verbose=False, cache_dir=tmp_path / "c",
               feature_backend="torch")
     run = train(data3, MODEL, tmp_path / "r1", **kw)
-    assert len(list((tmp_path / "c").glob("*.npz"))) == 3  # plain view + 2 augmented views
+    assert len(list((tmp_path / "c").glob("*/meta.json"))) == 3  # plain view + 2 augmented views
     again = train(data3, MODEL, tmp_path / "r2", **kw)
     m2 = json.loads((again / "manifest.json").read_text())
     assert m2["feature_backend"] == "cache"  # nothing recomputed
@@ -160,11 +176,11 @@ def test_two_runs_sharing_one_cache_at_once(data3: Path, tmp_path: Path) -> None
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
-    files = list(cache.glob("*.npz"))
-    assert len(files) == 1
-    stored = FeatureCache(cache, files[0].stem)
-    # Both runs' vectors survive (without the lock + merge, the later writer drops the other's), rows aligned.
-    assert len(stored.index) == 96 and stored.feats.shape[0] == 96
+    keys = [d for d in cache.iterdir() if (d / "meta.json").is_file()]
+    assert len(keys) == 1
+    stored = FeatureCache(cache, keys[0].name)
+    # Both runs' vectors survive (appends under a lock: neither writer overwrites the other's), rows aligned.
+    assert len(stored) == 96 and (keys[0] / "feats.f32").stat().st_size == 96 * stored.dim * 4
     run = train(data3, MODEL, tmp_path / "r3", weights="none", epochs=2, workers=1, verbose=False, cache_dir=cache,
                 feature_backend="torch")
     assert json.loads((run / "manifest.json").read_text())["feature_backend"] == "cache"

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import write_json
 from ..data.augment import Augment, view_rng
 from ..data.images import ImageDecodeError, file_size, load_rgb
 from ..data.parallel import imap
+from ..errors import EdgeclfError
 from ..models.preprocess import Preprocess
 from ..progress import bar
 
@@ -66,56 +68,158 @@ def cache_key(model_name: str, weights_id: str, pre: Preprocess, view: int = 0,
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
+_HASH_LINE = 41  # a sha1 hex digest and a newline: fixed width, so row counts come from file sizes
+_HEX = re.compile(rb"[0-9a-f]{40}")
+
+
 class FeatureCache:
-    """content-hash → feature vector for one cache key, stored as one .npz file."""
+    """content-hash → feature vector for one cache key, as an append-only on-disk array.
+
+    ``<root>/<key>/`` holds ``feats.f32`` (rows of float32), ``hashes.txt`` (row i's image hash on
+    line i) and ``meta.json`` (the row width). Rows are read on demand, never all loaded: memory
+    stays flat however large the dataset. Writers append under a lock, features before hashes, so
+    a killed writer leaves at most a tail of unlisted rows that the next writer cuts off.
+    """
 
     def __init__(self, root: Path, key: str) -> None:
-        self.path = Path(root) / f"{key}.npz"
-        self.index, self.feats = self._load()
+        self.dir = Path(root) / key
+        self._reset()
+        self.refresh()
 
-    def _load(self) -> tuple[dict[str, int], np.ndarray]:
-        if self.path.is_file():
-            try:
-                with np.load(self.path) as z:
-                    feats = z["feats"]
-                    index = {h: i for i, h in enumerate(z["hashes"].tolist())}
-                if len(index) != len(feats):
-                    raise ValueError("hashes and features are not aligned")
-                return index, feats
-            except (OSError, ValueError, KeyError):  # a damaged cache is rebuilt, never trusted
-                pass
-        return {}, np.zeros((0, 0), np.float32)
+    @property
+    def key(self) -> str:
+        """The cache key (the folder's name)."""
+        return self.dir.name
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def refresh(self) -> None:
+        """Read the rows other writers appended since the last look (or everything, the first time)."""
+        try:
+            self.dim = int(json.loads((self.dir / "meta.json").read_text())["dim"])
+            rows = (self.dir / "feats.f32").stat().st_size // (4 * self.dim)
+            with open(self.dir / "hashes.txt", "rb") as f:
+                f.seek(self._lines * _HASH_LINE)
+                tail = f.read(max(0, rows - self._lines) * _HASH_LINE)
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+            self._reset()  # missing or damaged: rebuilt, never trusted
+            return
+        for k in range(0, len(tail) - _HASH_LINE + 1, _HASH_LINE):
+            line = tail[k:k + _HASH_LINE]
+            if line[-1:] != b"\n" or not _HEX.fullmatch(line[:-1]):
+                self._reset()
+                return
+            self.index.setdefault(line[:-1].decode("ascii"), self._lines)
+            self._lines += 1
+
+    def _reset(self) -> None:
+        self.index, self.dim, self._lines = {}, 0, 0
+
+    def row(self, digest: str) -> int | None:
+        """The row holding an image's vector, if cached."""
+        return self.index.get(digest)
 
     def get(self, digest: str) -> np.ndarray | None:
         """The cached vector of an image, if any."""
         i = self.index.get(digest)
-        return None if i is None else self.feats[i]
+        return None if i is None else self.take(np.array([i]))[0]
 
-    def add(self, hashes: list[str], feats: np.ndarray) -> None:
-        """Append new vectors and save atomically; a hash already stored (duplicate image) is skipped.
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Vectors of the given rows, [len(rows), dim], read from disk (no memory map stays behind)."""
+        rows = np.asarray(rows, np.int64)
+        out = np.empty((len(rows), self.dim), np.float32)
+        if not len(rows):
+            return out
+        width = 4 * self.dim
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        # One read per run of consecutive rows: sequential scans cost one syscall per run, not per row.
+        breaks = np.flatnonzero(np.diff(srt) != 1) + 1
+        with open(self.dir / "feats.f32", "rb", buffering=0) as f:
+            fd = f.fileno()
+            for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(srt)]):
+                buf = os.pread(fd, width * int(b - a), int(srt[a]) * width)
+                out[order[a:b]] = np.frombuffer(buf, np.float32).reshape(b - a, self.dim)
+        return out
 
-        Runs sharing the cache take a lock and merge what the others saved meanwhile, so concurrent
-        runs never lose each other's vectors (and readers only ever see whole files).
+    def add(self, hashes: list[str], feats: np.ndarray) -> list[int]:
+        """Append new vectors; returns each hash's row (a hash already stored keeps its first row).
+
+        Runs sharing the cache take a lock and pick up what the others appended meanwhile, so
+        concurrent runs never lose or overwrite each other's vectors.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path.with_suffix(".lock")):
-            index, stored = self._load()
-            if len(index) > len(self.index):
-                self.index, self.feats = index, stored
-            keep = []
+        try:
+            return self._add(hashes, np.ascontiguousarray(feats, np.float32))
+        except OSError as exc:
+            # The rows written so far stay unlisted (no hash line): the next writer cuts them off.
+            raise EdgeclfError(f"cannot write the feature cache {self.dir}: {exc.strerror}; free disk space "
+                               "or pass --cache-dir on another disk") from None
+
+    def _add(self, hashes: list[str], feats: np.ndarray) -> list[int]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with _locked(self.dir / "lock"):
+            self.refresh()
+            if not self.dim:
+                self._reset()
+                self.dim = int(feats.shape[1])
+                for name in ("feats.f32", "hashes.txt"):
+                    (self.dir / name).write_bytes(b"")
+                write_json(self.dir / "meta.json", {"dim": self.dim, "dtype": "float32", "format": 1})
+            if feats.shape[1] != self.dim:
+                raise ValueError(f"feature width {feats.shape[1]} does not match the cache's {self.dim} in {self.dir}")
+            keep: list[int] = []
+            fresh: dict[str, None] = {}  # insertion-ordered set
             for i, h in enumerate(hashes):
-                if h not in self.index:
-                    self.index[h] = len(self.index)
+                if h not in self.index and h not in fresh:
                     keep.append(i)
-            if not keep:
-                return
-            new = np.asarray(feats, np.float32)[keep]
-            self.feats = new if self.feats.size == 0 else np.concatenate([self.feats, new])
-            # Row i of feats belongs to hashes[i]: the file stores them aligned, so a reload cannot shift.
-            ordered = sorted(self.index, key=self.index.get)
-            with atomic_path(self.path) as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(f, feats=self.feats, hashes=np.array(ordered))
+                    fresh[h] = None
+            if keep:
+                n = self._lines
+                with open(self.dir / "feats.f32", "r+b") as f:
+                    f.truncate(n * 4 * self.dim)  # drop a killed writer's unlisted tail
+                    f.seek(0, os.SEEK_END)
+                    f.write(feats[keep].tobytes())
+                with open(self.dir / "hashes.txt", "r+b") as f:
+                    f.truncate(n * _HASH_LINE)
+                    f.seek(0, os.SEEK_END)
+                    f.write("".join(h + "\n" for h in fresh).encode("ascii"))
+                for h in fresh:
+                    self.index[h] = self._lines
+                    self._lines += 1
+        return [self.index[h] for h in hashes]
+
+
+class FeatureRows:
+    """Feature vectors of some images, one row per image, read from a cache on demand (-1 = zeros)."""
+
+    def __init__(self, cache: FeatureCache, rows: np.ndarray) -> None:
+        self.cache = cache
+        self.rows = np.asarray(rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def dim(self) -> int:
+        """Width of a vector."""
+        return self.cache.dim
+
+    def subset(self, select: np.ndarray) -> "FeatureRows":
+        """The rows picked by a boolean mask or index array."""
+        return FeatureRows(self.cache, self.rows[select])
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Vectors of images idx, [len(idx), dim] float32."""
+        rows = self.rows[np.asarray(idx, np.int64)]
+        out = np.zeros((len(rows), self.cache.dim), np.float32)
+        ok = rows >= 0
+        out[ok] = self.cache.take(rows[ok])
+        return out
+
+    def numpy(self) -> np.ndarray:
+        """All vectors in memory (small sets and tests)."""
+        return self.take(np.arange(len(self)))
 
 
 @contextlib.contextmanager
@@ -132,21 +236,24 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def extract(make_fn: Callable[[], Callable[[np.ndarray], np.ndarray]], pre: Preprocess, paths: list[str],
-            caches: dict[int, FeatureCache | None], views_of: list[tuple[int, ...]] | None = None,
+            caches: dict[int, FeatureCache], views_of: list[tuple[int, ...]] | None = None,
             augment: Augment | None = None, batch_size: int = 32, workers: int | None = None,
-            desc: str = "features") -> tuple[dict[int, np.ndarray], list[str | None], dict[str, str]]:
-    """Features of every (path, view) asked for, cached ones re-used.
+            desc: str = "features", save_every: int = 512, shard: tuple[int, int] = (0, 1),
+            ) -> tuple[dict[int, FeatureRows], list[str | None], dict[str, str]]:
+    """Features of every (path, view) asked for, cached ones re-used, new ones appended to the cache.
 
     `make_fn()` gives the function mapping uint8 NHWC crops to features (called only if a feature
-    is missing); `views_of[i]` lists the views path i needs (default:
-    only view 0); `caches[v]` stores view v. Returns ({view: [N, F] array, zero rows where not
-    asked}, content hashes, {unreadable path: reason}). Only images with a missing view are decoded.
+    is missing); `views_of[i]` lists the views path i needs (default: only view 0); `caches[v]`
+    stores view v. New vectors are saved every `save_every` crops, so a killed run resumes where
+    it stopped, and memory holds only that many. `shard=(k, n)` computes only the missing images
+    k, k+n, ... (one process of n). Returns ({view: rows of every path, zeros where not asked or
+    unreadable}, content hashes, {unreadable path: reason}).
     """
     n = len(paths)
     views_of = views_of or [(0,)] * n
     bad: dict[str, str] = {}
     hashes: list[str | None] = [None] * n
-    rows: dict[int, dict[int, np.ndarray]] = {v: {} for v in caches}
+    rows = {v: np.full(n, -1, np.int64) for v in caches}
     jobs: list[tuple[int, tuple[str, str, tuple[int, ...]]]] = []
     for i, p in enumerate(paths):
         digest, why = content_hash(p)
@@ -156,29 +263,32 @@ def extract(make_fn: Callable[[], Callable[[np.ndarray], np.ndarray]], pre: Prep
         hashes[i] = digest
         missing = []
         for v in views_of[i]:
-            hit = caches[v].get(digest) if caches[v] is not None else None
-            if hit is None:
+            r = caches[v].row(digest)
+            if r is None:
                 missing.append(v)
             else:
-                rows[v][i] = hit
+                rows[v][i] = r
         if missing:
             jobs.append((i, (p, digest, tuple(missing))))
-    new: dict[int, tuple[list[str], list[np.ndarray]]] = {v: ([], []) for v in caches}
+    jobs = jobs[shard[0]::shard[1]]
+    new: dict[int, list[tuple[int, np.ndarray]]] = {v: [] for v in caches}
     pending: list[tuple[int, int, np.ndarray]] = []
     fn = make_fn() if jobs else None
 
     def flush() -> None:
-        if not pending:
-            return
-        out = fn(np.stack([a for _, _, a in pending]))
-        for (i, v, _), f in zip(pending, out):
-            rows[v][i] = f
-            new[v][0].append(hashes[i])  # type: ignore[arg-type]
-            new[v][1].append(f)
-        pending.clear()
+        if pending:
+            for (i, v, _), f in zip(pending, fn(np.stack([a for _, _, a in pending]))):
+                new[v].append((i, f))
+            pending.clear()
 
-    n_crops = sum(len(j[1][2]) for j in jobs)
-    pbar = bar(desc, n_crops, "img")
+    def save() -> None:
+        for v, done in new.items():
+            if done:
+                got = caches[v].add([hashes[i] for i, _ in done], np.stack([f for _, f in done]))  # type: ignore[misc]
+                rows[v][[i for i, _ in done]] = got
+                done.clear()
+
+    pbar = bar(desc, sum(len(j[1][2]) for j in jobs), "img")
     try:
         decoded = imap(_Decode(pre, augment), [j for _, j in jobs], workers, chunksize=4)
         for (i, (p, _, missing)), crops in zip(jobs, decoded):
@@ -186,25 +296,17 @@ def extract(make_fn: Callable[[], Callable[[np.ndarray], np.ndarray]], pre: Prep
                 bad[p] = crops
                 hashes[i] = None
                 continue
-            for v, arr in zip(missing, crops):
-                pending.append((i, v, arr))
+            pending.extend((i, v, arr) for v, arr in zip(missing, crops))
             if len(pending) >= batch_size:
                 flush()
+            if sum(map(len, new.values())) >= save_every:
+                save()
             pbar.update(len(missing))
         flush()
     finally:
         pbar.close()
-        # Even an interrupted extraction keeps what it computed: a rerun resumes from there.
-        for v, (hs, fs) in new.items():
-            if caches[v] is not None and hs:
-                caches[v].add(hs, np.stack(fs[:len(hs)]))
-    dim = next((len(f) for r in rows.values() for f in r.values()), 0)
-    out: dict[int, np.ndarray] = {}
-    for v, r in rows.items():
-        out[v] = np.zeros((n, dim), np.float32)
-        for i, f in r.items():
-            out[v][i] = f
-    return out, hashes, bad
+        save()  # even an interrupted extraction keeps what it computed: a rerun resumes from there
+    return {v: FeatureRows(caches[v], r) for v, r in rows.items()}, hashes, bad
 
 
 def default_cache_root() -> Path:

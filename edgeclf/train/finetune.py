@@ -8,6 +8,7 @@ parameters still train inside the unfrozen blocks.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -18,11 +19,13 @@ import torch
 from torch import nn
 
 from ..data.augment import Augment
+from ..errors import ConfigError
 from ..data.images import ImageDecodeError, load_rgb
 from ..data.parallel import imap
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
 from ..progress import bar
+from .distributed import World
 
 
 @dataclass
@@ -53,9 +56,9 @@ def parse_blocks(value: str | int | None) -> int | str | None:
     try:
         n = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"--fine-tune takes a number of top blocks or 'all', got {value!r}") from None
+        raise ConfigError(f"--fine-tune takes a number of top blocks or 'all', got {value!r}") from None
     if n < 0:
-        raise ValueError(f"--fine-tune takes a positive number of top blocks or 'all', got {n}")
+        raise ConfigError(f"--fine-tune takes a positive number of top blocks or 'all', got {n}")
     return n
 
 
@@ -109,45 +112,84 @@ def _batches(paths: list[str], labels: np.ndarray, order: np.ndarray, pre: Prepr
         yield np.stack(xs), np.array(ys)
 
 
+def _input(pre: Preprocess, xb: np.ndarray, device: str) -> torch.Tensor:
+    return pre.normalize(xb).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+
+
+def _autocast(device: str) -> contextlib.AbstractContextManager:
+    """bfloat16 mixed precision on GPUs that have it (no loss scaling needed); full float32 elsewhere."""
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def check_device(device: str) -> str:
+    """'cpu' or an available 'cuda[:N]'; anything else is a one-line error saying what to use."""
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: PyTorch sees no CUDA GPU here (torch {torch.__version__}); "
+                             "use --device cpu, or install a CUDA build of torch on a machine with a GPU")
+        return device
+    raise ConfigError(f"--device takes 'cpu' or 'cuda[:N]', got {device!r}")
+
+
 def predict_logits(model: Classifier, pre: Preprocess, paths: list[str], batch_size: int = 32,
-                   workers: int | None = 1) -> np.ndarray:
+                   workers: int | None = 1, device: str = "cpu") -> np.ndarray:
     """Logits of the plain centre crops (eval mode)."""
     model.eval()
     out = []
     order = np.arange(len(paths))
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(device):
         for xb, _ in _batches(paths, np.zeros(len(paths), int), order, pre, None, batch_size, 0, workers):
-            out.append(model(pre.normalize(xb).contiguous(memory_format=torch.channels_last)).numpy())
+            out.append(model(_input(pre, xb, device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: np.ndarray,
               val_paths: list[str], yval: np.ndarray, cfg: FineTuneConfig, augment: Augment | None,
               workers: int | None = None, on_epoch: Callable[[dict], None] | None = None,
-              class_weights: torch.Tensor | None = None) -> tuple[Classifier, list[dict], float]:
+              class_weights: torch.Tensor | None = None, world: World = World(),
+              device: str = "cpu") -> tuple[Classifier, list[dict], float]:
     """Train the unfrozen top of `model` on the fly; returns (best model by val accuracy, history, best val acc).
 
     Epoch 0 is the starting point (the converged head), so the result is never worse on validation.
+    Under torchrun every rank takes its share of each global batch (same global batches as one
+    process: rank r gets images r, r+N, ... of it) and DistributedDataParallel averages gradients.
     """
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)  # same seed on every rank: same permutation, disjoint shares
     # Decoding (~2 ms/image) is tiny next to a training step; decode processes beside torch's own
     # threads oversubscribe the cores and cost more than they save (measured: 3.5 min of sys time).
     workers = 1 if workers is None else workers
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=torch.channels_last)
     set_trainable(model, cfg.blocks)
+    net: nn.Module = model
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, broadcast_buffers=False,
+                                      device_ids=[torch.cuda.current_device()] if device.startswith("cuda") else None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * max(1, math.ceil(len(train_paths) / cfg.batch_size))
+    batch = max(1, cfg.batch_size // world.size)
+    steps = cfg.epochs * max(1, math.ceil(len(train_paths) / world.size / batch))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
-    yv = torch.from_numpy(yval.astype(np.int64))
+    loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
+                                  label_smoothing=cfg.label_smoothing)
+    mine = np.arange(len(val_paths))[world.rank::world.size]
 
     def val_score() -> tuple[float, float]:
         if not len(val_paths):
             return 0.0, 0.0
-        logits = torch.from_numpy(predict_logits(model, pre, val_paths, workers=workers))
-        return float((logits.argmax(1) == yv).float().mean()), float(nn.functional.cross_entropy(logits, yv))
+        logits = torch.from_numpy(predict_logits(model, pre, [val_paths[i] for i in mine], workers=workers,
+                                                 device=device))
+        yv = torch.from_numpy(yval[mine].astype(np.int64))
+        hits = float((logits.argmax(1) == yv).sum()) if len(mine) else 0.0
+        loss = float(nn.functional.cross_entropy(logits, yv, reduction="sum")) if len(mine) else 0.0
+        hits, loss = world.all_sum([hits, loss])
+        return hits / len(val_paths), loss / len(val_paths)
 
     best_acc, best_loss = val_score()
     best_state = copy.deepcopy(model.state_dict())
@@ -155,23 +197,30 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
     for epoch in range(1, cfg.epochs + 1):
         _train_mode(model)
         order = rng.permutation(len(train_paths))
+        # Global batch k is order[k*B:(k+1)*B]; this rank's part of it is every size-th image.
+        share = np.concatenate([order[s:s + cfg.batch_size][world.rank::world.size]
+                                for s in range(0, len(order), cfg.batch_size)]) if len(order) else order
         tot_loss = tot_acc = seen = 0.0
-        pbar = bar(f"fine-tune epoch {epoch}/{cfg.epochs}", len(order), "img")
-        for xb, yb in _batches(train_paths, ytr, order, pre, augment, cfg.batch_size, cfg.seed * 1000 + epoch,
-                               workers):
-            x = pre.normalize(xb).contiguous(memory_format=torch.channels_last)
-            y = torch.from_numpy(yb.astype(np.int64))
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot_loss += loss.item() * len(y)
-            tot_acc += float((logits.argmax(1) == y).sum())
-            seen += len(y)
-            pbar.update(len(y))
-        pbar.close()
+        pbar = bar(f"fine-tune epoch {epoch}/{cfg.epochs}", len(share), "img") if world.main else None
+        # join() lets a rank that runs out of batches (an unreadable image skipped) stop without a hang.
+        with net.join() if world.distributed else contextlib.nullcontext():  # type: ignore[operator]
+            for xb, yb in _batches(train_paths, ytr, share, pre, augment, batch, cfg.seed * 1000 + epoch, workers):
+                y = torch.from_numpy(yb.astype(np.int64)).to(device)
+                with _autocast(device):
+                    logits = net(_input(pre, xb, device))
+                    loss = loss_fn(logits.float(), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                tot_loss += loss.item() * len(y)
+                tot_acc += float((logits.argmax(1) == y).sum())
+                seen += len(y)
+                if pbar:
+                    pbar.update(len(y) * world.size)
+        if pbar:
+            pbar.close()
+        tot_loss, tot_acc, seen = world.all_sum([tot_loss, tot_acc, seen])
         acc, vloss = val_score()
         row = {"epoch": epoch, "train_loss": tot_loss / max(1, seen), "train_acc": tot_acc / max(1, seen),
                "val_acc": acc, "val_loss": vloss, "lr": opt.param_groups[0]["lr"]}
@@ -182,4 +231,4 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
             best_acc, best_loss, best_state = acc, vloss, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model.requires_grad_(True)
-    return model.eval().to(memory_format=torch.contiguous_format), history, best_acc
+    return model.eval().cpu().to(memory_format=torch.contiguous_format), history, best_acc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import Protocol, Union
 
 import numpy as np
 import torch
@@ -39,6 +40,40 @@ class HeadResult:
     history: list[dict] = field(default_factory=list)
 
 
+class Rows(Protocol):
+    """Feature vectors read on demand (edgeclf.train.features.FeatureRows, or an array through as_rows)."""
+
+    def __len__(self) -> int: ...
+    def take(self, idx: np.ndarray) -> np.ndarray: ...
+
+
+class _ArrayRows:
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = np.asarray(a, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        return self.a[idx]
+
+
+def as_rows(x: Union[np.ndarray, Rows]) -> Rows:
+    """Arrays and on-disk feature rows behind one interface."""
+    return _ArrayRows(x) if isinstance(x, np.ndarray) else x
+
+
+def predict_probs(head: nn.Module, x: Union[np.ndarray, Rows], chunk: int = 4096) -> np.ndarray:
+    """Softmax outputs of a head over features, read a chunk at a time."""
+    rows = as_rows(x)
+    head.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(rows), chunk):
+            out.append(torch.softmax(head(torch.from_numpy(rows.take(np.arange(s, min(s + chunk, len(rows)))))), 1))
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
 def class_weight_vector(labels: np.ndarray, n: int, mode: str) -> torch.Tensor | None:
     """Inverse-frequency weights (mean 1) when asked for, or when 'auto' sees imbalance."""
     counts = np.bincount(labels, minlength=n).astype(np.float64)
@@ -48,28 +83,51 @@ def class_weight_vector(labels: np.ndarray, n: int, mode: str) -> torch.Tensor |
     return torch.tensor(w / w[counts > 0].mean(), dtype=torch.float32)
 
 
-def _evaluate(head: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> tuple[float, float]:
+def _evaluate(head: nn.Module, x: Rows, y: torch.Tensor, chunk: int = 4096) -> tuple[float, float]:
     head.eval()
+    loss = correct = 0.0
     with torch.no_grad():
-        logits = head(x)
-        return float(loss_fn(logits, y)), float((logits.argmax(1) == y).float().mean())
+        for s in range(0, len(x), chunk):
+            logits = head(torch.from_numpy(x.take(np.arange(s, min(s + chunk, len(x))))))
+            yb = y[s:s + chunk]
+            loss += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+            correct += float((logits.argmax(1) == yb).sum())
+    return loss / len(x), correct / len(x)
 
 
-def train_head(xtr: np.ndarray, ytr: np.ndarray, xval: np.ndarray | None, yval: np.ndarray | None,
-               n_classes: int, cfg: HeadConfig, views: list[np.ndarray] | None = None,
-               on_epoch=None) -> HeadResult:
+def _gather(banks: list[Rows], pick: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+    """Row idx[j] of bank pick[idx[j]] for each j: one augmented view per image."""
+    if len(banks) == 1:
+        return torch.from_numpy(banks[0].take(idx))
+    which = pick[idx]
+    out = None
+    for b in np.unique(which):
+        m = which == b
+        got = banks[int(b)].take(idx[m])
+        if out is None:
+            out = np.empty((len(idx), got.shape[1]), np.float32)
+        out[m] = got
+    return torch.from_numpy(out)
+
+
+def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.ndarray, Rows, None],
+               yval: np.ndarray | None, n_classes: int, cfg: HeadConfig,
+               views: list[Union[np.ndarray, Rows]] | None = None, on_epoch=None) -> HeadResult:
     """AdamW + warm-up/cosine schedule + label smoothing; keeps the weights of the best validation epoch.
 
-    `views` are extra feature banks (augmented views) aligned with xtr; each epoch draws one view per image.
+    Features are arrays or on-disk rows read a batch at a time (memory stays flat with dataset
+    size). `views` are extra feature banks (augmented views) aligned with xtr; each epoch draws one
+    view per image.
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    head = make_head(xtr.shape[1], n_classes, cfg.dropout, cfg.hidden)
+    banks = [as_rows(xtr)] + [as_rows(v) for v in (views or [])]
+    dim = banks[0].take(np.arange(min(1, len(banks[0])))).shape[1]
+    head = make_head(dim, n_classes, cfg.dropout, cfg.hidden)
     weights = class_weight_vector(ytr, n_classes, cfg.class_weights)
     loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
-    eval_loss = nn.CrossEntropyLoss()
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = len(xtr)
+    n = len(banks[0])
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total = cfg.epochs * steps_per_epoch
     warm = int(cfg.warmup_epochs * steps_per_epoch)
@@ -80,32 +138,32 @@ def train_head(xtr: np.ndarray, ytr: np.ndarray, xval: np.ndarray | None, yval: 
         return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    banks = [torch.from_numpy(xtr)] + [torch.from_numpy(v) for v in (views or [])]
     y_t = torch.from_numpy(ytr.astype(np.int64))
-    xv = torch.from_numpy(xval) if xval is not None and len(xval) else None
+    xv = as_rows(xval) if xval is not None and len(xval) else None
     yv = torch.from_numpy(yval.astype(np.int64)) if xv is not None else None
     best = (-1.0, math.inf)
     best_state, best_epoch, stale = copy.deepcopy(head.state_dict()), 0, 0
     history = []
     for epoch in range(1, cfg.epochs + 1):
         head.train()
-        perm = torch.from_numpy(rng.permutation(n))
-        pick = torch.from_numpy(rng.integers(0, len(banks), n))
+        perm = rng.permutation(n)
+        pick = rng.integers(0, len(banks), n)
         tot_loss = tot_acc = 0.0
         for s in range(0, n, cfg.batch_size):
             idx = perm[s:s + cfg.batch_size]
-            xb = torch.stack([banks[int(pick[i])][i] for i in idx]) if len(banks) > 1 else banks[0][idx]
+            xb = _gather(banks, pick, idx)
+            yb = y_t[torch.from_numpy(idx)]
             logits = head(xb)
-            loss = loss_fn(logits, y_t[idx])
+            loss = loss_fn(logits, yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             tot_loss += loss.item() * len(idx)
-            tot_acc += float((logits.argmax(1) == y_t[idx]).sum())
+            tot_acc += float((logits.argmax(1) == yb).sum())
         row = {"epoch": epoch, "train_loss": tot_loss / n, "train_acc": tot_acc / n, "lr": opt.param_groups[0]["lr"]}
         if xv is not None:
-            row["val_loss"], row["val_acc"] = _evaluate(head, xv, yv, eval_loss)
+            row["val_loss"], row["val_acc"] = _evaluate(head, xv, yv)
             score = (row["val_acc"], -row["val_loss"])
             if score > (best[0], -best[1]):
                 best, best_state, best_epoch, stale = (row["val_acc"], row["val_loss"]), \

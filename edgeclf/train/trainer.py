@@ -17,7 +17,7 @@ import torch
 
 from .._io import write_json, write_text
 from ..data.dataset import Dataset, class_counts, scan
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 from ..models.builder import Classifier
 from ..models.weights import locate, sha256_file
 from ..models.zoo import get_spec
@@ -25,8 +25,9 @@ from ..runtime.metrics import classification_metrics, softmax
 from ..data.augment import Augment
 from .backends import make_backend
 from .features import FeatureCache, cache_key, default_cache_root, extract
-from .finetune import FineTuneConfig, fine_tune, parse_blocks, predict_logits
-from .head import HeadConfig, class_weight_vector, train_head
+from .distributed import World, setup, teardown
+from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, predict_logits
+from .head import HeadConfig, class_weight_vector, predict_probs, train_head
 from .run import MANIFEST, MODEL_FILE, plot_curves, save_model, write_history_csv, write_tensorboard
 
 
@@ -65,42 +66,67 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
           flip: bool = True, random_crop: float = 10.0, random_scale: float = 20.0, random_brightness: float = 20.0,
           fine_tune: int | str | None = None, fine_tune_epochs: int = 3, fine_tune_lr: float = 1e-4,
           feature_backend: str = "auto", cache_dir: str | os.PathLike[str] | None = None,
-          workers: int | None = None, on_epoch: Callable[[dict], None] | None = None,
+          workers: int | None = None, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None,
           verbose: bool = True) -> Path:
     """Train a classifier on DATA/<class>/ images; returns the run directory.
 
     The head trains on cached backbone features (plus `aug_views` cached augmented views per
-    training image); `fine_tune` then optionally unfreezes the top blocks (or "all") on the fly.
+    training image); `fine_tune` then optionally unfreezes the top blocks (or "all") on the fly,
+    on `device` ("cpu" or "cuda", with bfloat16 mixed precision). Launched by torchrun, the
+    processes share the work (edgeclf/train/distributed.py) and rank 0 writes the run directory.
     `on_epoch(row)` is called after every epoch of either stage with that epoch's metrics.
     """
     t0 = time.perf_counter()
-    log = print if verbose else (lambda *a, **k: None)
     spec = get_spec(model)  # unknown model names fail before any scanning
     ft_blocks = parse_blocks(fine_tune)
+    device = check_device(device)
     if aug_views < 0:
-        raise ValueError(f"aug_views must be >= 0, got {aug_views}")
+        raise ConfigError(f"--aug-views must be >= 0, got {aug_views}")
     augment = Augment(flip, random_crop, random_scale, random_brightness)
     ds = scan(data, val_percent, test_percent)
     _check_trainable(ds)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    world = setup(device)
+    try:
+        return _launch(ds, spec, Path(out), t0, world, verbose, weights=weights, epochs=epochs,
+                       steps=steps, batch_size=batch_size, lr=lr, dropout=dropout, label_smoothing=label_smoothing,
+                       hidden=hidden, weight_decay=weight_decay, val_percent=val_percent, test_percent=test_percent,
+                       class_weights=class_weights, patience=patience, seed=seed, aug_views=aug_views,
+                       augment=augment, ft_blocks=ft_blocks, fine_tune_epochs=fine_tune_epochs,
+                       fine_tune_lr=fine_tune_lr, feature_backend=feature_backend, cache_dir=cache_dir,
+                       workers=workers, device=device, on_epoch=on_epoch)
+    finally:
+        teardown(world)
+
+
+def _launch(ds: Dataset, spec, out: Path, t0: float, world: World, verbose: bool, *, weights: str,
+            epochs: int, steps: int | None, batch_size: int, lr: float, dropout: float, label_smoothing: float,
+            hidden: int, weight_decay: float, val_percent: float, test_percent: float, class_weights: str,
+            patience: int, seed: int, aug_views: int, augment: Augment, ft_blocks: int | str | None,
+            fine_tune_epochs: int, fine_tune_lr: float, feature_backend: str,
+            cache_dir: str | os.PathLike[str] | None, workers: int | None, device: str,
+            on_epoch: Callable[[dict], None] | None) -> Path:
+    log = print if verbose and world.main else (lambda *a, **k: None)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
     config = {"data": str(ds.root), "model": spec.name, "weights": weights, "epochs": epochs, "steps": steps,
               "batch_size": batch_size, "lr": lr, "dropout": dropout, "label_smoothing": label_smoothing,
               "hidden": hidden, "weight_decay": weight_decay, "val_percent": val_percent,
               "test_percent": test_percent, "class_weights": class_weights, "patience": patience, "seed": seed,
               "aug_views": aug_views, "augment": augment.to_dict(), "fine_tune": ft_blocks,
-              "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr, "feature_backend": feature_backend}
+              "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr, "feature_backend": feature_backend,
+              "device": device, "processes": world.size}
     manifest: dict[str, Any] = {
         "status": "running",
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("edgeclf") else None,
         "config": config, "versions": _versions(), "dataset_fingerprint": ds.fingerprint(),
     }
     # Written first, finished last: an interrupted run is visibly marked incomplete.
-    for stale in ("metrics.json", MODEL_FILE):
-        (out / stale).unlink(missing_ok=True)
-    write_json(out / MANIFEST, manifest)
+    if world.main:
+        for stale in ("metrics.json", MODEL_FILE):
+            (out / stale).unlink(missing_ok=True)
+        write_json(out / MANIFEST, manifest)
     try:
-        return _train(ds, spec, out, manifest, log, t0, weights=weights, epochs=epochs, steps=steps,
+        return _train(ds, spec, out, manifest, log, t0, world, device, weights=weights, epochs=epochs, steps=steps,
                       batch_size=batch_size, lr=lr, dropout=dropout, label_smoothing=label_smoothing, hidden=hidden,
                       weight_decay=weight_decay, class_weights=class_weights, patience=patience, seed=seed,
                       aug_views=aug_views, augment=augment, ft_blocks=ft_blocks, fine_tune_epochs=fine_tune_epochs,
@@ -108,13 +134,15 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
                       workers=workers, on_epoch=on_epoch)
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
-        write_json(out / MANIFEST, manifest)
+        if world.main:
+            write_json(out / MANIFEST, manifest)
         log(f"interrupted: {out} is marked incomplete; rerun the same command to resume from the feature cache",
             file=sys.stderr)
         raise
 
 
-def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, *, weights: str, epochs: int,
+def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: World, device: str, *,
+           weights: str, epochs: int,
            steps: int | None, batch_size: int, lr: float, dropout: float, label_smoothing: float, hidden: int,
            weight_decay: float, class_weights: str, patience: int, seed: int, aug_views: int, augment: Augment,
            ft_blocks: int | str | None, fine_tune_epochs: int, fine_tune_lr: float, feature_backend: str,
@@ -138,13 +166,27 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, *, weig
     t_feat = time.perf_counter()
     used: list[str] = []
 
+    threads = world.cores()
+    workers = workers if workers is not None else (threads if world.distributed else None)
+
     def backend():  # built only when some feature is missing: a warm run never converts anything
-        fn = make_backend(feature_backend, backbone, spec.preprocess, caches[0].path.stem, root)
+        fn = make_backend(feature_backend, backbone, spec.preprocess, caches[0].key, root, threads)
         used.append(fn.name)
         return fn
 
+    desc = f"{spec.name} features ({len(views)} view{'s' if len(views) > 1 else ''})"
+    if world.distributed:
+        if world.main and feature_backend != "torch":
+            backend()  # one rank converts the backbone; the others load its cached .tflite
+        world.barrier()
+        # Each rank computes its share of the missing features into the shared, locked cache.
+        extract(backend, spec.preprocess, paths, caches, views_of, augment, workers=workers, desc=desc,
+                shard=(world.rank, world.size))
+        world.barrier()
+        for c in caches.values():
+            c.refresh()
     feats, _hashes, bad = extract(backend, spec.preprocess, paths, caches, views_of, augment, workers=workers,
-                                  desc=f"{spec.name} features ({len(views)} view{'s' if len(views) > 1 else ''})")
+                                  desc=desc)
     backend_name = used[0] if used else "cache"
     t_feat = time.perf_counter() - t_feat
     for p, reason in bad.items():
@@ -158,9 +200,12 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, *, weig
                      label_smoothing=label_smoothing, hidden=hidden, class_weights=class_weights, patience=patience,
                      seed=seed)
     t_head = time.perf_counter()
-    result = train_head(feats[0][sel["train"]], labels[sel["train"]], feats[0][sel["val"]], labels[sel["val"]],
-                        len(ds.classes), cfg, views=[feats[v][sel["train"]] for v in views[1:]],
-                        on_epoch=on_epoch)
+    result = None
+    if world.main:  # seconds of work: one rank trains the head, every rank gets it
+        result = train_head(feats[0].subset(sel["train"]), labels[sel["train"]], feats[0].subset(sel["val"]),
+                            labels[sel["val"]], len(ds.classes), cfg,
+                            views=[feats[v].subset(sel["train"]) for v in views[1:]], on_epoch=on_epoch)
+    result = world.broadcast(result)
     t_head = time.perf_counter() - t_head
     clf = Classifier(backbone, len(ds.classes), dropout, hidden)
     clf.head.load_state_dict(result.head.state_dict())
@@ -169,31 +214,33 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, *, weig
     metrics: dict[str, Any] = {"model": spec.name, "best_epoch": result.best_epoch, "classes": ds.classes}
     probs_of: dict[str, np.ndarray] = {}
     for sp in ("train", "val", "test"):
-        if sel[sp].any():
-            with torch.no_grad():
-                probs_of[sp] = softmax(result.head(torch.from_numpy(feats[0][sel[sp]])).numpy())
+        if sel[sp].any() and world.main:
+            probs_of[sp] = predict_probs(result.head, feats[0].subset(sel[sp]))
     t_ft = 0.0
     if ft_blocks is not None:
         t_ft = time.perf_counter()
-        head_val = _accuracy(probs_of.get("val"), labels[sel["val"]])
+        head_val = world.broadcast(_accuracy(probs_of.get("val"), labels[sel["val"]]))
         ft_cfg = FineTuneConfig(blocks=ft_blocks, epochs=fine_tune_epochs, lr=fine_tune_lr, batch_size=batch_size,
                                 weight_decay=weight_decay, label_smoothing=label_smoothing, seed=seed)
         idx = {sp: np.flatnonzero(sel[sp]) for sp in sel}
         clf, ft_hist, ft_val = fine_tune(
             clf, spec.preprocess, [paths[i] for i in idx["train"]], labels[idx["train"]],
             [paths[i] for i in idx["val"]], labels[idx["val"]], ft_cfg, augment, on_epoch=on_epoch,
-            class_weights=class_weight_vector(labels[idx["train"]], len(ds.classes), class_weights))
+            class_weights=class_weight_vector(labels[idx["train"]], len(ds.classes), class_weights), world=world,
+            device=device)
         base = len(history)
         history += [dict(r, epoch=base + r["epoch"], stage="fine-tune") for r in ft_hist[1:]]
         improved = ft_val > head_val
         metrics["fine_tune"] = {"blocks": ft_blocks, "val_acc_head": head_val, "val_acc_fine_tuned": ft_val,
                                 "kept": "fine-tuned" if improved else "head"}
-        if improved:
+        if improved and world.main:
             for sp in ("val", "test"):
                 if sel[sp].any():
                     probs_of[sp] = softmax(predict_logits(clf, spec.preprocess, [paths[i] for i in idx[sp]]))
             probs_of.pop("train", None)  # train accuracy after fine-tuning is the history's, not re-run
         t_ft = time.perf_counter() - t_ft
+    if not world.main:
+        return out
     for sp, probs in probs_of.items():
         m = classification_metrics(labels[sel[sp]], probs, ds.classes)
         metrics[sp] = m if sp == "test" else {k: m[k] for k in ("n", "accuracy", "loss")}
