@@ -47,8 +47,8 @@ def cmd_train(a: argparse.Namespace) -> int:
           class_weights=a.class_weights, patience=a.patience, seed=a.seed, aug_views=a.aug_views,
           flip=a.flip, random_crop=a.random_crop, random_scale=a.random_scale,
           random_brightness=a.random_brightness, fine_tune=a.fine_tune, fine_tune_epochs=a.fine_tune_epochs,
-          fine_tune_lr=a.fine_tune_lr, feature_backend=a.feature_backend, cache_dir=a.cache_dir,
-          workers=a.workers, device=a.device)
+          fine_tune_lr=a.fine_tune_lr, fine_tune_cached=a.fine_tune_cached, feature_backend=a.feature_backend,
+          cache_dir=a.cache_dir, workers=a.workers, device=a.device)
     return 0
 
 
@@ -180,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("fine-tuning (after the head, on the fly with augmentation)")
     g.add_argument("--fine-tune", "--do_fine_tuning", default=None, metavar="N|all",
                    help="unfreeze the top N backbone blocks, or all of it")
-    g.add_argument("--fine-tune-epochs", type=int, default=3)
+    g.add_argument("--fine-tune-epochs", type=int, default=None,
+                   help="default 12 for N top blocks (cached activations), 3 for all (on the fly)")
+    g.add_argument("--fine-tune-on-the-fly", dest="fine_tune_cached", action="store_false",
+                   help="train the top N blocks on freshly decoded images each epoch instead of cached activations")
     g.add_argument("--fine-tune-lr", type=float, default=1e-4)
     g.add_argument("--device", default="cpu", help="where fine-tuning runs: cpu, or cuda[:N] (bfloat16 mixed precision)")
     p.add_argument("--feature-backend", choices=("auto", "litert", "torch"), default="auto",

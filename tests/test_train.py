@@ -48,6 +48,37 @@ def test_cache_stays_aligned_with_duplicate_images(tmp_path: Path, backbone) -> 
     np.testing.assert_allclose(cached[0].numpy(), direct, rtol=1e-5, atol=1e-5)
 
 
+def test_extraction_stopped_midway_resumes_where_it_stopped(tmp_path: Path, backbone) -> None:
+    data = make_dataset(tmp_path / "d", {"a": 12})
+    paths = sorted(str(p) for p in (data / "a").iterdir())
+    calls: list[int] = []
+
+    def stops_at_third_batch():
+        fn = torch_backend(backbone, PRE)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            calls.append(len(batch))
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return fn(batch)
+        return run
+
+    with pytest.raises(KeyboardInterrupt):
+        extract(stops_at_third_batch, PRE, paths, {0: FeatureCache(tmp_path / "c", "k")}, workers=1, batch_size=2,
+                save_every=2)
+    assert len(FeatureCache(tmp_path / "c", "k")) == 4  # the two finished batches were saved
+    computed: list[int] = []
+
+    def counting():
+        fn = torch_backend(backbone, PRE)
+        return lambda batch: (computed.append(len(batch)), fn(batch))[1]
+
+    feats, _, _ = extract(counting, PRE, paths, {0: FeatureCache(tmp_path / "c", "k")}, workers=1, batch_size=2)
+    assert sum(computed) == 8  # only the rest was computed
+    direct = torch_backend(backbone, PRE)(np.stack([PRE.to_uint8(load_rgb(p, min_side=PRE.resize_to)) for p in paths]))
+    np.testing.assert_allclose(feats[0].numpy(), direct, rtol=1e-5, atol=1e-5)
+
+
 def test_cache_survives_a_killed_writer_and_damage(tmp_path: Path) -> None:
     cache = FeatureCache(tmp_path, "k")
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
@@ -97,15 +128,29 @@ def test_aug_views_are_cached_per_view_and_reused(data3: Path, tmp_path: Path) -
     assert json.loads((run / "metrics.json").read_text())["test"] == json.loads((again / "metrics.json").read_text())["test"]
 
 
-def test_steps_and_fine_tune_keep_the_better_model(data3: Path, tmp_path: Path) -> None:
+def test_backbone_splits_at_every_unit(backbone) -> None:
+    import torch
+
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        full = backbone(x)
+        for k in range(1, backbone.n_units):
+            torch.testing.assert_close(backbone.top(backbone.bottom(x, k), k), full)
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached-activations", "on-the-fly"])
+def test_steps_and_fine_tune_keep_the_better_model(data3: Path, tmp_path: Path, cached: bool) -> None:
     rows: list[dict] = []
     run = train(data3, MODEL, tmp_path / "ft", weights="none", steps=4, batch_size=16, workers=1, verbose=False,
                 cache_dir=tmp_path / "c", fine_tune=2, fine_tune_epochs=1, on_epoch=rows.append,
-                feature_backend="torch")
+                feature_backend="torch", aug_views=1, fine_tune_cached=cached)
     m = json.loads((run / "metrics.json").read_text())
     # 4 steps of 16 over ~38 training images = 2 head epochs, then 1 fine-tuning epoch.
     assert [r["epoch"] for r in rows] == [1, 2, 1]
     ft = m["fine_tune"]
+    assert ft["mode"] == ("cached activations" if cached else "on the fly")
+    # Cached: the activations entering the top 2 units, plain and augmented view, next to the 2 feature banks.
+    assert len(list((tmp_path / "c").glob("*/meta.json"))) == (4 if cached else 2)
     assert ft["blocks"] == 2 and m["val"]["accuracy"] >= round(ft["val_acc_head"], 4)
     assert ft["kept"] in ("head", "fine-tuned")
     hist = (run / "history.csv").read_text().splitlines()

@@ -135,10 +135,27 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, H, W] (normalized) → features [N, num_features]."""
-        x = self.head(self.blocks(self.stem(x)))
+        return self.top(self.bottom(x, 1), 1)
+
+    @property
+    def n_units(self) -> int:
+        """Units from input to output: the stem, each block, the head conv (+ pre-logits)."""
+        return len(self.blocks) + 2
+
+    def bottom(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """The activation after the first k units (1 <= k < n_units): the stem and k - 1 blocks."""
+        x = self.stem(x)
+        for b in self.blocks[:k - 1]:
+            x = b(x)
+        return x
+
+    def top(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """The rest after `bottom(x, k)`: the remaining blocks, head conv, pool → features."""
+        for b in self.blocks[k - 1:]:
+            x = b(x)
         # adaptive_avg_pool2d, not x.mean((2, 3)): the converter lowers the latter with an extra
         # NHWC→NCHW TRANSPOSE in front of the pool.
-        return self.pre_logits(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return self.pre_logits(torch.flatten(F.adaptive_avg_pool2d(self.head(x), 1), 1))
 
 
 class Classifier(nn.Module):

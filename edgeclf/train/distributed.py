@@ -76,6 +76,8 @@ def setup(device: str = "cpu") -> World:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.distributed.init_process_group(backend)
     torch.set_num_threads(world.cores())
+    if not world.main:
+        os.environ["EDGECLF_PROGRESS"] = "0"  # one set of progress bars, rank 0's
     return world
 
 

@@ -61,10 +61,14 @@ class _Decode:
 
 
 def cache_key(model_name: str, weights_id: str, pre: Preprocess, view: int = 0,
-              augment: Augment | None = None) -> str:
-    """A short stable id for one (backbone, weights, preprocessing, view) combination."""
+              augment: Augment | None = None, tap: int | None = None) -> str:
+    """A short stable id for one (backbone, weights, preprocessing, view[, tap]) combination.
+
+    `tap=k` names the activations after the backbone's first k units instead of its features.
+    """
     aug = augment.to_dict() if view and augment else None
-    blob = json.dumps([model_name, weights_id, pre.to_dict(), view] + ([aug] if aug else []), sort_keys=True)
+    blob = json.dumps([model_name, weights_id, pre.to_dict(), view] + ([aug] if aug else [])
+                      + ([f"tap{tap}"] if tap is not None else []), sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 

@@ -27,6 +27,8 @@ from .backends import make_backend
 from .features import FeatureCache, cache_key, default_cache_root, extract
 from .distributed import World, setup, teardown
 from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, predict_logits
+from .finetune_cached import Bottom, activation_shape, split_point
+from .finetune_cached import fine_tune_cached as train_top_cached
 from .head import HeadConfig, class_weight_vector, predict_probs, train_head
 from .run import MANIFEST, MODEL_FILE, plot_curves, save_model, write_history_csv, write_tensorboard
 
@@ -64,15 +66,17 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
           weight_decay: float = 1e-4, val_percent: float = 10.0, test_percent: float = 10.0,
           class_weights: str = "auto", patience: int = 10, seed: int = 0, aug_views: int = 0,
           flip: bool = True, random_crop: float = 10.0, random_scale: float = 20.0, random_brightness: float = 20.0,
-          fine_tune: int | str | None = None, fine_tune_epochs: int = 3, fine_tune_lr: float = 1e-4,
+          fine_tune: int | str | None = None, fine_tune_epochs: int | None = None, fine_tune_lr: float = 1e-4,
+          fine_tune_cached: bool = True,
           feature_backend: str = "auto", cache_dir: str | os.PathLike[str] | None = None,
           workers: int | None = None, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None,
           verbose: bool = True) -> Path:
     """Train a classifier on DATA/<class>/ images; returns the run directory.
 
     The head trains on cached backbone features (plus `aug_views` cached augmented views per
-    training image); `fine_tune` then optionally unfreezes the top blocks (or "all") on the fly,
-    on `device` ("cpu" or "cuda", with bfloat16 mixed precision). Launched by torchrun, the
+    training image); `fine_tune` then optionally unfreezes the top N blocks, trained on their
+    cached input activations (`fine_tune_cached`, default 12 epochs), or all of the network on the
+    fly (default 3 epochs) on `device` ("cpu" or "cuda", with bfloat16 mixed precision). Launched by torchrun, the
     processes share the work (edgeclf/train/distributed.py) and rank 0 writes the run directory.
     `on_epoch(row)` is called after every epoch of either stage with that epoch's metrics.
     """
@@ -92,7 +96,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
                        hidden=hidden, weight_decay=weight_decay, val_percent=val_percent, test_percent=test_percent,
                        class_weights=class_weights, patience=patience, seed=seed, aug_views=aug_views,
                        augment=augment, ft_blocks=ft_blocks, fine_tune_epochs=fine_tune_epochs,
-                       fine_tune_lr=fine_tune_lr, feature_backend=feature_backend, cache_dir=cache_dir,
+                       fine_tune_lr=fine_tune_lr, fine_tune_cached=fine_tune_cached, feature_backend=feature_backend, cache_dir=cache_dir,
                        workers=workers, device=device, on_epoch=on_epoch)
     finally:
         teardown(world)
@@ -102,7 +106,7 @@ def _launch(ds: Dataset, spec, out: Path, t0: float, world: World, verbose: bool
             epochs: int, steps: int | None, batch_size: int, lr: float, dropout: float, label_smoothing: float,
             hidden: int, weight_decay: float, val_percent: float, test_percent: float, class_weights: str,
             patience: int, seed: int, aug_views: int, augment: Augment, ft_blocks: int | str | None,
-            fine_tune_epochs: int, fine_tune_lr: float, feature_backend: str,
+            fine_tune_epochs: int | None, fine_tune_lr: float, fine_tune_cached: bool, feature_backend: str,
             cache_dir: str | os.PathLike[str] | None, workers: int | None, device: str,
             on_epoch: Callable[[dict], None] | None) -> Path:
     log = print if verbose and world.main else (lambda *a, **k: None)
@@ -113,7 +117,8 @@ def _launch(ds: Dataset, spec, out: Path, t0: float, world: World, verbose: bool
               "hidden": hidden, "weight_decay": weight_decay, "val_percent": val_percent,
               "test_percent": test_percent, "class_weights": class_weights, "patience": patience, "seed": seed,
               "aug_views": aug_views, "augment": augment.to_dict(), "fine_tune": ft_blocks,
-              "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr, "feature_backend": feature_backend,
+              "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr,
+              "fine_tune_cached": fine_tune_cached, "feature_backend": feature_backend,
               "device": device, "processes": world.size}
     manifest: dict[str, Any] = {
         "status": "running",
@@ -130,7 +135,7 @@ def _launch(ds: Dataset, spec, out: Path, t0: float, world: World, verbose: bool
                       batch_size=batch_size, lr=lr, dropout=dropout, label_smoothing=label_smoothing, hidden=hidden,
                       weight_decay=weight_decay, class_weights=class_weights, patience=patience, seed=seed,
                       aug_views=aug_views, augment=augment, ft_blocks=ft_blocks, fine_tune_epochs=fine_tune_epochs,
-                      fine_tune_lr=fine_tune_lr, feature_backend=feature_backend, cache_dir=cache_dir,
+                      fine_tune_lr=fine_tune_lr, fine_tune_cached=fine_tune_cached, feature_backend=feature_backend, cache_dir=cache_dir,
                       workers=workers, on_epoch=on_epoch)
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
@@ -145,7 +150,8 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
            weights: str, epochs: int,
            steps: int | None, batch_size: int, lr: float, dropout: float, label_smoothing: float, hidden: int,
            weight_decay: float, class_weights: str, patience: int, seed: int, aug_views: int, augment: Augment,
-           ft_blocks: int | str | None, fine_tune_epochs: int, fine_tune_lr: float, feature_backend: str,
+           ft_blocks: int | str | None, fine_tune_epochs: int | None, fine_tune_lr: float, fine_tune_cached: bool,
+           feature_backend: str,
            cache_dir: str | os.PathLike[str] | None, workers: int | None,
            on_epoch: Callable[[dict], None] | None) -> Path:
     torch.manual_seed(seed)
@@ -174,19 +180,9 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         used.append(fn.name)
         return fn
 
-    desc = f"{spec.name} features ({len(views)} view{'s' if len(views) > 1 else ''})"
-    if world.distributed:
-        if world.main and feature_backend != "torch":
-            backend()  # one rank converts the backbone; the others load its cached .tflite
-        world.barrier()
-        # Each rank computes its share of the missing features into the shared, locked cache.
-        extract(backend, spec.preprocess, paths, caches, views_of, augment, workers=workers, desc=desc,
-                shard=(world.rank, world.size))
-        world.barrier()
-        for c in caches.values():
-            c.refresh()
-    feats, _hashes, bad = extract(backend, spec.preprocess, paths, caches, views_of, augment, workers=workers,
-                                  desc=desc)
+    feats, _hashes, bad = _extract(world, backend, feature_backend != "torch", spec.preprocess, paths, caches,
+                                   views_of, augment, workers,
+                                   f"{spec.name} features ({len(views)} view{'s' if len(views) > 1 else ''})")
     backend_name = used[0] if used else "cache"
     t_feat = time.perf_counter() - t_feat
     for p, reason in bad.items():
@@ -220,18 +216,37 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
     if ft_blocks is not None:
         t_ft = time.perf_counter()
         head_val = world.broadcast(_accuracy(probs_of.get("val"), labels[sel["val"]]))
-        ft_cfg = FineTuneConfig(blocks=ft_blocks, epochs=fine_tune_epochs, lr=fine_tune_lr, batch_size=batch_size,
-                                weight_decay=weight_decay, label_smoothing=label_smoothing, seed=seed)
+        # Top blocks train on their cached input activations (on CPU); the whole network, or a GPU,
+        # trains on the fly.
+        k = split_point(backbone, ft_blocks) if fine_tune_cached and device == "cpu" else None
+        ft_cfg = FineTuneConfig(blocks=ft_blocks, epochs=fine_tune_epochs or (12 if k else 3), lr=fine_tune_lr,
+                                batch_size=batch_size, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                                seed=seed)
         idx = {sp: np.flatnonzero(sel[sp]) for sp in sel}
-        clf, ft_hist, ft_val = fine_tune(
-            clf, spec.preprocess, [paths[i] for i in idx["train"]], labels[idx["train"]],
-            [paths[i] for i in idx["val"]], labels[idx["val"]], ft_cfg, augment, on_epoch=on_epoch,
-            class_weights=class_weight_vector(labels[idx["train"]], len(ds.classes), class_weights), world=world,
-            device=device)
+        weights_ft = class_weight_vector(labels[idx["train"]], len(ds.classes), class_weights)
+        if k:
+            shape = activation_shape(backbone, k, spec.preprocess.size)
+            taps = {v: FeatureCache(root, cache_key(spec.name, wid, spec.preprocess, v, augment, tap=k)) for v in views}
+            acts, _, _ = _extract(
+                world, lambda: make_backend(feature_backend, Bottom(backbone, k), spec.preprocess, taps[0].key, root,
+                                            threads),
+                feature_backend != "torch", spec.preprocess, paths, taps,
+                [views_of[i] if sp != "test" else () for i, sp in enumerate(split)], augment, workers,
+                f"activations into the top {ft_blocks} blocks")
+            clf, ft_hist, ft_val = train_top_cached(
+                clf, k, shape, [acts[v].subset(sel["train"]) for v in views], labels[sel["train"]],
+                acts[0].subset(sel["val"]), labels[sel["val"]], ft_cfg, class_weights=weights_ft, head_lr=lr,
+                on_epoch=on_epoch, world=world)
+        else:
+            clf, ft_hist, ft_val = fine_tune(
+                clf, spec.preprocess, [paths[i] for i in idx["train"]], labels[idx["train"]],
+                [paths[i] for i in idx["val"]], labels[idx["val"]], ft_cfg, augment, on_epoch=on_epoch,
+                class_weights=weights_ft, world=world, device=device)
         base = len(history)
         history += [dict(r, epoch=base + r["epoch"], stage="fine-tune") for r in ft_hist[1:]]
         improved = ft_val > head_val
-        metrics["fine_tune"] = {"blocks": ft_blocks, "val_acc_head": head_val, "val_acc_fine_tuned": ft_val,
+        metrics["fine_tune"] = {"blocks": ft_blocks, "mode": "cached activations" if k else "on the fly",
+                                "epochs": ft_cfg.epochs, "val_acc_head": head_val, "val_acc_fine_tuned": ft_val,
                                 "kept": "fine-tuned" if improved else "head"}
         if improved and world.main:
             for sp in ("val", "test"):
@@ -263,6 +278,22 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
     write_json(out / MANIFEST, manifest)
     _summary(log, out, metrics, manifest)
     return out
+
+
+def _extract(world: World, make_fn, converts: bool, pre, paths: list[str], caches: dict, views_of: list,
+             augment: Augment, workers: int | None, desc: str):
+    """extract(), with the missing vectors shared out between torchrun's processes first."""
+    if world.distributed:
+        if world.main and converts:
+            make_fn()  # one rank converts the network to LiteRT; the others load its cached .tflite
+        world.barrier()
+        # Each rank computes its share of the missing vectors into the shared, locked cache.
+        extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc,
+                shard=(world.rank, world.size))
+        world.barrier()
+        for c in caches.values():
+            c.refresh()
+    return extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc)
 
 
 def _accuracy(probs: np.ndarray | None, y: np.ndarray) -> float:
