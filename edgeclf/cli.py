@@ -177,9 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--random-crop", "--random_crop", type=float, default=10.0, metavar="PCT")
     g.add_argument("--random-scale", "--random_scale", type=float, default=20.0, metavar="PCT")
     g.add_argument("--random-brightness", "--random_brightness", type=float, default=20.0, metavar="PCT")
-    g = p.add_argument_group("fine-tuning (after the head, on the fly with augmentation)")
+    g = p.add_argument_group("fine-tuning (after the head: top N blocks on cached activations, or all on the fly)")
     g.add_argument("--fine-tune", "--do_fine_tuning", default=None, metavar="N|all",
-                   help="unfreeze the top N backbone blocks, or all of it")
+                   help="unfreeze the top N backbone blocks (trained on their cached input activations), "
+                        "or all of it (trained on the fly)")
     g.add_argument("--fine-tune-epochs", type=int, default=None,
                    help="default 12 for N top blocks (cached activations), 3 for all (on the fly)")
     g.add_argument("--fine-tune-on-the-fly", dest="fine_tune_cached", action="store_false",
