@@ -1,6 +1,6 @@
 """Fine-tuning the top blocks on cached activations vs on the fly, on ../shared/datasets/flowers.
 
-    python bench/finetune.py [--model efficientnet_lite0] [--blocks 3] [--epochs 12] [--seeds 0,1,2,3] [--out bench/finetune.json]
+    python bench/finetune.py [--model efficientnet_lite0] [--blocks 3] [--epochs 20] [--seeds 0,1,2,3] [--out bench/finetune.json]
 
 Runs `edgeclf train DATA --model M --aug-views 4 --fine-tune N` for each seed on one fresh feature
 cache: the first run is cold (plain + 4 augmented feature views, then the activations entering
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT.parent / "shared/datasets/flowers"))
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--blocks", default="3")
-    ap.add_argument("--epochs", default="12", help="--fine-tune-epochs of the cached runs")
+    ap.add_argument("--epochs", default="20", help="--fine-tune-epochs of the cached runs")
     ap.add_argument("--seeds", default="0,1,2,3")
     ap.add_argument("--no-on-the-fly", action="store_true", help="skip the on-the-fly epoch")
     ap.add_argument("--out", default=str(ROOT / "bench/finetune.json"))

@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unfreeze the top N backbone blocks (trained on their cached input activations), "
                         "or all of it (trained on the fly)")
     g.add_argument("--fine-tune-epochs", type=int, default=None,
-                   help="default 12 for N top blocks (cached activations), 3 for all (on the fly)")
+                   help="default 20 for N top blocks (cached activations), 3 for all (on the fly)")
     g.add_argument("--fine-tune-on-the-fly", dest="fine_tune_cached", action="store_false",
                    help="train the top N blocks on freshly decoded images each epoch instead of cached activations")
     g.add_argument("--fine-tune-lr", type=float, default=1e-4)

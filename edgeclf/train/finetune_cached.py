@@ -33,6 +33,7 @@ class _Top(nn.Module):
         self.model, self.k, self.shape = model, k, shape
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """Flattened cached activations [N, C*H*W] → logits."""
         return self.model.head(self.model.backbone.top(rows.view(-1, *self.shape), self.k))
 
 
@@ -44,6 +45,7 @@ class Bottom(nn.Module):
         self.backbone, self.k = backbone, k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized images → flattened activations after unit k."""
         return torch.flatten(self.backbone.bottom(x, self.k), 1)
 
 

@@ -75,7 +75,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
 
     The head trains on cached backbone features (plus `aug_views` cached augmented views per
     training image); `fine_tune` then optionally unfreezes the top N blocks, trained on their
-    cached input activations (`fine_tune_cached`, default 12 epochs), or all of the network on the
+    cached input activations (`fine_tune_cached`, default 20 epochs), or all of the network on the
     fly (default 3 epochs) on `device` ("cpu" or "cuda", with bfloat16 mixed precision). Launched by torchrun, the
     processes share the work (edgeclf/train/distributed.py) and rank 0 writes the run directory.
     `on_epoch(row)` is called after every epoch of either stage with that epoch's metrics.
@@ -219,7 +219,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         # Top blocks train on their cached input activations (on CPU); the whole network, or a GPU,
         # trains on the fly.
         k = split_point(backbone, ft_blocks) if fine_tune_cached and device == "cpu" else None
-        ft_cfg = FineTuneConfig(blocks=ft_blocks, epochs=fine_tune_epochs or (12 if k else 3), lr=fine_tune_lr,
+        ft_cfg = FineTuneConfig(blocks=ft_blocks, epochs=fine_tune_epochs or (20 if k else 3), lr=fine_tune_lr,
                                 batch_size=batch_size, weight_decay=weight_decay, label_smoothing=label_smoothing,
                                 seed=seed)
         idx = {sp: np.flatnonzero(sel[sp]) for sp in sel}
