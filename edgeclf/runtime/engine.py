@@ -30,37 +30,34 @@ class Engine:
         return self.runner(batch)
 
 
-def _sidecar(path: Path) -> dict:
-    """Preprocessing and labels: from the JSON beside the file, else from the metadata inside it."""
+def _sidecar(path: Path) -> tuple[Preprocess, list[str]]:
+    """Preprocessing and class names: from the JSON beside the file, else from the metadata inside it."""
     side = path.with_suffix(".json")
     if side.is_file():
         try:
             meta = read_json(side)
-            Preprocess.from_dict(meta["preprocess"])
-            return meta
+            return Preprocess.from_dict(meta["preprocess"]), [str(c) for c in meta.get("classes", [])]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ModelError(f"{side} is not the preprocessing JSON edgeclf export writes ({type(exc).__name__}); "
                              "delete it (the metadata inside the model is used then) or re-export") from None
     from ..export.metadata import read_metadata
 
     try:
-        info, files = read_metadata(path.read_bytes())
-        custom = info["custom"]
-        Preprocess.from_dict(custom["preprocess"])
-        return {"preprocess": custom["preprocess"], "classes": [str(c) for c in custom["classes"]]}
+        custom = read_metadata(path.read_bytes())[0]["custom"]
+        return Preprocess.from_dict(custom["preprocess"]), [str(c) for c in custom["classes"]]
     except Exception:  # noqa: BLE001 - any failure: the file does not carry edgeclf metadata
         raise ModelError(f"{path}: no {side.name} beside it and no edgeclf metadata inside; "
                          "re-export with edgeclf export") from None
 
 
-def _labels(path: Path, meta: dict) -> list[str]:
+def _labels(path: Path, classes: list[str]) -> list[str]:
     txt = path.parent / "labels.txt"
     if txt.is_file():
         try:
             return [line.strip() for line in txt.read_text(encoding="utf-8").splitlines() if line.strip()]
         except UnicodeDecodeError:
             raise ModelError(f"{txt} is not UTF-8 text; use the labels.txt exported with this model") from None
-    return list(meta.get("classes", []))
+    return classes
 
 
 def open_interpreter(path: Path, threads: int | None = None):
@@ -122,13 +119,13 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist; pass a .tflite file or a run directory")
     if path.suffix == ".tflite":
-        meta = _sidecar(path)
+        pre, classes = _sidecar(path)
         runner, n_out = _tflite_runner(path, threads)
-        labels = _labels(path, meta)
+        labels = _labels(path, classes)
         if len(labels) != n_out:
             raise ModelError(f"{path}: labels.txt has {len(labels)} labels but the model outputs {n_out} classes; "
                              "use the labels.txt exported with this model")
-        return Engine(path, "tflite", labels, Preprocess.from_dict(meta["preprocess"]), runner, threads)
+        return Engine(path, "tflite", labels, pre, runner, threads)
     if path.suffix == ".onnx":
         runner, labels, pre = _onnx_runner(path, threads)
         return Engine(path, "onnx", labels, pre, runner, threads)

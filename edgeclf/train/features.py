@@ -124,11 +124,6 @@ class FeatureCache:
         """The row holding an image's vector, if cached."""
         return self.index.get(digest)
 
-    def get(self, digest: str) -> np.ndarray | None:
-        """The cached vector of an image, if any."""
-        i = self.index.get(digest)
-        return None if i is None else self.take(np.array([i]))[0]
-
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Vectors of the given rows, [len(rows), dim], read from disk (no memory map stays behind)."""
         rows = np.asarray(rows, np.int64)
@@ -243,6 +238,7 @@ def extract(make_fn: Callable[[], Callable[[np.ndarray], np.ndarray]], pre: Prep
             caches: dict[int, FeatureCache], views_of: list[tuple[int, ...]] | None = None,
             augment: Augment | None = None, batch_size: int = 32, workers: int | None = None,
             desc: str = "features", save_every: int = 512, shard: tuple[int, int] = (0, 1),
+            hashed: tuple[list[str | None], dict[str, str]] | None = None,
             ) -> tuple[dict[int, FeatureRows], list[str | None], dict[str, str]]:
     """Features of every (path, view) asked for, cached ones re-used, new ones appended to the cache.
 
@@ -250,8 +246,9 @@ def extract(make_fn: Callable[[], Callable[[np.ndarray], np.ndarray]], pre: Prep
     is missing); `views_of[i]` lists the views path i needs (default: only view 0); `caches[v]`
     stores view v. New vectors are saved every `save_every` crops, so a killed run resumes where
     it stopped, and memory holds only that many. `shard=(k, n)` computes only the missing images
-    k, k+n, ... (one process of n). Returns ({view: rows of every path, zeros where not asked or
-    unreadable}, content hashes, {unreadable path: reason}).
+    k, k+n, ... (one process of n). `hashed` passes the (hashes, unreadable) of an earlier call on
+    the same paths, so the files are not read again just to hash them. Returns ({view: rows of
+    every path, zeros where not asked or unreadable}, content hashes, {unreadable path: reason}).
     """
     n = len(paths)
     views_of = views_of or [(0,)] * n
@@ -260,7 +257,7 @@ def extract(make_fn: Callable[[], Callable[[np.ndarray], np.ndarray]], pre: Prep
     rows = {v: np.full(n, -1, np.int64) for v in caches}
     jobs: list[tuple[int, tuple[str, str, tuple[int, ...]]]] = []
     for i, p in enumerate(paths):
-        digest, why = content_hash(p)
+        digest, why = (hashed[0][i], hashed[1].get(p, "")) if hashed else content_hash(p)
         if digest is None:
             bad[p] = why
             continue

@@ -185,17 +185,10 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
             return 0.0, 0.0
         logits = torch.from_numpy(predict_logits(model, pre, [val_paths[i] for i in mine], workers=workers,
                                                  device=device))
-        yv = torch.from_numpy(yval[mine].astype(np.int64))
-        hits = float((logits.argmax(1) == yv).sum()) if len(mine) else 0.0
-        loss = float(nn.functional.cross_entropy(logits, yv, reduction="sum")) if len(mine) else 0.0
-        hits, loss = world.all_sum([hits, loss])
+        hits, loss = world.all_sum(hits_and_loss(logits, yval[mine]) if len(mine) else [0.0, 0.0])
         return hits / len(val_paths), loss / len(val_paths)
 
-    best_acc, best_loss = val_score()
-    best_state = copy.deepcopy(model.state_dict())
-    history = [{"epoch": 0, "val_acc": best_acc, "val_loss": best_loss}]
-    for epoch in range(1, cfg.epochs + 1):
-        _train_mode(model)
+    def train_epoch(epoch: int) -> list[float]:
         order = rng.permutation(len(train_paths))
         # Global batch k is order[k*B:(k+1)*B]; this rank's part of it is every size-th image.
         share = np.concatenate([order[s:s + cfg.batch_size][world.rank::world.size]
@@ -220,7 +213,33 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
                     pbar.update(len(y) * world.size)
         if pbar:
             pbar.close()
-        tot_loss, tot_acc, seen = world.all_sum([tot_loss, tot_acc, seen])
+        return world.all_sum([tot_loss, tot_acc, seen])
+
+    history, best_acc = keep_best(model, cfg.epochs, opt, train_epoch, val_score, on_epoch)
+    return model.eval().cpu().to(memory_format=torch.contiguous_format), history, best_acc
+
+
+def hits_and_loss(logits: torch.Tensor, y: np.ndarray) -> list[float]:
+    """[correct predictions, summed cross-entropy] of a batch: what ranks add up for a validation score."""
+    yt = torch.from_numpy(y.astype(np.int64))
+    return [float((logits.argmax(1) == yt).sum()), float(nn.functional.cross_entropy(logits, yt, reduction="sum"))]
+
+
+def keep_best(model: nn.Module, epochs: int, opt: torch.optim.Optimizer, train_epoch: Callable[[int], list[float]],
+              val_score: Callable[[], tuple[float, float]],
+              on_epoch: Callable[[dict], None] | None = None) -> tuple[list[dict], float]:
+    """Run `epochs` fine-tuning epochs and restore the weights of the best one (by val accuracy, then loss).
+
+    Epoch 0 is the starting point, so the result is never worse on validation than it. Each
+    `train_epoch(epoch)` returns [summed loss, correct, images] over all ranks. Returns (history,
+    best val accuracy).
+    """
+    best_acc, best_loss = val_score()
+    best_state = copy.deepcopy(model.state_dict())
+    history = [{"epoch": 0, "val_acc": best_acc, "val_loss": best_loss}]
+    for epoch in range(1, epochs + 1):
+        _train_mode(model)
+        tot_loss, tot_acc, seen = train_epoch(epoch)
         acc, vloss = val_score()
         row = {"epoch": epoch, "train_loss": tot_loss / max(1, seen), "train_acc": tot_acc / max(1, seen),
                "val_acc": acc, "val_loss": vloss, "lr": opt.param_groups[0]["lr"]}
@@ -231,4 +250,4 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
             best_acc, best_loss, best_state = acc, vloss, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model.requires_grad_(True)
-    return model.eval().cpu().to(memory_format=torch.contiguous_format), history, best_acc
+    return history, best_acc

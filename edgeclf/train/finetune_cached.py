@@ -10,7 +10,6 @@ with EfficientNet-Lite0 an epoch of the top 3 units takes ~16 s against ~100 s o
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from typing import Callable
 
@@ -21,7 +20,7 @@ from torch import nn
 from ..models.builder import Backbone, Classifier
 from ..progress import bar
 from .distributed import World
-from .finetune import FineTuneConfig, _train_mode, set_trainable
+from .finetune import FineTuneConfig, hits_and_loss, keep_best, set_trainable
 from .head import Rows, _gather
 
 
@@ -67,7 +66,7 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
                      class_weights: torch.Tensor | None = None, head_lr: float | None = None,
                      on_epoch: Callable[[dict], None] | None = None,
                      world: World = World()) -> tuple[Classifier, list[dict], float]:
-    """Train the top of `model` after unit k on cached activations; returns (best by val accuracy, history, its val acc).
+    """Train the top of `model` after unit k on cached activations; returns (best model, history, its val acc).
 
     `views` are the cached activation banks of the training images (plain crop first, then the
     augmented views); each epoch draws one view per image. The unfrozen blocks learn at cfg.lr,
@@ -79,8 +78,8 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
     rng = np.random.default_rng(cfg.seed)
     blocks = model.backbone.n_units - k
     set_trainable(model, blocks)
-    top = [p for p in model.backbone.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": top, "lr": cfg.lr},
+    unfrozen = [p for p in model.backbone.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": unfrozen, "lr": cfg.lr},
                              {"params": list(model.head.parameters()), "lr": head_lr or cfg.lr}],
                             weight_decay=cfg.weight_decay)
     n = len(views[0])
@@ -97,31 +96,25 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(top, broadcast_buffers=False)
+    mine = np.arange(len(val) if val is not None else 0)[world.rank::world.size]
 
     def val_score() -> tuple[float, float]:
         if val is None or not len(val):
             return 0.0, 0.0
         model.eval()
-        hits = loss = 0.0
-        mine = np.arange(len(val))[world.rank::world.size]
+        counts = [0.0, 0.0]
         with torch.no_grad():
             for s in range(0, len(mine), 256):
                 part = mine[s:s + 256]
-                logits = top(torch.from_numpy(val.take(part)))
-                yb = torch.from_numpy(yval[part].astype(np.int64))
-                hits += float((logits.argmax(1) == yb).sum())
-                loss += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
-        hits, loss = world.all_sum([hits, loss])
+                counts = [a + b for a, b in zip(counts, hits_and_loss(top(torch.from_numpy(val.take(part))),
+                                                                       yval[part]))]
+        hits, loss = world.all_sum(counts)
         return hits / len(val), loss / len(val)
 
-    best_acc, best_loss = val_score()
-    best_state = copy.deepcopy(model.state_dict())
-    history = [{"epoch": 0, "val_acc": best_acc, "val_loss": best_loss}]
-    for epoch in range(1, cfg.epochs + 1):
-        _train_mode(model)
+    def train_epoch(epoch: int) -> list[float]:
         perm = rng.permutation(n)
         pick = rng.integers(0, len(views), n)
-        tot_loss = tot_acc = 0.0
+        tot_loss = tot_acc = seen = 0.0
         pbar = bar(f"fine-tune top {blocks} (cached) epoch {epoch}/{cfg.epochs}", n if world.main else 0, "img")
         # join(): a rank whose share of the last global batch is empty steps out without a hang.
         with net.join() if world.distributed else contextlib.nullcontext():  # type: ignore[operator]
@@ -136,18 +129,11 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
                     opt.step()
                     tot_loss += loss.item() * len(idx)
                     tot_acc += float((logits.argmax(1) == yb).sum())
+                    seen += len(idx)
                 sched.step()
                 pbar.update(min(cfg.batch_size, n - s))
         pbar.close()
-        tot_loss, tot_acc = world.all_sum([tot_loss, tot_acc])
-        acc, vloss = val_score()
-        row = {"epoch": epoch, "train_loss": tot_loss / n, "train_acc": tot_acc / n, "val_acc": acc, "val_loss": vloss,
-               "lr": opt.param_groups[0]["lr"]}
-        history.append(row)
-        if on_epoch:
-            on_epoch(row)
-        if (acc, -vloss) > (best_acc, -best_loss):
-            best_acc, best_loss, best_state = acc, vloss, copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    model.requires_grad_(True)
+        return world.all_sum([tot_loss, tot_acc, seen])
+
+    history, best_acc = keep_best(model, cfg.epochs, opt, train_epoch, val_score, on_epoch)
     return model.eval(), history, best_acc

@@ -76,8 +76,8 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     The head trains on cached backbone features (plus `aug_views` cached augmented views per
     training image); `fine_tune` then optionally unfreezes the top N blocks, trained on their
     cached input activations (`fine_tune_cached`, default 20 epochs), or all of the network on the
-    fly (default 3 epochs) on `device` ("cpu" or "cuda", with bfloat16 mixed precision). Launched by torchrun, the
-    processes share the work (edgeclf/train/distributed.py) and rank 0 writes the run directory.
+    fly (default 3 epochs) on `device` ("cpu" or "cuda", with bfloat16 mixed precision). Launched
+    by torchrun, the processes share the work (edgeclf/train/distributed.py) and rank 0 writes the run directory.
     `on_epoch(row)` is called after every epoch of either stage with that epoch's metrics.
     """
     t0 = time.perf_counter()
@@ -89,61 +89,48 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     augment = Augment(flip, random_crop, random_scale, random_brightness)
     ds = scan(data, val_percent, test_percent)
     _check_trainable(ds)
+    out = Path(out)
     world = setup(device)
     try:
-        return _launch(ds, spec, Path(out), t0, world, verbose, weights=weights, epochs=epochs,
-                       steps=steps, batch_size=batch_size, lr=lr, dropout=dropout, label_smoothing=label_smoothing,
-                       hidden=hidden, weight_decay=weight_decay, val_percent=val_percent, test_percent=test_percent,
-                       class_weights=class_weights, patience=patience, seed=seed, aug_views=aug_views,
-                       augment=augment, ft_blocks=ft_blocks, fine_tune_epochs=fine_tune_epochs,
-                       fine_tune_lr=fine_tune_lr, fine_tune_cached=fine_tune_cached, feature_backend=feature_backend, cache_dir=cache_dir,
-                       workers=workers, device=device, on_epoch=on_epoch)
+        log = print if verbose and world.main else (lambda *a, **k: None)
+        if world.main:
+            out.mkdir(parents=True, exist_ok=True)
+        config = {"data": str(ds.root), "model": spec.name, "weights": weights, "epochs": epochs,
+                  "steps": steps,
+                  "batch_size": batch_size, "lr": lr, "dropout": dropout, "label_smoothing": label_smoothing,
+                  "hidden": hidden, "weight_decay": weight_decay, "val_percent": val_percent,
+                  "test_percent": test_percent, "class_weights": class_weights, "patience": patience, "seed": seed,
+                  "aug_views": aug_views, "augment": augment.to_dict(), "fine_tune": ft_blocks,
+                  "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr,
+                  "fine_tune_cached": fine_tune_cached, "feature_backend": feature_backend,
+                  "device": device, "processes": world.size}
+        manifest: dict[str, Any] = {
+            "status": "running",
+            "command": " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("edgeclf") else None,
+            "config": config, "versions": _versions(), "dataset_fingerprint": ds.fingerprint(),
+        }
+        # Written first, finished last: an interrupted run is visibly marked incomplete.
+        if world.main:
+            for stale in ("metrics.json", MODEL_FILE):
+                (out / stale).unlink(missing_ok=True)
+            write_json(out / MANIFEST, manifest)
+        try:
+            return _train(ds, spec, out, manifest, log, t0, world, device, weights=weights, epochs=epochs,
+                          steps=steps, batch_size=batch_size, lr=lr, dropout=dropout, label_smoothing=label_smoothing,
+                          hidden=hidden, weight_decay=weight_decay, class_weights=class_weights, patience=patience,
+                          seed=seed, aug_views=aug_views, augment=augment, ft_blocks=ft_blocks,
+                          fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
+                          fine_tune_cached=fine_tune_cached, feature_backend=feature_backend, cache_dir=cache_dir,
+                          workers=workers, on_epoch=on_epoch)
+        except KeyboardInterrupt:
+            manifest["status"] = "interrupted"
+            if world.main:
+                write_json(out / MANIFEST, manifest)
+            log(f"interrupted: {out} is marked incomplete; rerun the same command to resume from the feature cache",
+                file=sys.stderr)
+            raise
     finally:
         teardown(world)
-
-
-def _launch(ds: Dataset, spec, out: Path, t0: float, world: World, verbose: bool, *, weights: str,
-            epochs: int, steps: int | None, batch_size: int, lr: float, dropout: float, label_smoothing: float,
-            hidden: int, weight_decay: float, val_percent: float, test_percent: float, class_weights: str,
-            patience: int, seed: int, aug_views: int, augment: Augment, ft_blocks: int | str | None,
-            fine_tune_epochs: int | None, fine_tune_lr: float, fine_tune_cached: bool, feature_backend: str,
-            cache_dir: str | os.PathLike[str] | None, workers: int | None, device: str,
-            on_epoch: Callable[[dict], None] | None) -> Path:
-    log = print if verbose and world.main else (lambda *a, **k: None)
-    if world.main:
-        out.mkdir(parents=True, exist_ok=True)
-    config = {"data": str(ds.root), "model": spec.name, "weights": weights, "epochs": epochs, "steps": steps,
-              "batch_size": batch_size, "lr": lr, "dropout": dropout, "label_smoothing": label_smoothing,
-              "hidden": hidden, "weight_decay": weight_decay, "val_percent": val_percent,
-              "test_percent": test_percent, "class_weights": class_weights, "patience": patience, "seed": seed,
-              "aug_views": aug_views, "augment": augment.to_dict(), "fine_tune": ft_blocks,
-              "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr,
-              "fine_tune_cached": fine_tune_cached, "feature_backend": feature_backend,
-              "device": device, "processes": world.size}
-    manifest: dict[str, Any] = {
-        "status": "running",
-        "command": " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("edgeclf") else None,
-        "config": config, "versions": _versions(), "dataset_fingerprint": ds.fingerprint(),
-    }
-    # Written first, finished last: an interrupted run is visibly marked incomplete.
-    if world.main:
-        for stale in ("metrics.json", MODEL_FILE):
-            (out / stale).unlink(missing_ok=True)
-        write_json(out / MANIFEST, manifest)
-    try:
-        return _train(ds, spec, out, manifest, log, t0, world, device, weights=weights, epochs=epochs, steps=steps,
-                      batch_size=batch_size, lr=lr, dropout=dropout, label_smoothing=label_smoothing, hidden=hidden,
-                      weight_decay=weight_decay, class_weights=class_weights, patience=patience, seed=seed,
-                      aug_views=aug_views, augment=augment, ft_blocks=ft_blocks, fine_tune_epochs=fine_tune_epochs,
-                      fine_tune_lr=fine_tune_lr, fine_tune_cached=fine_tune_cached, feature_backend=feature_backend, cache_dir=cache_dir,
-                      workers=workers, on_epoch=on_epoch)
-    except KeyboardInterrupt:
-        manifest["status"] = "interrupted"
-        if world.main:
-            write_json(out / MANIFEST, manifest)
-        log(f"interrupted: {out} is marked incomplete; rerun the same command to resume from the feature cache",
-            file=sys.stderr)
-        raise
 
 
 def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: World, device: str, *,
@@ -180,7 +167,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         used.append(fn.name)
         return fn
 
-    feats, _hashes, bad = _extract(world, backend, feature_backend != "torch", spec.preprocess, paths, caches,
+    feats, hashes, bad = _extract(world, backend, feature_backend != "torch", spec.preprocess, paths, caches,
                                    views_of, augment, workers,
                                    f"{spec.name} features ({len(views)} view{'s' if len(views) > 1 else ''})")
     backend_name = used[0] if used else "cache"
@@ -232,7 +219,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
                                             threads),
                 feature_backend != "torch", spec.preprocess, paths, taps,
                 [views_of[i] if sp != "test" else () for i, sp in enumerate(split)], augment, workers,
-                f"activations into the top {ft_blocks} blocks")
+                f"activations into the top {ft_blocks} blocks", hashed=(hashes, bad))
             clf, ft_hist, ft_val = train_top_cached(
                 clf, k, shape, [acts[v].subset(sel["train"]) for v in views], labels[sel["train"]],
                 acts[0].subset(sel["val"]), labels[sel["val"]], ft_cfg, class_weights=weights_ft, head_lr=lr,
@@ -281,19 +268,20 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
 
 
 def _extract(world: World, make_fn, converts: bool, pre, paths: list[str], caches: dict, views_of: list,
-             augment: Augment, workers: int | None, desc: str):
+             augment: Augment, workers: int | None, desc: str, hashed: tuple | None = None):
     """extract(), with the missing vectors shared out between torchrun's processes first."""
     if world.distributed:
         if world.main and converts:
             make_fn()  # one rank converts the network to LiteRT; the others load its cached .tflite
         world.barrier()
         # Each rank computes its share of the missing vectors into the shared, locked cache.
-        extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc,
-                shard=(world.rank, world.size))
+        _, *prior = extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc,
+                            shard=(world.rank, world.size), hashed=hashed)
+        hashed = tuple(prior)
         world.barrier()
         for c in caches.values():
             c.refresh()
-    return extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc)
+    return extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc, hashed=hashed)
 
 
 def _accuracy(probs: np.ndarray | None, y: np.ndarray) -> float:
