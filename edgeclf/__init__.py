@@ -28,6 +28,7 @@ _API = {
     "predict": "edgeclf.api",
     "benchmark": "edgeclf.api",
     "compare": "edgeclf.api",
+    "verify": "edgeclf.api",
     "EdgeclfError": "edgeclf.errors",
 }
 

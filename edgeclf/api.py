@@ -8,6 +8,7 @@ from .report.compare import compare
 from .runtime.benchmark import benchmark
 from .runtime.evaluate import evaluate
 from .runtime.predict import predict
+from .runtime.verify import verify
 from .train.trainer import train
 
-__all__ = ["doctor", "train", "export", "evaluate", "predict", "benchmark", "compare"]
+__all__ = ["doctor", "train", "export", "evaluate", "predict", "benchmark", "compare", "verify"]

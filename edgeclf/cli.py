@@ -47,7 +47,8 @@ def cmd_train(a: argparse.Namespace) -> int:
           class_weights=a.class_weights, patience=a.patience, seed=a.seed, aug_views=a.aug_views,
           flip=a.flip, random_crop=a.random_crop, random_scale=a.random_scale,
           random_brightness=a.random_brightness, fine_tune=a.fine_tune, fine_tune_epochs=a.fine_tune_epochs,
-          fine_tune_lr=a.fine_tune_lr, fine_tune_cached=a.fine_tune_cached, feature_backend=a.feature_backend,
+          fine_tune_lr=a.fine_tune_lr, fine_tune_cached=a.fine_tune_cached, resize=a.resize,
+          feature_backend=a.feature_backend,
           cache_dir=a.cache_dir, workers=a.workers, device=a.device)
     return 0
 
@@ -56,7 +57,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from .report.compare import compare
 
     rows = compare(a.data, [m for m in a.models.split(",") if m], [q for q in a.quantize.split(",") if q], a.out,
-                   weights=a.weights, threads=_csv_ints(a.threads), runs=a.runs, verbose=not a.json)
+                   weights=a.weights, threads=_csv_ints(a.threads), runs=a.runs, verbose=not a.json,
+                   **({"resize": a.resize} if a.resize else {}))
     if a.json:
         print(json.dumps(rows, indent=2))
     return 0 if all(r.get("status") == "ok" for r in rows) else 1
@@ -77,7 +79,8 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .runtime.evaluate import evaluate
 
-    m = evaluate(a.model, a.data, a.split, a.top_k, a.out, a.threads, verbose=not a.json)
+    m = evaluate(a.model, a.data, a.split, a.top_k, a.out, a.threads, verbose=not a.json, client=a.client,
+                 roi=a.roi)
     if a.json:
         print(json.dumps(m, indent=2))
     return 0
@@ -114,6 +117,16 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(rows, indent=2))
     return 0
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from .runtime.verify import verify
+
+    clients = tuple(c for c in a.clients.split(",") if c) if a.clients else None
+    r = verify(a.run_dir, a.data, a.split, clients, a.threads, verbose=not a.json)
+    if a.json:
+        print(json.dumps(r, indent=2))
+    return 1 if r["golden_failed"] else 0
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -157,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "--architecture", default="efficientnet_lite0", help="backbone (see `edgeclf models`)")
     p.add_argument("--out", "-o", default="runs/train", help="run directory to write")
     p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a checkpoint")
+    p.add_argument("--resize", choices=("squash", "crop"), default=None,
+                   help="how an image is fitted to the model's square input, in training, export and every client: "
+                        "squash = the whole image, aspect not kept (what MediaPipe ImageClassifier and Model Maker "
+                        "do; default), crop = centre crop (an app must then pass MediaPipe a region of interest)")
     p.add_argument("--epochs", type=int, default=30, help="head epochs (Model Maker: epochs)")
     p.add_argument("--steps", "--how_many_training_steps", type=int, default=None,
                    help="head training steps instead of epochs (retrain.py)")
@@ -209,7 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--client", default=None, metavar="{litert,mediapipe,onnxruntime,torch}",
+                   help="run the model the way this client does: mediapipe = MediaPipe Tasks' ImageClassifier fed "
+                        "the whole RGB image, as an app does (reports agreement with edgeclf's LiteRT runtime); "
+                        "default: edgeclf's runtime for the file type")
+    p.add_argument("--no-roi", dest="roi", action="store_false",
+                   help="with --client mediapipe: feed a crop-mode file the whole image instead of the centre "
+                        "region of interest (what an app that ignores the mode gets)")
     p.add_argument("--out", default=None, help="write metrics.json and the confusion matrix (CSV, PNG) here")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = add("verify", cmd_verify, "every exported file of a run x every client (LiteRT, MediaPipe, ONNX Runtime) "
+                                  "on its test split: accuracy, agreement with PyTorch, golden vectors")
+    p.add_argument("run_dir")
+    p.add_argument("--data", default=None, help="dataset folder, if it moved since training")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--clients", default=None, help="comma-separated subset of litert,mediapipe,onnxruntime")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true")
 
@@ -237,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", default="float32,int8", help="comma-separated quantizations to export")
     p.add_argument("--out", "-o", default="runs/compare", help="report folder (rerun to resume)")
     p.add_argument("--weights", default="imagenet", help="imagenet | none (random init, marked in the table)")
+    p.add_argument("--resize", choices=("squash", "crop"), default=None,
+                   help="input-fit mode of every trained model (see `edgeclf train --help`)")
     p.add_argument("--threads", default="1,2", help="thread counts to time")
     p.add_argument("--runs", type=int, default=50, help="timed runs per file and thread count")
     p.add_argument("--json", action="store_true")

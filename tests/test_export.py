@@ -238,6 +238,10 @@ def test_graph_macs_match_the_module_count(run: Path, exported: dict[str, Path])
     assert 0.97 * params <= graph_params(exported["float32"]) <= params
     row = benchmark_file(exported["int8"], threads=1, runs=3, warmup=1)
     assert row["macs_m"] > 0 and 0 < row["roofline_pct"] and row["input"] == "96x96x3 uint8"
+    # The percentage is the float ratio itself, not a wrapped-around integer product (100 * MACs > 2**31 here).
+    assert type(graph_macs(exported["int8"])) is int
+    ratio = 100 * row["macs_m"] * 1e6 / (row["peak_gmacs"] * 1e9) / (row["p50_ms"] / 1e3)
+    assert row["roofline_pct"] == pytest.approx(ratio, rel=0.05, abs=0.1)
 
 
 def test_benchmark_one_model_in_three_runtimes(run: Path) -> None:

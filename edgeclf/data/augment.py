@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from ..models.preprocess import Preprocess
+from ..models.preprocess import Preprocess, warp
 
 
 @dataclass(frozen=True)
@@ -35,29 +35,22 @@ class Augment:
         """Whether this changes anything at all."""
         return self.flip or any((self.random_crop, self.random_scale, self.random_brightness))
 
-    @property
-    def max_upscale(self) -> float:
-        """How much larger than the plain crop the source must be decoded."""
-        return (1 + self.random_crop / 100) * (1 + self.random_scale / 100)
-
     def to_dict(self) -> dict:
         """JSON-able form (part of the feature cache key)."""
         return asdict(self)
 
-    def view(self, img: Image.Image, pre: Preprocess, rng: np.random.Generator) -> np.ndarray:
-        """One random view: uint8 [size, size, 3]."""
-        size = pre.size
+    def view(self, img: Image.Image | np.ndarray, pre: Preprocess, rng: np.random.Generator) -> np.ndarray:
+        """One random view: uint8 [size, size, 3], warped the way pre.to_uint8 warps the plain view."""
+        arr = np.asarray(img, dtype=np.uint8)
+        h, w = arr.shape[:2]
         scale = (1 + self.random_crop / 100) * rng.uniform(1.0, 1 + self.random_scale / 100)
-        # Like the plain crop, start from the shorter side at size / crop_pct, then zoom in.
-        side = max(size, round(pre.resize_to * scale))
-        w, h = img.size
-        k = side / min(w, h)
-        nw, nh = max(size, round(w * k)), max(size, round(h * k))
-        img = img.resize((nw, nh), Image.BILINEAR)
-        # retrain.py crops anywhere in the scaled image, not only near the centre.
-        left = int(rng.integers(0, nw - size + 1))
-        top = int(rng.integers(0, nh - size + 1))
-        x = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.float32)
+        # A window 1/scale the size of the plain view's region; retrain.py crops anywhere in the
+        # image, not only near the centre.
+        _, _, rw, rh = pre.region(w, h)
+        rw, rh = rw / scale, rh / scale
+        left = float(rng.uniform(0, w - rw))
+        top = float(rng.uniform(0, h - rh))
+        x = warp(arr, (left, top, rw, rh), pre.size).astype(np.float32)
         if self.flip and rng.random() < 0.5:
             x = x[:, ::-1]
         if self.random_brightness:

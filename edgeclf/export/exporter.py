@@ -38,7 +38,7 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
     out = []
     for s in picked:
         try:
-            out.append(pre.to_uint8(load_rgb(s.path, min_side=pre.resize_to)))
+            out.append(pre.to_uint8(load_rgb(s.path)))
         except ImageDecodeError:
             continue  # a bad training image is simply not used for calibration
     return np.stack(out)
@@ -51,7 +51,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     if format not in FORMATS:
         raise EdgeclfError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
     model, meta = load_run(run_dir)
-    pre = run_preprocess(meta)
+    pre = run_preprocess(meta, run_dir)
     suffix = "" if io == "uint8" else f"_io{io}"
     dest = Path(out) if out else Path(run_dir) / "export" / f"{meta['model']}_{quantize}{suffix}{FORMATS[format]}"
     t = time.perf_counter()
@@ -78,7 +78,22 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         "input": {"layout": "NHWC", "dtype": io, "size": pre.size, "range": [0, 255]},
         "preprocess": pre.to_dict(), "output": "probabilities", "run_dir": str(Path(run_dir).resolve()),
     })
+    golden = _golden(dest, run_dir, quantize, calibration_data)
     if verbose:
         print(f"exported {dest} ({dest.stat().st_size / 1e6:.2f} MB, {format} {quantize}, {io} input) "
-              f"in {time.perf_counter() - t:.1f}s")
+              f"in {time.perf_counter() - t:.1f}s" + (f"; golden vectors {golden.name}" if golden else ""))
     return dest
+
+
+def _golden(dest: Path, run_dir: str | os.PathLike[str], quantize: str,
+            data: str | os.PathLike[str] | None) -> Path | None:
+    """Golden vectors of the exported file on a few of the run's test images (None when the images are gone)."""
+    from ..runtime.golden import pick_images, remove_stale, write_golden
+
+    rec = read_json(Path(run_dir) / "split.json")
+    root = Path(data or rec["root"])
+    rels = pick_images(root, rec.get("files", {}).get("test", []), rec.get("classes", [])) if root.is_dir() else []
+    golden = write_golden(dest, root, rels, quantize) if rels else None
+    if golden is None:
+        remove_stale(dest)  # an older file's vectors would describe another model
+    return golden

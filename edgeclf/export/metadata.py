@@ -39,6 +39,16 @@ def metadata_schema() -> ModuleType:
     return module
 
 
+def fit_description(pre: Preprocess) -> str:
+    """How a client must fit an image to this model's input, in one sentence (resize mode included)."""
+    if pre.resize == "squash":
+        return (f"resize=squash: the whole image resized to {pre.size}x{pre.size} (aspect ratio not kept), "
+                "as MediaPipe ImageClassifier does by default; (x - mean) / std is applied inside the model.")
+    return (f"resize=crop: the centre square of side {pre.crop_pct:g} x the shorter side, resized to "
+            f"{pre.size}x{pre.size}; with MediaPipe pass ImageProcessingOptions(region_of_interest=that square) "
+            "or accuracy drops; (x - mean) / std is applied inside the model.")
+
+
 def build_metadata(name: str, description: str, version: str, labels: list[str], pre: Preprocess,
                    input_dtype: str, author: str = "edgeclf", custom: dict | None = None) -> bytes:
     """The ModelMetadata flatbuffer (file identifier M001) of an image classifier.
@@ -49,8 +59,7 @@ def build_metadata(name: str, description: str, version: str, labels: list[str],
     m = metadata_schema()
     inp = m.TensorMetadataT()
     inp.name = "image"
-    inp.description = (f"RGB image, {pre.size}x{pre.size}, {input_dtype} pixels 0..255 (resize the shorter side "
-                       f"to {pre.resize_to}, centre-crop); (x - mean) / std is applied inside the model.")
+    inp.description = f"RGB image, {pre.size}x{pre.size}, {input_dtype} pixels 0..255; {fit_description(pre)}"
     inp.content = m.ContentT()
     inp.content.contentProperties = m.ImagePropertiesT()
     inp.content.contentProperties.colorSpace = m.ColorSpaceType.RGB

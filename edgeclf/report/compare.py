@@ -34,7 +34,7 @@ def _cell(run: Path, model: str, q: str, weights: str, data: str, threads: list[
     m = evaluate(f, data, verbose=False, compare_to_run=False)
     clf, meta = load_run(run)
     row: dict[str, Any] = {
-        "model": model, "quantize": q, "weights": weights, "file": str(f),
+        "model": model, "quantize": q, "weights": weights, "resize": m["resize"], "file": str(f),
         "size_mb": round(f.stat().st_size / 1e6, 3), "params_m": round(count_params(clf) / 1e6, 3),
         "macs_m": round(count_macs(clf, meta["preprocess"]["size"]) / 1e6, 1), "test_acc": m["accuracy"],
         "status": "ok",

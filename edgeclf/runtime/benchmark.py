@@ -47,7 +47,8 @@ def graph_macs(path: str | os.PathLike[str]) -> int:
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))
-    shapes = {t["index"]: list(t["shape"]) for t in it.get_tensor_details()}
+    # Python ints: numpy's int32 dimensions would overflow in the products below (and in 100 * macs).
+    shapes = {t["index"]: [int(d) for d in t["shape"]] for t in it.get_tensor_details()}
     total = 0
     for op in it._get_ops_details():  # no public API lists ops; this one is stable across LiteRT releases
         name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])

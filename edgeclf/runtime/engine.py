@@ -36,7 +36,7 @@ def _sidecar(path: Path) -> tuple[Preprocess, list[str]]:
     if side.is_file():
         try:
             meta = read_json(side)
-            return Preprocess.from_dict(meta["preprocess"]), [str(c) for c in meta.get("classes", [])]
+            return Preprocess.from_record(meta["preprocess"], side), [str(c) for c in meta.get("classes", [])]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ModelError(f"{side} is not the preprocessing JSON edgeclf export writes ({type(exc).__name__}); "
                              "delete it (the metadata inside the model is used then) or re-export") from None
@@ -44,7 +44,7 @@ def _sidecar(path: Path) -> tuple[Preprocess, list[str]]:
 
     try:
         custom = read_metadata(path.read_bytes())[0]["custom"]
-        return Preprocess.from_dict(custom["preprocess"]), [str(c) for c in custom["classes"]]
+        return Preprocess.from_record(custom["preprocess"], path), [str(c) for c in custom["classes"]]
     except Exception:  # noqa: BLE001 - any failure: the file does not carry edgeclf metadata
         raise ModelError(f"{path}: no {side.name} beside it and no edgeclf metadata inside; "
                          "re-export with edgeclf export") from None
@@ -106,10 +106,10 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
     if path.is_dir():
         import torch
 
-        from ..train.run import load_run, run_preprocess
+        from ..train.run import load_run
 
         model, meta = load_run(path)
-        pre = run_preprocess(meta)
+        pre = Preprocess.from_record(meta["preprocess"], path)
 
         def run(batch: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
@@ -147,7 +147,7 @@ def _onnx_runner(path: Path, threads: int | None):
         raise ModelError(f"{path} is not a valid ONNX model ({str(exc).splitlines()[0][:160]}); re-export it") from None
     props = sess.get_modelmeta().custom_metadata_map
     try:
-        labels, pre = json.loads(props["labels"]), Preprocess.from_dict(json.loads(props["preprocess"]))
+        labels, pre = json.loads(props["labels"]), Preprocess.from_record(json.loads(props["preprocess"]), path)
     except (KeyError, ValueError, TypeError):
         raise ModelError(f"{path} has no readable edgeclf labels/preprocessing metadata; "
                          "export it with edgeclf export") from None

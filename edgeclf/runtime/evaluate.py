@@ -17,6 +17,7 @@ from ..data.images import ImageDecodeError, load_rgb
 from ..data.parallel import imap
 from ..models.preprocess import Preprocess
 from ..progress import progress
+from ..errors import ModelError
 from ..report.table import format_table
 from .engine import Engine, load_engine
 from .metrics import classification_metrics
@@ -30,7 +31,7 @@ class LoadCrop:
 
     def __call__(self, path: str) -> np.ndarray | str:
         try:
-            return self.pre.to_uint8(load_rgb(path, min_side=self.pre.resize_to))
+            return self.pre.to_uint8(load_rgb(path))
         except ImageDecodeError as exc:
             return exc.reason
 
@@ -71,11 +72,52 @@ def predict_files(engine: Engine, paths: list[str], workers: int | None = None, 
     return out, bad, good
 
 
+def _agreement(ref: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
+    """(top-1 agreement, max |Δ probability|) between two clients' outputs on the same images."""
+    if not len(ref) or ref.shape != probs.shape:
+        return float("nan"), float("nan")
+    return round(float((ref.argmax(1) == probs.argmax(1)).mean()), 4), round(float(np.abs(ref - probs).max()), 4)
+
+
+def client_engine(model: str | os.PathLike[str], client: str | None, threads: int | None = None
+                  ) -> tuple[Engine, str]:
+    """(the engine whose labels/preprocessing apply, the checked client) for `model` run by `client`."""
+    from .clients import check_client, default_client
+
+    path = Path(model)
+    client = check_client(path, client or default_client(path))
+    engine = load_engine(path, threads)
+    if client == "torch" and engine.kind != "torch":
+        run_dir = _run_dir(engine)
+        if run_dir is None:
+            raise ModelError(f"--client torch needs the run directory that made {path}, and it is gone; "
+                             "evaluate the run directory itself")
+        engine = load_engine(run_dir, threads)
+    return engine, client
+
+
+def client_predict(engine: Engine, client: str, paths: list[str], workers: int | None = None, roi: bool = True
+                   ) -> tuple[np.ndarray, dict[str, str], list[int]]:
+    """predict_files() through `client` (MediaPipe fits images itself; the others use edgeclf's fitting)."""
+    if client == "mediapipe":
+        from .clients import mediapipe_predict
+
+        return mediapipe_predict(engine, paths, roi, workers)
+    return predict_files(engine, paths, workers, desc=client)
+
+
 def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split: str = "test", top_k: int = 5,
              out: str | os.PathLike[str] | None = None, threads: int | None = None, workers: int | None = None,
-             compare_to_run: bool = True, verbose: bool = True) -> dict[str, Any]:
-    """Evaluate a .tflite file or run directory on one split of DATA; optionally write reports to `out`."""
-    engine = load_engine(model, threads)
+             compare_to_run: bool = True, verbose: bool = True, client: str | None = None,
+             roi: bool = True) -> dict[str, Any]:
+    """Evaluate a .tflite/.onnx file or run directory on one split of DATA through `client`; optionally write reports.
+
+    `client` (litert | mediapipe | onnxruntime | torch; default: edgeclf's runtime for the file type)
+    runs the model as that client does; `mediapipe` is the app's ImageClassifier, and its top-1
+    agreement with edgeclf's LiteRT runtime is reported. `roi=False` feeds MediaPipe the whole image
+    even for a crop-mode file (what an app that ignores the mode gets).
+    """
+    engine, client = client_engine(model, client, threads)
     val_p, test_p = _split_percents(engine)
     ds = scan(data, val_p, test_p)
     samples = ds.split(split)
@@ -87,22 +129,27 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
         raise DatasetError(f"{data} has classes the model does not know: {', '.join(missing)}; "
                            "evaluate on the dataset the model was trained on")
     paths = [str(s.path) for s in samples]
-    probs, bad, good = predict_files(engine, paths, workers)
+    probs, bad, good = client_predict(engine, client, paths, workers, roi)
     y = np.array([index[ds.classes[samples[i].label]] for i in good], dtype=np.int64)
     m = classification_metrics(y, probs, engine.labels, top_k)
     pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
     m.update({
-        "model": str(model), "kind": engine.kind, "split": split, "data": str(ds.root),
+        "model": str(model), "kind": engine.kind, "client": client, "resize": engine.preprocess.resize,
+        "split": split, "data": str(ds.root),
         "skipped": [{"path": p, "reason": r} for p, r in bad.items()],
         "misclassified": [{"path": paths[good[j]], "true": engine.labels[y[j]], "predicted": engine.labels[pred[j]],
                            "score": round(float(probs[j, pred[j]]), 4)} for j in np.nonzero(pred != y)[0]],
     })
+    if client == "mediapipe":
+        m["mediapipe_roi"] = bool(roi and engine.preprocess.resize == "crop")
+        ref, _, _ = predict_files(engine, [paths[i] for i in good], workers, desc="LiteRT reference")
+        m["top1_agreement_with_litert"], m["max_abs_prob_diff_vs_litert"] = _agreement(ref, probs)
     run_dir = _run_dir(engine)
-    if compare_to_run and run_dir is not None and engine.kind != "torch":
+    if compare_to_run and run_dir is not None and engine.kind != "torch" and client != "torch":
         ref, _, _ = predict_files(load_engine(run_dir, threads), [paths[i] for i in good], workers,
-                                         desc="PyTorch reference")
+                                  desc="PyTorch reference")
         if len(ref) == len(pred):
-            m["top1_agreement_with_pytorch"] = round(float((ref.argmax(1) == pred).mean()), 4)
+            m["top1_agreement_with_pytorch"], m["max_abs_prob_diff_vs_pytorch"] = _agreement(ref, probs)
             m["pytorch_run"] = str(run_dir)
     if out:
         write_reports(Path(out), m, engine.labels)
@@ -152,10 +199,12 @@ def format_metrics(m: dict[str, Any]) -> str:
     """Human-readable evaluation summary."""
     topk = next(k for k in m if k.startswith("top") and k.endswith("_accuracy"))
     rows = [[p["class"], p["precision"], p["recall"], p["f1"], p["support"]] for p in m["per_class"]]
-    lines = [f"{m['model']} ({m['kind']}) on the {m['split']} split of {m['data']}: {m['n']} images",
+    lines = [f"{m['model']} ({m.get('client', m['kind'])}, resize={m.get('resize', 'crop')}) on the {m['split']} "
+             f"split of {m['data']}: {m['n']} images",
              f"accuracy {m['accuracy']:.4f}   {topk.replace('_', ' ')} {m[topk]:.4f}   loss {m['loss']:.4f}"
-             + (f"   top-1 agreement with PyTorch {m['top1_agreement_with_pytorch']:.4f}"
-                if "top1_agreement_with_pytorch" in m else ""), "",
+             + "".join(f"   top-1 agreement with {who} {m[key]:.4f}" for who, key in
+                       (("edgeclf's LiteRT", "top1_agreement_with_litert"), ("PyTorch", "top1_agreement_with_pytorch"))
+                       if key in m), "",
              format_table(["class", "precision", "recall", "f1", "support"], rows)]
     if m["skipped"]:
         lines.append(f"\nskipped {len(m['skipped'])} unreadable image(s)")

@@ -43,7 +43,7 @@ def content_hash(path: str) -> tuple[str | None, str]:
 class _Decode:
     """Picklable worker: (path, hash, views) → uint8 crops, one per view, or the reason it failed.
 
-    View 0 is the plain centre crop; view k > 0 is augmented view k, drawn from (hash, k).
+    View 0 is the plain view (pre.to_uint8); view k > 0 is augmented view k, drawn from (hash, k).
     """
 
     pre: Preprocess
@@ -51,9 +51,9 @@ class _Decode:
 
     def __call__(self, job: tuple[str, str, tuple[int, ...]]) -> list[np.ndarray] | str:
         path, digest, views = job
-        upscale = self.augment.max_upscale if self.augment and any(views) else 1.0
         try:
-            img = load_rgb(path, min_side=int(self.pre.resize_to * upscale))
+            # Full resolution, as an app hands the image to MediaPipe: a JPEG draft would change the pixels.
+            img = np.asarray(load_rgb(path))
         except ImageDecodeError as exc:
             return exc.reason
         return [self.pre.to_uint8(img) if v == 0 else self.augment.view(img, self.pre, view_rng(digest, v))  # type: ignore[union-attr]

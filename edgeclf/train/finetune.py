@@ -87,7 +87,7 @@ class _View:
     def __call__(self, job: tuple[str, int]) -> np.ndarray | None:
         path, seed = job
         try:
-            img = load_rgb(path, min_side=int(self.pre.resize_to * (self.augment.max_upscale if self.augment else 1)))
+            img = load_rgb(path)
         except ImageDecodeError:
             return None
         if self.augment is None:

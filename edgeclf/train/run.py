@@ -48,9 +48,9 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any
     return model.eval(), meta
 
 
-def run_preprocess(meta: dict[str, Any]) -> Preprocess:
+def run_preprocess(meta: dict[str, Any], run_dir: object = "this run") -> Preprocess:
     """The preprocessing recorded in a run's metadata."""
-    return Preprocess.from_dict(meta["preprocess"])
+    return Preprocess.from_record(meta["preprocess"], run_dir)
 
 
 def write_history_csv(path: Path, history: list[dict]) -> None:

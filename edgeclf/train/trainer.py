@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +19,7 @@ from .._io import write_json, write_text
 from ..data.dataset import Dataset, class_counts, scan
 from ..errors import ConfigError, DatasetError
 from ..models.builder import Classifier
+from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.weights import locate, sha256_file
 from ..models.zoo import get_spec
 from ..runtime.metrics import classification_metrics, softmax
@@ -67,7 +68,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
           class_weights: str = "auto", patience: int = 10, seed: int = 0, aug_views: int = 0,
           flip: bool = True, random_crop: float = 10.0, random_scale: float = 20.0, random_brightness: float = 20.0,
           fine_tune: int | str | None = None, fine_tune_epochs: int | None = None, fine_tune_lr: float = 1e-4,
-          fine_tune_cached: bool = True,
+          fine_tune_cached: bool = True, resize: str | None = None,
           feature_backend: str = "auto", cache_dir: str | os.PathLike[str] | None = None,
           workers: int | None = None, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None,
           verbose: bool = True) -> Path:
@@ -82,6 +83,9 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     """
     t0 = time.perf_counter()
     spec = get_spec(model)  # unknown model names fail before any scanning
+    # The input-fit mode is part of the preprocessing: it reaches the cache keys, the run and every export.
+    resize = check_resize(resize or DEFAULT_RESIZE)
+    spec = replace(spec, preprocess=replace(spec.preprocess, resize=resize))
     ft_blocks = parse_blocks(fine_tune)
     device = check_device(device)
     if aug_views < 0:
@@ -95,7 +99,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
         log = print if verbose and world.main else (lambda *a, **k: None)
         if world.main:
             out.mkdir(parents=True, exist_ok=True)
-        config = {"data": str(ds.root), "model": spec.name, "weights": weights, "epochs": epochs,
+        config = {"data": str(ds.root), "model": spec.name, "resize": resize, "weights": weights, "epochs": epochs,
                   "steps": steps,
                   "batch_size": batch_size, "lr": lr, "dropout": dropout, "label_smoothing": label_smoothing,
                   "hidden": hidden, "weight_decay": weight_decay, "val_percent": val_percent,

@@ -1,0 +1,69 @@
+"""`edgeclf verify RUN`: every exported file x every client that runs it, on the run's test split, in one table."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import read_json, write_json
+from ..data.dataset import scan
+from ..errors import EdgeclfError
+from ..report.table import format_table
+from .engine import load_engine
+from .evaluate import _agreement, client_engine, client_predict, predict_files
+from .golden import check_golden
+
+CLIENTS_OF = {".tflite": ("litert", "mediapipe"), ".onnx": ("onnxruntime",)}
+
+
+def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None = None, split: str = "test",
+           clients: tuple[str, ...] | None = None, threads: int | None = None, workers: int | None = None,
+           verbose: bool = True) -> dict[str, Any]:
+    """Accuracy, top-1 agreement with PyTorch, max |Δ probability| and golden vectors per (file, client)."""
+    run_dir = Path(run_dir)
+    files = sorted(p for p in (run_dir / "export").glob("*") if p.suffix in CLIENTS_OF) if run_dir.is_dir() else []
+    if not files:
+        raise EdgeclfError(f"{run_dir} has no exported files in {run_dir / 'export'}; run `edgeclf export {run_dir}`")
+    rec = read_json(run_dir / "split.json")
+    root = Path(data or rec["root"])
+    if not root.is_dir():
+        raise EdgeclfError(f"the run's dataset {root} is gone; pass --data DATA")
+    ds = scan(root, rec["val_percent"], rec["test_percent"])
+    samples = ds.split(split)
+    paths = [str(s.path) for s in samples]
+    torch_engine = load_engine(run_dir, threads)
+    index = {c: i for i, c in enumerate(torch_engine.labels)}
+    ref, bad, good = predict_files(torch_engine, paths, workers, desc="PyTorch")
+    y = np.array([index[ds.classes[samples[i].label]] for i in good])
+    rows: list[dict[str, Any]] = [{"file": run_dir.name, "client": "torch", "resize": torch_engine.preprocess.resize,
+                                   "n": len(good), "accuracy": round(float((ref.argmax(1) == y).mean()), 4),
+                                   "top1_agreement_with_pytorch": 1.0, "max_abs_prob_diff_vs_pytorch": 0.0,
+                                   "golden": "-"}]
+    failed = False
+    for f in files:
+        for client in CLIENTS_OF[f.suffix]:
+            if clients and client not in clients:
+                continue
+            engine, _ = client_engine(f, client, threads)
+            probs, _, ok = client_predict(engine, client, [paths[i] for i in good], workers)
+            agree, dmax = _agreement(ref[ok], probs)
+            g = check_golden(f, lambda ps: client_predict(engine, client, ps, 1)[0], root)
+            failed |= g["status"] == "FAIL"
+            rows.append({"file": f.name, "client": client, "resize": engine.preprocess.resize, "n": len(ok),
+                         "accuracy": round(float((probs.argmax(1) == y[ok]).mean()), 4),
+                         "top1_agreement_with_pytorch": agree, "max_abs_prob_diff_vs_pytorch": dmax,
+                         "golden": g["status"] + (f" ({g['detail']})" if g["status"] != "ok" else ""),
+                         "golden_detail": g})
+    result = {"run_dir": str(run_dir), "data": str(root), "split": split, "skipped": sorted(bad), "rows": rows,
+              "golden_failed": failed}
+    write_json(run_dir / "verify.json", result)
+    if verbose:
+        print(f"{run_dir}: {split} split of {root}, {len(good)} images, every exported file through every client")
+        print(format_table(["file", "client", "resize", "accuracy", "agree w/ PyTorch", "max |Δp|", "golden"],
+                           [[r["file"], r["client"], r["resize"], r["accuracy"], r["top1_agreement_with_pytorch"],
+                             r["max_abs_prob_diff_vs_pytorch"], r["golden"]] for r in rows]))
+        print(f"written {run_dir / 'verify.json'}")
+    return result
