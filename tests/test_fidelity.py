@@ -245,3 +245,13 @@ def test_older_export_without_mode_is_read_as_crop(squash_run: tuple[Path, Path,
     assert engine.preprocess.resize == "crop"
     assert "assuming resize=crop" in capsys.readouterr().err
     assert old.with_suffix(".json").read_text() == before  # nothing rewritten
+
+
+def test_runtime_logs_stay_out_of_the_output(squash_run: tuple[Path, Path, Path]) -> None:
+    """LiteRT's "Created TensorFlow Lite XNNPACK delegate" and MediaPipe's absl lines are not edgeclf's output."""
+    data, _, tfl = squash_run
+    cli = subprocess.run([sys.executable, "-m", "edgeclf", "evaluate", str(tfl), "--data", str(data),
+                          "--client", "mediapipe"], capture_output=True, text=True)
+    assert cli.returncode == 0 and "accuracy" in cli.stdout
+    for noise in ("XNNPACK", "I0000", "W0000"):
+        assert noise not in cli.stdout + cli.stderr, noise

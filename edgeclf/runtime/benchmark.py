@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import quiet_fds
 from ..progress import progress
 from ..report.table import format_table
 from .engine import load_engine, open_interpreter
@@ -46,7 +47,8 @@ def graph_macs(path: str | os.PathLike[str]) -> int:
     """Multiply-accumulates of a .tflite, counted from its graph: conv, depthwise conv and fully-connected ops."""
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(path))
+    with quiet_fds():
+        it = Interpreter(model_path=str(path))
     # Python ints: numpy's int32 dimensions would overflow in the products below (and in 100 * macs).
     shapes = {t["index"]: [int(d) for d in t["shape"]] for t in it.get_tensor_details()}
     total = 0

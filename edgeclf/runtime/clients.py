@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import quiet_fds
 from ..data.images import ImageDecodeError, load_rgb
 from ..data.parallel import imap
 from ..errors import ConfigError, EdgeclfError, ModelError
@@ -69,7 +70,8 @@ class MediaPipeClient:
         opts = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(engine.path)),
                                              max_results=-1)
         try:
-            self._clf = vision.ImageClassifier.create_from_options(opts)
+            with quiet_fds():  # MediaPipe's absl start-up lines are not the user's business
+                self._clf = vision.ImageClassifier.create_from_options(opts)
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"MediaPipe cannot load {engine.path} ({str(exc).splitlines()[0][:160]}); "
                              "re-export it with edgeclf export") from None

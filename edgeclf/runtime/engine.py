@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import read_json
+from .._io import quiet_fds, read_json
 from ..errors import ModelError
 from ..models.preprocess import Preprocess
 
@@ -65,8 +65,9 @@ def open_interpreter(path: Path, threads: int | None = None):
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        it = Interpreter(model_path=str(path), num_threads=threads)
-        it.allocate_tensors()
+        with quiet_fds():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on every load
+            it = Interpreter(model_path=str(path), num_threads=threads)
+            it.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{path} is not a valid .tflite model ({str(exc).splitlines()[0]}); re-export it") from None
     return it

@@ -53,7 +53,8 @@ def litert_backend(path: Path, threads: int | None = None) -> FeatureFn:
     """Run an exported backbone with ai-edge-litert; batches are fed one image at a time."""
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+    with quiet_fds():
+        it = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
     it.allocate_tensors()
     inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
 
