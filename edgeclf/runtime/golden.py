@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from PIL import Image
 
 from .._io import read_json, write_json
 from ..errors import EdgeclfError
@@ -59,8 +60,6 @@ def write_golden(model_file: Path, root: Path, rels: list[str], quantize: str) -
     images = []
     for row, i in zip(probs, good):
         p = Path(paths[i])
-        from PIL import Image
-
         with Image.open(p) as im:
             w, h = im.size
         order = np.argsort(-row)[:TOP_K]
@@ -83,7 +82,7 @@ def write_golden(model_file: Path, root: Path, rels: list[str], quantize: str) -
     return dest
 
 
-def check_golden(model_file: Path, probs_of: "callable", data_root: Path | None = None) -> dict[str, Any]:
+def check_golden(model_file: Path, probs_of: Callable[[list[str]], np.ndarray], data_root: Path | None = None) -> dict[str, Any]:
     """Run the golden images through `probs_of(paths) -> probs` and compare; a dict with status and worst |Δ|."""
     gp = golden_path(model_file)
     if not gp.is_file():
