@@ -22,7 +22,7 @@ from .engine import Engine
 
 CLIENTS = ("litert", "mediapipe", "onnxruntime", "torch")
 # Which clients can run which kind of model.
-_RUNS = {".tflite": ("litert", "mediapipe", "torch"), ".onnx": ("onnxruntime", "torch"), "dir": ("torch",)}
+RUNS = {".tflite": ("litert", "mediapipe", "torch"), ".onnx": ("onnxruntime", "torch"), "dir": ("torch",)}
 
 
 def default_client(path: Path) -> str:
@@ -35,9 +35,9 @@ def check_client(path: Path, client: str) -> str:
     if client not in CLIENTS:
         raise ConfigError(f"--client must be one of {', '.join(CLIENTS)}, got {client!r}")
     kind = "dir" if path.is_dir() else path.suffix
-    if kind in _RUNS and client not in _RUNS[kind]:
+    if kind in RUNS and client not in RUNS[kind]:
         what = "a run directory" if kind == "dir" else f"a {kind} file"
-        raise ConfigError(f"--client {client} cannot run {what} ({path}); use one of {', '.join(_RUNS[kind])}")
+        raise ConfigError(f"--client {client} cannot run {what} ({path}); use one of {', '.join(RUNS[kind])}")
     return client
 
 

@@ -8,16 +8,16 @@ same numbers; `edgeclf verify` checks them through every client.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image
 
 from .._io import read_json, write_json
+from ..data.images import load_rgb
 from ..errors import EdgeclfError
+from ..models.weights import sha256_file
+from .engine import load_engine
 
 N_IMAGES = 8
 TOP_K = 3
@@ -29,10 +29,6 @@ TOLERANCE = {"float": 0.01, "int8": 0.02}
 def golden_path(model_file: Path) -> Path:
     """Where the golden vectors of an exported file live."""
     return model_file.with_name(model_file.name + ".golden.json")  # x.tflite and x.onnx each get their own
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def pick_images(root: Path, files: list[str], classes: list[str], n: int = N_IMAGES) -> list[str]:
@@ -48,10 +44,9 @@ def pick_images(root: Path, files: list[str], classes: list[str], n: int = N_IMA
 
 def write_golden(model_file: Path, root: Path, rels: list[str], quantize: str) -> Path | None:
     """Compute and write the golden vectors of `model_file` on root/rels (decodable ones); None if none are left."""
-    from .clients import default_client
-    from .evaluate import client_engine, predict_files
+    from .evaluate import predict_files
 
-    engine, _ = client_engine(model_file, default_client(model_file))
+    engine = load_engine(model_file)
     paths = [str(root / r) for r in rels]
     probs, _, good = predict_files(engine, paths, workers=1, desc="golden vectors")
     if not good:
@@ -60,17 +55,16 @@ def write_golden(model_file: Path, root: Path, rels: list[str], quantize: str) -
     images = []
     for row, i in zip(probs, good):
         p = Path(paths[i])
-        with Image.open(p) as im:
-            w, h = im.size
+        w, h = load_rgb(p).size  # upright (EXIF applied), the size the region of interest refers to
         order = np.argsort(-row)[:TOP_K]
-        images.append({"file": rels[i], "sha256": _sha256(p), "width": w, "height": h,
+        images.append({"file": rels[i], "sha256": sha256_file(p), "width": w, "height": h,
                        "region_of_interest": [round(v, 6) for v in pre.roi(w, h)] if pre.resize == "crop" else None,
                        "expected_top_k": [{"index": int(c), "label": engine.labels[c], "score": round(float(row[c]), 6)}
                                           for c in order],
                        "probabilities": [round(float(v), 6) for v in row]})
     dest = golden_path(model_file)
     write_json(dest, {
-        "model_file": model_file.name, "model_sha256": _sha256(model_file), "quantize": quantize,
+        "model_file": model_file.name, "model_sha256": sha256_file(model_file), "quantize": quantize,
         "resize": pre.resize, "input_size": pre.size,
         "how_to_feed": ("MediaPipe ImageClassifier: the whole RGB image (EXIF-rotated, converted to RGB)"
                         if pre.resize == "squash" else
@@ -96,7 +90,7 @@ def check_golden(model_file: Path, probs_of: Callable[[list[str]], np.ndarray], 
     if data_root is None:
         return {"status": "skipped", "detail": "no dataset folder to find the images in"}
     present = [im for im in images if (data_root / im["file"]).is_file()
-               and _sha256(data_root / im["file"]) == im["sha256"]]
+               and sha256_file(data_root / im["file"]) == im["sha256"]]
     if not present:
         return {"status": "skipped", "detail": f"none of the {len(images)} golden images is in {data_root} unchanged"}
     probs = probs_of([str(data_root / im["file"]) for im in present])
@@ -113,6 +107,4 @@ def check_golden(model_file: Path, probs_of: Callable[[list[str]], np.ndarray], 
 
 def remove_stale(model_file: Path) -> None:
     """Drop golden vectors that no longer describe the file (it was re-exported without data)."""
-    with_suffix = golden_path(model_file)
-    if with_suffix.is_file():
-        os.unlink(with_suffix)
+    golden_path(model_file).unlink(missing_ok=True)

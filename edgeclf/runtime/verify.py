@@ -14,9 +14,11 @@ from ..errors import EdgeclfError
 from ..report.table import format_table
 from .engine import load_engine
 from .evaluate import _agreement, client_engine, client_predict, predict_files
+from .clients import RUNS
 from .golden import check_golden
 
-CLIENTS_OF = {".tflite": ("litert", "mediapipe"), ".onnx": ("onnxruntime",)}
+# The clients of each file type; the PyTorch run is the reference row, not a client of the file.
+CLIENTS_OF = {kind: tuple(c for c in RUNS[kind] if c != "torch") for kind in (".tflite", ".onnx")}
 
 
 def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None = None, split: str = "test",
