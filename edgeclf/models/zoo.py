@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ModelError
 from .builder import ArchDef, Backbone, Classifier
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, TF_LITE_MEAN, TF_LITE_STD, Preprocess
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD, TF_QUANT_MEAN, TF_QUANT_STD, Preprocess
 
 _V1 = ArchDef(
     stages=("ds_r1_k3_s1_c64_pa", "ds_r1_k3_s2_c128_pa", "ds_r1_k3_s1_c128_pa", "ds_r1_k3_s2_c256_pa",
@@ -61,8 +61,10 @@ def _registry() -> dict[str, ModelSpec]:
     for w in (0.25, 0.5, 0.75, 1.0):
         for r in (128, 160, 192, 224):
             name = f"mobilenet_v1_{w}_{r}"
+            # Google's QAT .tflite files hold the weights; any resolution starts from them (convolutions
+            # do not depend on input size), and the file's input quantization gives the normalization.
             reg[name] = ModelSpec(name, "mobilenet_v1", replace(_V1, width=w),
-                                  Preprocess(r, INCEPTION_MEAN, INCEPTION_STD), None)
+                                  Preprocess(r, TF_QUANT_MEAN, TF_QUANT_STD), f"tflite_mobilenet_v1_{w}")
     for w in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
         for r in (96, 128, 160, 192, 224):
             name = f"mobilenet_v2_{w}_{r}"
@@ -116,15 +118,13 @@ def create_model(name: str, num_classes: int | None = None, weights: str = "imag
                  hidden: int = 0) -> Classifier:
     """Build a classifier: `num_classes=None` keeps the ImageNet head (1000 classes) when weights have one.
 
-    weights: "imagenet" (resolve the published checkpoint), "none" (random init) or a checkpoint path.
+    weights: "imagenet" (resolve the published checkpoint), "none" (random init), a checkpoint path or
+    a .tflite file (MobileNet V1/V2, EfficientNet-Lite graphs; see models/tflite_import.py).
     """
-    from .weights import load_pretrained
+    from .weights import build_pretrained
 
-    spec = get_spec(name)
-    backbone = spec.build()
-    imagenet_head = None
-    if weights != "none":
-        imagenet_head = load_pretrained(backbone, spec, weights)
+    p = build_pretrained(get_spec(name), weights, imagenet_head=num_classes is None)
+    backbone, imagenet_head = p.backbone, p.head
     n = num_classes or (imagenet_head["weight"].shape[0] if imagenet_head else 1000)
     model = Classifier(backbone, n, dropout, hidden)
     if num_classes is None and imagenet_head is not None:
@@ -135,7 +135,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str = "imag
 def describe(name: str) -> dict[str, Any]:
     """Input size, parameters, MACs and weight availability of a variant (computed from the built module)."""
     from .profile import count_macs, count_params
-    from .weights import availability
+    from .weights import availability, source_note
 
     spec = get_spec(name)
     model = Classifier(spec.build(), 1000, 0.0).eval()
@@ -147,4 +147,5 @@ def describe(name: str) -> dict[str, Any]:
         "params": count_params(model),
         "macs": count_macs(model, spec.preprocess.size),
         "weights": availability(spec),
+        "weights_source": source_note(spec),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any
         payload = torch.load(path, map_location="cpu", weights_only=True)
         meta = payload["meta"]
         spec = get_spec(meta["model"])
+        if meta.get("pad", spec.arch.pad) != spec.arch.pad:  # weights imported from a TF-padded .tflite
+            spec = replace(spec, arch=replace(spec.arch, pad=meta["pad"]))
         model = Classifier(spec.build(), len(meta["classes"]), meta["head"]["dropout"], meta["head"]["hidden"])
         model.backbone.load_state_dict(payload["backbone"])
         model.head.load_state_dict(payload["head"])

@@ -146,11 +146,11 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
            cache_dir: str | os.PathLike[str] | None, workers: int | None,
            on_epoch: Callable[[dict], None] | None) -> Path:
     torch.manual_seed(seed)
-    from ..models.weights import load_pretrained
+    from ..models.weights import build_pretrained
 
-    backbone = spec.build()
-    if weights != "none":
-        load_pretrained(backbone, spec, weights)
+    # A .tflite file may adapt the spec: TF padding, the input normalization of its quantization.
+    loaded = build_pretrained(spec, weights)
+    spec, backbone = loaded.spec, loaded.backbone
     backbone.eval()
     wid = _weights_id(spec.weights, weights, seed)
     root = Path(cache_dir) if cache_dir else default_cache_root()
@@ -251,7 +251,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         m = classification_metrics(labels[sel[sp]], probs, ds.classes)
         metrics[sp] = m if sp == "test" else {k: m[k] for k in ("n", "accuracy", "loss")}
     metrics["skipped_images"] = [{"path": p, "reason": r} for p, r in bad.items()]
-    meta = {"model": spec.name, "classes": ds.classes, "preprocess": spec.preprocess.to_dict(),
+    meta = {"model": spec.name, "pad": spec.arch.pad, "classes": ds.classes, "preprocess": spec.preprocess.to_dict(),
             "head": {"dropout": dropout, "hidden": hidden}, "weights": weights, "features": clf.backbone.num_features}
     save_model(out, clf, meta)
     write_text(out / "labels.txt", "\n".join(ds.classes) + "\n")
