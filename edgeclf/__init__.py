@@ -16,20 +16,22 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# Heavy modules (torch, LiteRT) load on first use, so `edgeclf doctor` and `--help` stay fast.
+# Heavy modules (torch, LiteRT) load on first use, and only the stage asked for: `edgeclf.doctor`
+# and `--help` never import torch.
 _API = {
-    "doctor": "edgeclf.api",
-    "scan": "edgeclf.data.dataset",
-    "list_models": "edgeclf.models.zoo",
-    "create_model": "edgeclf.models.zoo",
-    "train": "edgeclf.api",
-    "export": "edgeclf.api",
-    "evaluate": "edgeclf.api",
-    "predict": "edgeclf.api",
-    "benchmark": "edgeclf.api",
-    "compare": "edgeclf.api",
-    "verify": "edgeclf.api",
-    "EdgeclfError": "edgeclf.errors",
+    "doctor": ("edgeclf.data.doctor", "diagnose"),
+    "scan": ("edgeclf.data.dataset", "scan"),
+    "list_models": ("edgeclf.models.zoo", "list_models"),
+    "create_model": ("edgeclf.models.zoo", "create_model"),
+    "train": ("edgeclf.train.trainer", "train"),
+    "export": ("edgeclf.export.exporter", "export"),
+    "evaluate": ("edgeclf.runtime.evaluate", "evaluate"),
+    "predict": ("edgeclf.runtime.predict", "predict"),
+    "benchmark": ("edgeclf.runtime.benchmark", "benchmark"),
+    "compare": ("edgeclf.report.compare", "compare"),
+    "verify": ("edgeclf.runtime.verify", "verify"),
+    "EdgeclfError": ("edgeclf.errors", "EdgeclfError"),
+    "ConfigError": ("edgeclf.errors", "ConfigError"),
 }
 
 __all__ = sorted(_API) + ["__version__"]
@@ -37,5 +39,6 @@ __all__ = sorted(_API) + ["__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        module, attr = _API[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'edgeclf' has no attribute {name!r}")

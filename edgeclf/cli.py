@@ -8,11 +8,14 @@ import sys
 from typing import Callable
 
 from . import __version__
-from .errors import EdgeclfError
+from .errors import ConfigError, EdgeclfError
 
 
-def _csv_ints(s: str) -> list[int]:
-    return [int(x) for x in s.split(",") if x]
+def _csv_ints(s: str, option: str = "--threads") -> list[int]:
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated whole numbers such as 1,2, got {s!r}") from None
 
 
 def cmd_doctor(a: argparse.Namespace) -> int:
@@ -63,7 +66,7 @@ def cmd_train(a: argparse.Namespace) -> int:
           random_brightness=a.random_brightness, fine_tune=a.fine_tune, fine_tune_epochs=a.fine_tune_epochs,
           fine_tune_lr=a.fine_tune_lr, fine_tune_cached=a.fine_tune_cached, resize=a.resize,
           feature_backend=a.feature_backend,
-          cache_dir=a.cache_dir, workers=a.workers, device=a.device)
+          cache_dir=a.cache_dir, workers=a.workers, device=a.device, exist_ok=a.exist_ok)
     return 0
 
 
@@ -184,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", cmd_train, "train a classifier (transfer learning on cached backbone features)")
     p.add_argument("data")
     p.add_argument("--model", "--architecture", default="efficientnet_lite0", help="backbone (see `edgeclf models`)")
-    p.add_argument("--out", "-o", default="runs/train", help="run directory to write")
+    p.add_argument("--out", "-o", default="runs/train",
+                   help="run directory; if it holds a run already, the new one goes to OUT2, OUT3, ... (default runs/train)")
+    p.add_argument("--exist-ok", action="store_true", help="write into --out even if it holds a run (replacing it)")
     p.add_argument("--weights", default="imagenet",
                    help="imagenet | none | PATH to a .pth checkpoint or a .tflite file (MobileNet V1/V2, "
                         "EfficientNet-Lite; `edgeclf models --weights FILE` says which model a file fits)")

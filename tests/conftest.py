@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -59,3 +60,19 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("EDGECLF_FEATURE_CACHE", str(tmp_path_factory.mktemp("features")))
     monkeypatch.setenv("EDGECLF_OFFLINE", "1")
     monkeypatch.setenv("EDGECLF_PROGRESS", "0")
+
+
+# Where data the project does not ship is absent (../shared beside a fresh clone), a skip is honest;
+# a skip for a missing tool in CI means CI did not test what it claims to, so there it fails.
+_DATA_SKIPS = ("../shared", "shared/", "needs root", "no GPU", "GPU exists")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201 - pytest hook
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes") and report.skipped:
+        reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+        if not any(s in reason for s in _DATA_SKIPS):
+            report.outcome = "failed"
+            report.longrepr = f"skipped in CI ({reason}); CI must provide what this test needs"

@@ -54,7 +54,22 @@ def test_pareto_front() -> None:
 
     rows = [{"model": m, "quantize": "q", "status": "ok", "p50_ms_2t": t, "test_acc": a}
             for m, t, a in (("fast", 1.0, 0.8), ("slow_better", 3.0, 0.9), ("dominated", 2.0, 0.79))]
-    assert [r["model"] for r in pareto_front(rows)] == ["fast", "slow_better"]
+    assert [r["model"] for r in pareto_front(rows, "p50_ms_2t")] == ["fast", "slow_better"]
+
+
+def test_columns_follow_the_timed_threads(report: Path) -> None:
+    """Timed with --threads 1 only, the front is drawn on 1-thread latency (it was empty: columns were fixed)."""
+    from edgeclf.report.compare import compare
+
+    assert 'class="front"' in (report / "report.html").read_text()
+    assert list(csv.DictReader((report / "results.csv").open()))[0].keys() >= {"p50_ms_1t"}
+    assert "p50_ms_2t" not in (report / "results.csv").read_text()
+    data = Path(json.loads((report / "results.json").read_text())["info"]["data"])
+    rows = compare(data, ["mobilenet_v2_1.0_96"], ["float32"], report.parent / "out3", threads=[1, 3], runs=3,
+                   verbose=False, epochs=5, workers=1, cache_dir=report.parent / "cache")
+    assert rows[0]["p50_ms_3t"] > 0
+    header = (report.parent / "out3" / "results.csv").read_text().splitlines()[0]
+    assert header.endswith("p50_ms_1t,p50_ms_3t,status")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -68,10 +83,20 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     n_rows = len(json.loads((report / "results.json").read_text())["results"])
     assert 'id="results"' in dom and dom.count("<tr") == 1 + n_rows  # header + one row per cell
     assert 'alt="Pareto plot" src="data:image/png;base64,' in dom
-    shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600", url],
-                   capture_output=True, timeout=120)
-    px = np.asarray(Image.open(shot).convert("RGB")).astype(int)
-    # The plot's scatter markers and axes: a real rendered image has many non-white, non-grey pixels.
-    coloured = (np.abs(px - px.mean(axis=2, keepdims=True)).max(axis=2) > 40).mean()
-    assert px.shape[:2] == (1600, 1200) and coloured > 0.001, coloured
+    # The page as rendered, against the same page without the Pareto plot: the difference is the plot's
+    # coloured markers (the training-curve images alone must not satisfy this).
+    page = (report / "report.html").read_text()
+    start = page.index('alt="Pareto plot" src="') + len('alt="Pareto plot" src="')
+    no_plot = tmp_path / "no_plot.html"
+    no_plot.write_text(page[:start] + page[page.index('"', start):])
+
+    def coloured(html: Path) -> float:
+        shot = tmp_path / f"{html.stem}.png"
+        subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600", html.resolve().as_uri()],
+                       capture_output=True, timeout=120)
+        px = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+        assert px.shape[:2] == (1600, 1200)
+        return float((np.abs(px - px.mean(axis=2, keepdims=True)).max(axis=2) > 40).mean())
+
+    with_plot, without = coloured(report / "report.html"), coloured(no_plot)
+    assert with_plot > without + 0.001, (with_plot, without)

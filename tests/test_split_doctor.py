@@ -34,7 +34,7 @@ def test_nohash_groups_land_together() -> None:
 
 
 def test_split_percentages_validated() -> None:
-    with pytest.raises(ValueError, match="leaves nothing to train"):
+    with pytest.raises(ValueError, match="must be below 100"):
         SplitSpec(50, 50)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..models.preprocess import Preprocess, warp
+from ..params import PERCENT, check
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,7 @@ class Augment:
 
     def __post_init__(self) -> None:
         for name in ("random_crop", "random_scale", "random_brightness"):
-            v = getattr(self, name)
-            if not 0 <= v < 100:
-                raise ValueError(f"{name} must be a percentage in [0, 100), got {v}")
+            check("--" + name.replace("_", "-"), getattr(self, name), PERCENT)
 
     @property
     def active(self) -> bool:

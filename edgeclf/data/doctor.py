@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..params import NONE, POSITIVE_INT, check
 from ..progress import progress
 from ..report.table import format_table
 from .dataset import Dataset, scan
@@ -146,6 +147,7 @@ def _stats(values: list[int]) -> dict[str, float]:
 def diagnose(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: float = 10.0,
              workers: int | None = None, near_bits: int = NEAR_DUP_BITS) -> dict[str, Any]:
     """Scan and check a dataset; return a JSON-able report (see `format_report`)."""
+    check("--workers", workers, NONE, POSITIVE_INT)
     ds = scan(root, val_percent, test_percent)
     paths = [str(s.path) for s in ds.samples]
     infos = list(progress(imap(inspect, paths, workers, chunksize=32), "checking images", len(paths), "img"))

@@ -10,6 +10,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from ..params import check_split
+
 SPLITS = ("train", "val", "test")
 _MAX_PER_CLASS = 2**27 - 1  # retrain.py's constant, kept so percentages match its behaviour
 _NOHASH = re.compile(r"_nohash_.*$")
@@ -23,12 +25,7 @@ class SplitSpec:
     test_percent: float = 10.0
 
     def __post_init__(self) -> None:
-        for name, v in (("val_percent", self.val_percent), ("test_percent", self.test_percent)):
-            if not 0 <= v < 100:
-                raise ValueError(f"{name}={v} must be in [0, 100)")
-        if self.val_percent + self.test_percent >= 100:
-            raise ValueError(f"val_percent + test_percent = {self.val_percent + self.test_percent} "
-                             "leaves nothing to train on; keep their sum below 100")
+        check_split(self.val_percent, self.test_percent)
 
 
 def hash_key(rel_path: str) -> str:

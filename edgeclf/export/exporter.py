@@ -11,6 +11,7 @@ import numpy as np
 from .. import __version__
 from .._io import read_json, write_json, write_text
 from ..errors import EdgeclfError
+from ..params import POSITIVE_INT, Options, check
 from ..models.preprocess import Preprocess
 from ..train.run import load_run, run_preprocess
 
@@ -48,8 +49,8 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
            out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
            calibration_data: str | os.PathLike[str] | None = None, verbose: bool = True) -> Path:
     """Export a trained run; writes FILE (with metadata + labels inside), labels.txt and FILE-stem.json beside it."""
-    if format not in FORMATS:
-        raise EdgeclfError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
+    check("--format", format, Options(*FORMATS))
+    check("--calibration-size", calibration_size, POSITIVE_INT)
     model, meta = load_run(run_dir)
     pre = run_preprocess(meta, run_dir)
     suffix = "" if io == "uint8" else f"_io{io}"

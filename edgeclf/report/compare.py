@@ -16,17 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json, write_text
+from ..params import POSITIVE_INT, check
 from ..progress import progress
 from .table import format_table
 
-COLUMNS = ["model", "quantize", "weights", "size_mb", "params_m", "macs_m", "test_acc", "p50_ms_1t", "p50_ms_2t",
-           "status"]
+_BASE = ["model", "quantize", "weights", "resize", "size_mb", "params_m", "macs_m", "test_acc"]
+_HEADERS = {"quantize": "quant", "size_mb": "MB", "params_m": "params M", "macs_m": "MACs M", "test_acc": "test acc"}
+
+
+def columns(threads: list[int]) -> list[str]:
+    """The table's columns: one latency column per timed thread count."""
+    return _BASE + [f"p50_ms_{t}t" for t in threads] + ["status"]
+
+
+def latency_key(threads: list[int]) -> str:
+    """The latency the Pareto front is drawn on: the most threads timed."""
+    return f"p50_ms_{max(threads)}t"
 
 
 def _cell(run: Path, model: str, q: str, weights: str, data: str, threads: list[int], runs: int) -> dict[str, Any]:
     from ..export.exporter import export
     from ..models.profile import count_macs, count_params
-    from ..runtime.benchmark import benchmark_file
     from ..runtime.evaluate import evaluate
     from ..train.run import load_run
 
@@ -39,8 +49,14 @@ def _cell(run: Path, model: str, q: str, weights: str, data: str, threads: list[
         "macs_m": round(count_macs(clf, meta["preprocess"]["size"]) / 1e6, 1), "test_acc": m["accuracy"],
         "status": "ok",
     }
+    return _time(row, threads, runs)
+
+
+def _time(row: dict[str, Any], threads: list[int], runs: int) -> dict[str, Any]:
+    from ..runtime.benchmark import benchmark_file
+
     for t in threads:
-        row[f"p50_ms_{t}t"] = benchmark_file(f, t, runs, warmup=10)["p50_ms"]
+        row[f"p50_ms_{t}t"] = benchmark_file(row["file"], t, runs, warmup=10)["p50_ms"]
     return row
 
 
@@ -55,6 +71,9 @@ def compare(data: str | os.PathLike[str], models: list[str], quantize: list[str]
     log = print if verbose else (lambda *a, **k: None)
     for m in models:
         get_spec(m)  # unknown names fail before hours of work
+    for t in threads or [1]:
+        check("--threads", t, POSITIVE_INT)
+    check("--runs", runs, POSITIVE_INT)
     quantize = quantize or ["float32", "int8"]
     threads = threads or [1, 2]
     out = Path(out)
@@ -66,7 +85,7 @@ def compare(data: str | os.PathLike[str], models: list[str], quantize: list[str]
         try:
             if not is_complete(run):
                 log(f"[{model}] training")
-                train(data, model, run, weights=weights, verbose=False, **train_kwargs)
+                train(data, model, run, weights=weights, verbose=False, exist_ok=True, **train_kwargs)
             shutil.copyfile(run / "curves.png", out / f"curves_{model}.png")
         except Exception as exc:  # noqa: BLE001 - one failing model must not stop the others
             rows += [_failed(model, q, weights, exc) for q in quantize]
@@ -75,7 +94,12 @@ def compare(data: str | os.PathLike[str], models: list[str], quantize: list[str]
         for q in quantize:
             cell = out / "cells" / f"{model}_{q}.json"
             if cell.is_file():
-                rows.append(read_json(cell))
+                row = read_json(cell)
+                missing = [t for t in threads if f"p50_ms_{t}t" not in row]
+                if missing:  # resumed with other --threads: time only what this cell lacks
+                    _time(row, missing, runs)
+                    write_json(cell, row)
+                rows.append(row)
                 continue
             log(f"[{model}] {q}: export, evaluate, benchmark")
             try:
@@ -87,7 +111,7 @@ def compare(data: str | os.PathLike[str], models: list[str], quantize: list[str]
     write_report(out, rows, {"data": str(data), "models": models, "quantize": quantize, "weights": weights,
                              "threads": threads, "wall_s": round(time.perf_counter() - t0, 1)})
     if verbose:
-        print(format_results(rows))
+        print(format_results(rows, threads))
         print(f"\nreport: {out / 'report.html'}  (results.csv, results.json, pareto.png)")
     return rows
 
@@ -99,23 +123,24 @@ def _failed(model: str, q: str, weights: str, exc: BaseException) -> dict[str, A
     return {"model": model, "quantize": q, "weights": weights, "status": f"failed: {msg[:200]}"}
 
 
-def format_results(rows: list[dict[str, Any]]) -> str:
+def format_results(rows: list[dict[str, Any]], threads: list[int]) -> str:
     """The comparison as a table a person reads at a glance."""
     def show(r: dict, k: str) -> Any:
         v = r.get(k, "")
         return "none (random init)" if k == "weights" and v == "none" else v
-    return format_table(["model", "quant", "weights", "MB", "params M", "MACs M", "test acc", "p50 ms 1t",
-                         "p50 ms 2t", "status"], [[show(r, k) for k in COLUMNS] for r in rows])
+    cols = columns(threads)
+    return format_table([_HEADERS.get(c, c.replace("p50_ms_", "p50 ms ")) for c in cols],
+                        [[show(r, k) for k in cols] for r in rows])
 
 
-def pareto_front(rows: list[dict[str, Any]], x: str = "p50_ms_2t", y: str = "test_acc") -> list[dict[str, Any]]:
+def pareto_front(rows: list[dict[str, Any]], x: str, y: str = "test_acc") -> list[dict[str, Any]]:
     """Rows no other row beats on both latency (lower) and accuracy (higher), sorted by latency."""
     ok = [r for r in rows if r.get("status") == "ok" and x in r]
     front = [r for r in ok if not any(o[x] <= r[x] and o[y] >= r[y] and (o[x] < r[x] or o[y] > r[y]) for o in ok)]
     return sorted(front, key=lambda r: r[x])
 
 
-def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str = "p50_ms_2t") -> None:
+def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str) -> None:
     """Accuracy vs latency, marker area ∝ file size, the Pareto front drawn."""
     import matplotlib
 
@@ -137,7 +162,8 @@ def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str = "p50_ms_2t") ->
     front = pareto_front(rows, x)
     if front:
         ax.plot([r[x] for r in front], [r["test_acc"] for r in front], "k--", lw=1, label="Pareto front")
-    ax.set_xlabel(f"latency p50 (ms, batch 1, {x[-2]} thread{'s' if x[-2] != '1' else ''}, LiteRT)")
+    n = x[len("p50_ms_"):-1]
+    ax.set_xlabel(f"latency p50 (ms, batch 1, {n} thread{'s' if n != '1' else ''}, LiteRT)")
     ax.set_ylabel("test accuracy (exported file)")
     ax.set_title("accuracy vs latency (marker size = file size)")
     ax.grid(alpha=0.3)
@@ -154,23 +180,24 @@ def write_report(out: Path, rows: list[dict[str, Any]], info: dict[str, Any]) ->
     import html
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    cols, x = columns(info["threads"]), latency_key(info["threads"])
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     write_text(out / "results.csv", buf.getvalue())
     write_json(out / "results.json", {"info": info, "results": rows})
-    plot_pareto(out / "pareto.png", rows)
+    plot_pareto(out / "pareto.png", rows, x)
 
     def img(p: Path, alt: str) -> str:
         data = base64.b64encode(p.read_bytes()).decode() if p.is_file() else ""
         return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
-    front = {(r["model"], r["quantize"]) for r in pareto_front(rows)}
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    front = {(r["model"], r["quantize"]) for r in pareto_front(rows, x)}
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join(
         "<tr" + (' class="front"' if (r["model"], r.get("quantize")) in front else "") + ">" + "".join(
             f"<td>{html.escape(str('none (random init)' if c == 'weights' and r.get(c) == 'none' else r.get(c, '')))}</td>"
-            for c in COLUMNS) + "</tr>" for r in rows)
+            for c in cols) + "</tr>" for r in rows)
     curves = "".join(f"<figure>{img(out / f'curves_{m}.png', m)}<figcaption>{html.escape(m)}</figcaption></figure>"
                      for m in info["models"] if (out / f"curves_{m}.png").is_file())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>edgeclf compare</title>

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._io import quiet_fds
+from ..params import COUNT, POSITIVE_INT, check
 from ..progress import progress
 from ..report.table import format_table
 from .engine import load_engine, open_interpreter
@@ -170,6 +171,10 @@ def runtime_files(run_dir: Path, runtimes: list[str]) -> list[Path]:
 def benchmark(paths: list[str], threads: list[int] | None = None, runs: int = 100, warmup: int = 10,
               runtimes: list[str] | None = None, verbose: bool = True) -> list[dict[str, Any]]:
     """Benchmark every file at every thread count; a run dir with `runtimes` is timed in each runtime. Prints a table."""
+    for t in threads or [1]:
+        check("--threads", t, POSITIVE_INT)
+    check("--runs", runs, POSITIVE_INT)
+    check("--warmup", warmup, COUNT)
     files: list[Path] = []
     for p in map(Path, paths):
         files += runtime_files(p, runtimes) if p.is_dir() and runtimes else [p]

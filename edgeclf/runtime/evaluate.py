@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..params import NONE, POSITIVE_INT, Options, check
 from .._io import atomic_path, read_json, write_json, write_text
 from ..data.dataset import scan
 from ..data.images import ImageDecodeError, load_rgb
@@ -117,6 +118,10 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
     agreement with edgeclf's LiteRT runtime is reported. `roi=False` feeds MediaPipe the whole image
     even for a crop-mode file (what an app that ignores the mode gets).
     """
+    check("--split", split, Options("train", "val", "test"))
+    check("--top-k", top_k, POSITIVE_INT)
+    check("--threads", threads, NONE, POSITIVE_INT)
+    check("--workers", workers, NONE, POSITIVE_INT)
     engine, client = client_engine(model, client, threads)
     val_p, test_p = _split_percents(engine)
     ds = scan(data, val_p, test_p)

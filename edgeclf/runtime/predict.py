@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import is_image_file
+from ..params import NONE, POSITIVE_INT, check
 from .engine import load_engine
 from .evaluate import predict_files
 
@@ -29,6 +30,8 @@ def collect_images(inputs: list[str | os.PathLike[str]]) -> list[str]:
 def predict(model: str | os.PathLike[str], inputs: list[str | os.PathLike[str]], top_k: int = 3,
             threads: int | None = None) -> list[dict[str, Any]]:
     """Top-k predictions per image; unreadable images get an `error` instead."""
+    check("--top-k", top_k, POSITIVE_INT)
+    check("--threads", threads, NONE, POSITIVE_INT)
     engine = load_engine(model, threads)
     paths = collect_images(inputs)
     probs, bad, good = predict_files(engine, paths)

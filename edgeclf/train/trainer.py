@@ -17,11 +17,12 @@ import torch
 
 from .._io import write_json, write_text
 from ..data.dataset import Dataset, class_counts, scan
-from ..errors import ConfigError, DatasetError
+from ..errors import DatasetError
 from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.weights import locate, sha256_file
 from ..models.zoo import get_spec
+from ..params import COUNT, FRACTION, NON_NEGATIVE, NONE, POSITIVE, POSITIVE_INT, Options, check, check_split
 from ..runtime.metrics import classification_metrics, softmax
 from ..data.augment import Augment
 from .backends import make_backend
@@ -31,7 +32,40 @@ from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, pre
 from .finetune_cached import Bottom, activation_shape, split_point
 from .finetune_cached import fine_tune_cached as train_top_cached
 from .head import HeadConfig, class_weight_vector, predict_probs, train_head
-from .run import MANIFEST, MODEL_FILE, plot_curves, save_model, write_history_csv, write_tensorboard
+from .run import MANIFEST, MODEL_FILE, is_complete, plot_curves, save_model, write_history_csv, write_tensorboard
+
+
+# Every numeric option of train(), with its CLI name and allowed values (checked before any work).
+_CONSTRAINTS: dict[str, tuple[str, tuple]] = {
+    "epochs": ("--epochs", (POSITIVE_INT,)), "steps": ("--steps", (NONE, POSITIVE_INT)),
+    "batch_size": ("--batch-size", (POSITIVE_INT,)), "lr": ("--learning-rate", (POSITIVE,)),
+    "dropout": ("--dropout", (FRACTION,)), "label_smoothing": ("--label-smoothing", (FRACTION,)),
+    "hidden": ("--hidden", (COUNT,)), "weight_decay": ("--weight-decay", (NON_NEGATIVE,)),
+    "class_weights": ("--class-weights", (Options("auto", "balanced", "none"),)),
+    "patience": ("--patience", (COUNT,)), "seed": ("--seed", (COUNT,)), "aug_views": ("--aug-views", (COUNT,)),
+    "fine_tune_epochs": ("--fine-tune-epochs", (NONE, POSITIVE_INT)), "fine_tune_lr": ("--fine-tune-lr", (POSITIVE,)),
+    "feature_backend": ("--feature-backend", (Options("auto", "litert", "torch"),)),
+    "workers": ("--workers", (NONE, POSITIVE_INT)),
+}
+
+
+def _check_options(values: dict[str, Any]) -> None:
+    for name, (option, allowed) in _CONSTRAINTS.items():
+        check(option, values[name], *allowed)
+    check_split(values["val_percent"], values["test_percent"])
+
+
+def next_run_dir(out: Path, exist_ok: bool = False) -> Path:
+    """`out` itself, or the first free `out2`, `out3`, ... when `out` holds a finished run and not `exist_ok`.
+
+    Ultralytics' rule; an interrupted run holds nothing worth keeping, so its rerun reuses the folder.
+    """
+    if exist_ok or not is_complete(out):
+        return out
+    n = 2
+    while (out.with_name(f"{out.name}{n}")).exists():
+        n += 1
+    return out.with_name(f"{out.name}{n}")
 
 
 def _weights_id(spec_weights: str | None, weights: str, seed: int) -> str:
@@ -71,7 +105,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
           fine_tune_cached: bool = True, resize: str | None = None,
           feature_backend: str = "auto", cache_dir: str | os.PathLike[str] | None = None,
           workers: int | None = None, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None,
-          verbose: bool = True) -> Path:
+          exist_ok: bool = False, verbose: bool = True) -> Path:
     """Train a classifier on DATA/<class>/ images; returns the run directory.
 
     The head trains on cached backbone features (plus `aug_views` cached augmented views per
@@ -80,23 +114,26 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     fly (default 3 epochs) on `device` ("cpu" or "cuda", with bfloat16 mixed precision). Launched
     by torchrun, the processes share the work (edgeclf/train/distributed.py) and rank 0 writes the run directory.
     `on_epoch(row)` is called after every epoch of either stage with that epoch's metrics.
+    An `out` that already holds a run is never overwritten: the run goes to `out2`, `out3`, ...
+    unless `exist_ok` (returned path = where it went).
     """
     t0 = time.perf_counter()
+    _check_options(locals())
     spec = get_spec(model)  # unknown model names fail before any scanning
     # The input-fit mode is part of the preprocessing: it reaches the cache keys, the run and every export.
     resize = check_resize(resize or DEFAULT_RESIZE)
     spec = replace(spec, preprocess=replace(spec.preprocess, resize=resize))
     ft_blocks = parse_blocks(fine_tune)
     device = check_device(device)
-    if aug_views < 0:
-        raise ConfigError(f"--aug-views must be >= 0, got {aug_views}")
     augment = Augment(flip, random_crop, random_scale, random_brightness)
     ds = scan(data, val_percent, test_percent)
     _check_trainable(ds)
-    out = Path(out)
+    asked, out = Path(out), next_run_dir(Path(out), exist_ok)  # before setup(): every rank sees the same folders
     world = setup(device)
     try:
         log = print if verbose and world.main else (lambda *a, **k: None)
+        if out != asked:
+            log(f"{asked} holds a finished run; this one goes to {out} (--exist-ok to replace it)")
         if world.main:
             out.mkdir(parents=True, exist_ok=True)
         config = {"data": str(ds.root), "model": spec.name, "resize": resize, "weights": weights, "epochs": epochs,

@@ -1,0 +1,84 @@
+"""Declared constraints for option values, checked where they enter (CLI and API alike).
+
+As scikit-learn's parameter validation does, a bad value is a one-line error naming the option,
+the allowed range and the value given: ``--batch-size must be an int in [1, inf), got 0``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Numbers of one kind between two bounds; `closed` says which ends belong to it."""
+
+    kind: type  # int or float (float accepts ints too)
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # both | left | right | neither
+
+    def __contains__(self, v: object) -> bool:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            return False
+        if self.kind is int and not isinstance(v, numbers.Integral):
+            return False
+        if not math.isfinite(float(v)):
+            return False
+        lo_ok = self.low is None or (v >= self.low if self.closed in ("both", "left") else v > self.low)
+        hi_ok = self.high is None or (v <= self.high if self.closed in ("both", "right") else v < self.high)
+        return lo_ok and hi_ok
+
+    def __str__(self) -> str:
+        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
+        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'an int' if self.kind is int else 'a number'} in {left}{lo}, {hi}{right}"
+
+
+class Options:
+    """A fixed set of allowed values (strings)."""
+
+    def __init__(self, *values: str) -> None:
+        self.values = values
+
+    def __contains__(self, v: object) -> bool:
+        return v in self.values
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(self.values)
+
+
+NONE = None  # in a constraint list: the value may be None
+
+
+def check(option: str, value: Any, *constraints: Any) -> Any:
+    """Return `value` if it meets one of `constraints` (an Interval, Options or NONE), else raise ConfigError."""
+    for c in constraints:
+        if (c is None and value is None) or (c is not None and value in c):
+            return value
+    allowed = " or ".join("None" if c is None else str(c) for c in constraints)
+    raise ConfigError(f"{option} must be {allowed}, got {value!r}")
+
+
+POSITIVE_INT = Interval(int, 1)
+COUNT = Interval(int, 0)
+PERCENT = Interval(float, 0, 100, "left")
+POSITIVE = Interval(float, 0, None, "neither")
+NON_NEGATIVE = Interval(float, 0)
+FRACTION = Interval(float, 0, 1, "left")
+
+
+def check_split(val_percent: float, test_percent: float) -> None:
+    """--val-percent and --test-percent: each in [0, 100), their sum below 100."""
+    check("--val-percent", val_percent, PERCENT)
+    check("--test-percent", test_percent, PERCENT)
+    if val_percent + test_percent >= 100:
+        raise ConfigError(f"--val-percent + --test-percent must be below 100 to leave images to train on, "
+                          f"got {val_percent:g} + {test_percent:g}")

@@ -1,0 +1,85 @@
+"""Every option is checked where it enters: a bad value is one line naming the option, its range and the value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeclf.cli import main
+from edgeclf.errors import ConfigError
+from edgeclf.params import Interval, check
+
+BAD = [
+    (["doctor", "{data}", "--val-percent", "150"], "--val-percent must be a number in [0, 100), got 150.0"),
+    (["doctor", "{data}", "--workers", "0"], "--workers must be None or an int in [1, inf), got 0"),
+    (["train", "{data}", "--batch-size", "0"], "--batch-size must be an int in [1, inf), got 0"),
+    (["train", "{data}", "--epochs", "0"], "--epochs must be an int in [1, inf), got 0"),
+    (["train", "{data}", "--learning-rate", "0"], "--learning-rate must be a number in (0, inf), got 0.0"),
+    (["train", "{data}", "--dropout", "1"], "--dropout must be a number in [0, 1), got 1.0"),
+    (["train", "{data}", "--label-smoothing", "-0.1"], "--label-smoothing must be a number in [0, 1), got -0.1"),
+    (["train", "{data}", "--aug-views", "-1"], "--aug-views must be an int in [0, inf), got -1"),
+    (["train", "{data}", "--random-crop", "120"], "--random-crop must be a number in [0, 100), got 120.0"),
+    (["train", "{data}", "--val-percent", "60", "--test-percent", "50"], "must be below 100"),
+    (["train", "{data}", "--fine-tune-epochs", "0"], "--fine-tune-epochs must be None or an int in [1, inf), got 0"),
+    (["train", "{data}", "--steps", "0"], "--steps must be None or an int in [1, inf), got 0"),
+    (["evaluate", "{data}/x.tflite", "--data", "{data}", "--top-k", "0"], "--top-k must be an int in [1, inf), got 0"),
+    (["predict", "{data}/x.tflite", "{data}", "--top-k", "-1"], "--top-k must be an int in [1, inf), got -1"),
+    (["benchmark", "{data}/x.tflite", "--threads", "0"], "--threads must be an int in [1, inf), got 0"),
+    (["benchmark", "{data}/x.tflite", "--runs", "0"], "--runs must be an int in [1, inf), got 0"),
+    (["compare", "{data}", "--models", "efficientnet_lite0", "--threads", "1,x"], "--threads takes comma-separated"),
+    (["compare", "{data}", "--models", "efficientnet_lite0", "--threads", "0"], "--threads must be an int in"),
+    (["export", "{data}", "--calibration-size", "0"], "--calibration-size must be an int in [1, inf), got 0"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a[:1] + a[2:]) for a, _ in BAD])
+def test_bad_option_is_one_line(argv: list[str], message: str, tmp_path: Path,
+                                capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    assert main([a.format(data=data) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+
+
+def test_api_raises_the_same_error(tmp_path: Path) -> None:
+    import edgeclf
+
+    with pytest.raises(ConfigError, match="--batch-size must be an int"):
+        edgeclf.train(tmp_path, batch_size=0)
+    with pytest.raises(ConfigError, match="--val-percent"):
+        edgeclf.doctor(tmp_path, val_percent=-5)
+
+
+def test_intervals() -> None:
+    assert 0 in Interval(int, 0) and 1.5 not in Interval(int, 0) and True not in Interval(int, 0)
+    assert float("nan") not in Interval(float, 0, 1) and 1 not in Interval(float, 0, 1, "left")
+    assert check("--x", None, None, Interval(int, 1)) is None
+    with pytest.raises(ConfigError, match=r"--x must be a number in \(0, 1\], got 2"):
+        check("--x", 2, Interval(float, 0, 1, "right"))
+
+
+def test_api_import_is_lazy() -> None:
+    """`edgeclf.doctor` and `edgeclf.scan` do not import torch (api.py used to import every stage)."""
+    import subprocess
+    import sys
+
+    code = "import sys, edgeclf; edgeclf.doctor; edgeclf.scan; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_runs_do_not_overwrite_each_other(tmp_path: Path) -> None:
+    from conftest import make_dataset
+    from edgeclf.train.trainer import train
+
+    data = make_dataset(tmp_path / "data", {"a": 6, "b": 6})
+    kw = {"epochs": 1, "verbose": False, "feature_backend": "torch", "weights": "none", "model": "mobilenet_v1_0.25_128"}
+    first = train(data, out=tmp_path / "runs" / "train", **kw)
+    model = (first / "model.pt").read_bytes()
+    second = train(data, out=tmp_path / "runs" / "train", **kw)
+    assert first == tmp_path / "runs" / "train" and second == tmp_path / "runs" / "train2"
+    assert (first / "model.pt").read_bytes() == model  # the first run is untouched
+    assert train(data, out=tmp_path / "runs" / "train", exist_ok=True, seed=1, **kw) == first
+    assert (first / "model.pt").read_bytes() != model
