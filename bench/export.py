@@ -37,10 +37,10 @@ def _mediapipe_names(path: Path, files: list[str]) -> list[str]:
 
 def main() -> None:
     from edgeclf.data.dataset import scan
-    from edgeclf.export.exporter import export
+    from edgeclf.workflows.export import export
     from edgeclf.runtime.engine import load_engine
     from edgeclf.runtime.evaluate import predict_files
-    from edgeclf.train.trainer import train
+    from edgeclf.training.trainer import train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared/datasets/flowers"))

@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edgeclf.data.images import load_rgb  # noqa: E402
-from edgeclf.models.weights import load_pretrained  # noqa: E402
+from edgeclf.models.pretrained import load_pretrained  # noqa: E402
 from edgeclf.models.zoo import get_spec  # noqa: E402
-from edgeclf.train.backends import backbone_tflite, litert_backend, torch_backend  # noqa: E402
+from edgeclf.training.backends import backbone_tflite, litert_backend, torch_backend  # noqa: E402
 
 MODELS = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,mobilenet_v2_1.0_224"
 

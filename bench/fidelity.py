@@ -90,8 +90,8 @@ def main() -> None:
         print(table(json.loads(Path(a.out).read_text())))
         return
     os.environ.setdefault("EDGECLF_PROGRESS", "0")
-    from edgeclf.export.exporter import export
-    from edgeclf.train.trainer import train
+    from edgeclf.workflows.export import export
+    from edgeclf.training.trainer import train
 
     out = Path(a.out)
     rows = json.loads(out.read_text()) if out.is_file() else []

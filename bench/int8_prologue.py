@@ -4,7 +4,7 @@
 
 Builds MobileNetV2 1.0 224 (random weights; latency does not depend on them) two ways and
 quantizes both to int8 with ai-edge-quantizer (uint8 I/O): (a) the graph edgeclf exported before
-edgeclf/export/fold.py, uint8
+edgeclf/exporting/fold.py, uint8
 pixels → CAST → SUB mean → MUL 1/std → network; (b) the bare network taking normalized input.
 Times both against ../shared/reference_models/mobilenet_v2_1.0_224_int8.tflite in one run.
 """
@@ -45,7 +45,7 @@ class Bare(nn.Module):
 def main() -> None:
     import litert_torch
 
-    from edgeclf.export.tflite import convert_float, quantize_tflite, retype_io
+    from edgeclf.exporting.tflite import convert_float, quantize_tflite, retype_io
     from edgeclf.models.builder import Classifier
     from edgeclf.models.zoo import get_spec
 

@@ -45,6 +45,7 @@ def _home() -> Path:
 
 
 def _file_outputs(path: Path, x: np.ndarray, head: Path | None) -> np.ndarray:
+    """The file's own (dequantized) outputs on uint8 images; the extractor is chained into its head file."""
     from ai_edge_litert.interpreter import Interpreter
 
     def run(p: Path, batch: np.ndarray) -> np.ndarray:
@@ -61,8 +62,6 @@ def _file_outputs(path: Path, x: np.ndarray, head: Path | None) -> np.ndarray:
 
     y, _ = run(path, x)
     if head is not None:  # extractor → head file, requantized to the head's input parameters
-        from ai_edge_litert.interpreter import Interpreter
-
         s, z = Interpreter(str(head)).get_input_details()[0]["quantization"]
         q = np.clip(np.round(y / s + z), 0, 255).astype(np.uint8).reshape(len(x), 1, 1, -1)
         y, _ = run(head, q)
@@ -76,7 +75,7 @@ def cmd_import(a: argparse.Namespace) -> dict:
     from edgeclf.data.images import load_rgb
     from edgeclf.models.builder import Classifier
     from edgeclf.models.preprocess import Preprocess
-    from edgeclf.models.weights import build_pretrained
+    from edgeclf.models.pretrained import build_pretrained
     from edgeclf.models.zoo import get_spec
 
     home = _home()
@@ -108,7 +107,7 @@ def cmd_import(a: argparse.Namespace) -> dict:
 
 def cmd_sweep(a: argparse.Namespace) -> dict:
     """`edgeclf compare` over the 16 V1 variants, float32 + int8, head-only defaults."""
-    from edgeclf.report.compare import compare
+    from edgeclf.workflows.compare import compare
 
     _home()
     models = [f"mobilenet_v1_{w}_{r}" for w in (0.25, 0.5, 0.75, 1.0) for r in (128, 160, 192, 224)]
@@ -127,9 +126,9 @@ RECIPES = {
 
 def cmd_recipe(a: argparse.Namespace) -> dict:
     """Test accuracy of recipes (float32 and int8 files, LiteRT) over seeds, for the issue's two targets."""
-    from edgeclf.export.exporter import export
+    from edgeclf.workflows.export import export
     from edgeclf.runtime.evaluate import evaluate
-    from edgeclf.train.trainer import train
+    from edgeclf.training.trainer import train
 
     _home()
     out = Path(a.runs_dir)

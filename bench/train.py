@@ -45,9 +45,9 @@ def baseline(data: str, model: str, epochs: int, head_epochs: int) -> dict:
     from edgeclf.data.augment import Augment
     from edgeclf.data.dataset import scan
     from edgeclf.models.builder import Classifier
-    from edgeclf.models.weights import load_pretrained
+    from edgeclf.models.pretrained import load_pretrained
     from edgeclf.models.zoo import get_spec
-    from edgeclf.train.finetune import FineTuneConfig, fine_tune, predict_logits
+    from edgeclf.training.finetune import FineTuneConfig, fine_tune, predict_logits
 
     torch.manual_seed(0)
     spec = get_spec(model)

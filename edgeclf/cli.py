@@ -28,10 +28,10 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 
 def cmd_models(a: argparse.Namespace) -> int:
     from .models.zoo import describe, list_models
-    from .report.table import format_table
+    from .table import format_table
 
     if a.weights:
-        from .models.weights import inspect_tflite
+        from .models.pretrained import inspect_tflite
 
         info = inspect_tflite(a.weights)
         if a.json:
@@ -56,7 +56,7 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from .train.trainer import train
+    from .training.trainer import train
 
     train(a.data, a.model, a.out, weights=a.weights, epochs=a.epochs, steps=a.steps, batch_size=a.batch_size,
           lr=a.learning_rate, dropout=a.dropout, label_smoothing=a.label_smoothing, hidden=a.hidden,
@@ -71,7 +71,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from .report.compare import compare
+    from .workflows.compare import compare
 
     rows = compare(a.data, [m for m in a.models.split(",") if m], [q for q in a.quantize.split(",") if q], a.out,
                    weights=a.weights, threads=_csv_ints(a.threads), runs=a.runs, verbose=not a.json,
@@ -82,7 +82,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from .export.exporter import export
+    from .workflows.export import export
 
     quants = a.quantize.split(",")
     if a.output and len(quants) > 1:
@@ -127,7 +127,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(a: argparse.Namespace) -> int:
-    from .runtime.benchmark import benchmark
+    from .workflows.benchmark import benchmark
 
     runtimes = [r for r in a.runtime.split(",") if r] if a.runtime else None
     rows = benchmark(a.models, _csv_ints(a.threads), a.runs, a.warmup, runtimes, verbose=not a.json)
@@ -147,7 +147,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import demo
+    from .workflows.demo import demo
 
     demo(a.out, a.model, a.per_class, a.epochs)
     return 0

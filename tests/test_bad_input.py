@@ -87,8 +87,8 @@ def test_doctor_reports_every_bad_file_and_continues(tmp_path: Path) -> None:
 def test_training_features_skip_bad_images(tmp_path: Path) -> None:
     from edgeclf.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
     from edgeclf.models.zoo import get_spec
-    from edgeclf.train.backends import torch_backend
-    from edgeclf.train.features import FeatureCache, extract
+    from edgeclf.training.backends import torch_backend
+    from edgeclf.training.features import FeatureCache, extract
 
     good = tmp_path / "good.jpg"
     photo(3).save(good)

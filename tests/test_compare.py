@@ -17,7 +17,7 @@ from test_export import _colour_dataset
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeclf.report.compare import compare
+    from edgeclf.workflows.compare import compare
 
     root = tmp_path_factory.mktemp("cmp")
     data = _colour_dataset(root / "data", n=10)
@@ -33,13 +33,14 @@ def test_results_table_and_failures(report: Path) -> None:
                                                            ("efficientnet_lite3", "float32")]
     ok, failed = rows
     assert ok["status"] == "ok" and float(ok["size_mb"]) > 1 and float(ok["p50_ms_1t"]) > 0
-    assert 0 <= float(ok["test_acc"]) <= 1 and float(ok["macs_m"]) > 10
+    # Solid colours through ImageNet features: well above chance, as the exported file measures it.
+    assert float(ok["test_acc"]) >= 0.66 and float(ok["macs_m"]) > 10
     assert failed["status"].startswith("failed:") and "weights" in failed["status"]
     assert json.loads((report / "results.json").read_text())["results"][0]["model"] == "mobilenet_v2_1.0_96"
 
 
 def test_rerun_skips_finished_cells(report: Path) -> None:
-    from edgeclf.report.compare import compare
+    from edgeclf.workflows.compare import compare
 
     cell = report / "cells" / "mobilenet_v2_1.0_96_float32.json"
     before = cell.stat().st_mtime_ns
@@ -59,7 +60,7 @@ def test_pareto_front() -> None:
 
 def test_columns_follow_the_timed_threads(report: Path) -> None:
     """Timed with --threads 1 only, the front is drawn on 1-thread latency (it was empty: columns were fixed)."""
-    from edgeclf.report.compare import compare
+    from edgeclf.workflows.compare import compare
 
     assert 'class="front"' in (report / "report.html").read_text()
     assert list(csv.DictReader((report / "results.csv").open()))[0].keys() >= {"p50_ms_1t"}
@@ -83,20 +84,20 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     n_rows = len(json.loads((report / "results.json").read_text())["results"])
     assert 'id="results"' in dom and dom.count("<tr") == 1 + n_rows  # header + one row per cell
     assert 'alt="Pareto plot" src="data:image/png;base64,' in dom
-    # The page as rendered, against the same page without the Pareto plot: the difference is the plot's
-    # coloured markers (the training-curve images alone must not satisfy this).
+    # The page as rendered, against the same page without the Pareto plot: the difference is the plot
+    # (axes, labels, markers); the training-curve images, on both pages, cannot satisfy this.
     page = (report / "report.html").read_text()
     start = page.index('alt="Pareto plot" src="') + len('alt="Pareto plot" src="')
     no_plot = tmp_path / "no_plot.html"
     no_plot.write_text(page[:start] + page[page.index('"', start):])
 
-    def coloured(html: Path) -> float:
+    def drawn(html: Path) -> float:
         shot = tmp_path / f"{html.stem}.png"
         subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600", html.resolve().as_uri()],
                        capture_output=True, timeout=120)
         px = np.asarray(Image.open(shot).convert("RGB")).astype(int)
         assert px.shape[:2] == (1600, 1200)
-        return float((np.abs(px - px.mean(axis=2, keepdims=True)).max(axis=2) > 40).mean())
+        return float((px.min(axis=2) < 200).mean())  # not white or near-white
 
-    with_plot, without = coloured(report / "report.html"), coloured(no_plot)
-    assert with_plot > without + 0.001, (with_plot, without)
+    with_plot, without = drawn(report / "report.html"), drawn(no_plot)
+    assert with_plot > without + 0.002, (with_plot, without)  # measured: +0.005 for a 2-row report

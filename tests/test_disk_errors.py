@@ -45,7 +45,7 @@ def read_only(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeclf.train.trainer import train
+    from edgeclf.training.trainer import train
 
     root = tmp_path_factory.mktemp("run")
     return train(make_dataset(root / "data", {"a": 6, "b": 6}), MODEL, root / "run", weights="none", epochs=1,
@@ -71,7 +71,7 @@ def test_export_to_a_read_only_folder(run: Path, read_only: Path) -> None:
 
 
 def test_training_onto_a_full_disk_is_marked_incomplete(tmp_path: Path, full_disk: Path) -> None:
-    from edgeclf.train.trainer import train
+    from edgeclf.training.trainer import train
 
     data = make_dataset(tmp_path / "data", {"a": 6, "b": 6})
     with pytest.raises(EdgeclfError, match="No space left on device"):
@@ -83,8 +83,8 @@ def test_training_onto_a_full_disk_is_marked_incomplete(tmp_path: Path, full_dis
 
 
 def test_feature_cache_on_a_full_disk(tmp_path: Path) -> None:
-    from edgeclf.train.features import FeatureCache
-    from edgeclf.train.trainer import train
+    from edgeclf.training.features import FeatureCache
+    from edgeclf.training.trainer import train
 
     data = make_dataset(tmp_path / "data", {"a": 10, "b": 10})
     mount = _mount(tmp_path / "small", "size=64k")  # 20 vectors of 1,280 floats need 100 KiB

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from edgeclf.train.trainer import train
+from edgeclf.training.trainer import train
 
 MODEL = "mobilenet_v2_1.0_224"
 

@@ -26,7 +26,7 @@ def _colour_dataset(root: Path, n: int = 14) -> Path:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeclf.train.trainer import train
+    from edgeclf.training.trainer import train
 
     root = tmp_path_factory.mktemp("exp")
     return train(_colour_dataset(root / "data"), MODEL, root / "run", epochs=15, lr=3e-3,
@@ -35,7 +35,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(run: Path) -> dict[str, Path]:
-    from edgeclf.export.exporter import export
+    from edgeclf.workflows.export import export
 
     return {q: export(run, "tflite", q, verbose=False, calibration_size=30)
             for q in ("float32", "float16", "dynamic", "int8")}
@@ -61,7 +61,7 @@ def test_sizes_and_io_types(exported: dict[str, Path]) -> None:
 
 
 def test_metadata_inside_the_file(exported: dict[str, Path]) -> None:
-    from edgeclf.export.metadata import read_metadata
+    from edgeclf.artifacts.metadata import read_metadata
 
     for q, p in exported.items():
         info, files = read_metadata(p.read_bytes())
@@ -97,7 +97,7 @@ def test_mediapipe_image_classifier_reads_every_export(exported: dict[str, Path]
 
 
 def test_bad_export_options(run: Path, tmp_path: Path) -> None:
-    from edgeclf.export.exporter import export
+    from edgeclf.workflows.export import export
 
     with pytest.raises(EdgeclfError, match="int4"):
         export(run, "tflite", "int4", tmp_path / "x.tflite", verbose=False)
@@ -109,7 +109,7 @@ def test_bad_export_options(run: Path, tmp_path: Path) -> None:
 def test_onnx_export_runs_in_onnxruntime(run: Path, exported: dict[str, Path], tmp_path: Path) -> None:
     import onnx
 
-    from edgeclf.export.exporter import export
+    from edgeclf.workflows.export import export
     from edgeclf.runtime.engine import load_engine
 
     path = export(run, "onnx", out=tmp_path / "m.onnx", verbose=False)
@@ -144,10 +144,10 @@ def test_evaluate_reports_agreement_with_pytorch(run: Path, exported: dict[str, 
 def test_folded_normalization_matches_the_model(run: Path) -> None:
     import torch
 
-    from edgeclf.export.fold import fold_normalization
+    from edgeclf.exporting.fold import fold_normalization
     from edgeclf.models.preprocess import TF_LITE_MEAN, TF_LITE_STD, Preprocess
     from edgeclf.runtime.engine import load_engine
-    from edgeclf.train.run import load_run
+    from edgeclf.artifacts.run import load_run
 
     clf, _ = load_run(run)
     x = torch.randint(0, 256, (2, 3, 96, 96)).float()
@@ -164,8 +164,8 @@ def test_float_io_int8_and_files_that_are_not_classifiers(run: Path, tmp_path: P
     import torch
 
     from edgeclf.errors import ModelError
-    from edgeclf.export.exporter import export
-    from edgeclf.export.tflite import _convert
+    from edgeclf.workflows.export import export
+    from edgeclf.litert import convert as _convert
     from edgeclf.runtime.engine import load_engine
 
     f = export(run, "tflite", "int8", tmp_path / "io.tflite", io="float32", calibration_size=20, verbose=False)
@@ -190,9 +190,9 @@ def test_mediapipe_names_real_flower_photos(tmp_path: Path) -> None:
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    from edgeclf.export.exporter import export
+    from edgeclf.workflows.export import export
     from edgeclf.runtime.engine import load_engine
-    from edgeclf.train.trainer import train
+    from edgeclf.training.trainer import train
 
     flowers = Path(__file__).resolve().parents[2] / "shared/datasets/flowers"
     data = tmp_path / "flowers"
@@ -227,7 +227,7 @@ def test_mediapipe_names_real_flower_photos(tmp_path: Path) -> None:
 def test_graph_macs_match_the_module_count(run: Path, exported: dict[str, Path]) -> None:
     from edgeclf.models.profile import count_macs, count_params
     from edgeclf.runtime.benchmark import benchmark_file, graph_macs, graph_params
-    from edgeclf.train.run import load_run
+    from edgeclf.artifacts.run import load_run
 
     clf, meta = load_run(run)
     expected = count_macs(clf, meta["preprocess"]["size"])
@@ -245,7 +245,7 @@ def test_graph_macs_match_the_module_count(run: Path, exported: dict[str, Path])
 
 
 def test_benchmark_one_model_in_three_runtimes(run: Path) -> None:
-    from edgeclf.runtime.benchmark import benchmark
+    from edgeclf.workflows.benchmark import benchmark
 
     rows = benchmark([str(run)], threads=[1], runs=3, warmup=1, runtimes=["litert", "onnxruntime", "torch"],
                      verbose=False)

@@ -21,8 +21,8 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 210)}
 
 def _identity_classifier(path: Path, size: int) -> Path:
     """A .tflite 'classifier' whose scores are its input pixels: MediaPipe's categories reveal its input tensor."""
-    from edgeclf.export.metadata import attach_metadata, build_metadata
-    from edgeclf.export.tflite import _convert
+    from edgeclf.artifacts.metadata import attach_metadata, build_metadata
+    from edgeclf.litert import convert as _convert
 
     class Ident(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,8 +54,8 @@ def _off_centre(root: Path, n: int = 16) -> Path:
 @pytest.fixture(scope="module")
 def squash_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(data, run dir, float32 .tflite) of a squash-mode run on off-centre wide images."""
-    from edgeclf.export.exporter import export
-    from edgeclf.train.trainer import train
+    from edgeclf.workflows.export import export
+    from edgeclf.training.trainer import train
 
     root = tmp_path_factory.mktemp("fid")
     data = _off_centre(root / "data")
@@ -197,7 +197,7 @@ def test_golden_vectors_written_and_verified(squash_run: tuple[Path, Path, Path]
 
 
 def test_resize_mode_reaches_the_run_and_the_file(squash_run: tuple[Path, Path, Path]) -> None:
-    from edgeclf.export.metadata import read_metadata
+    from edgeclf.artifacts.metadata import read_metadata
 
     _, run, tfl = squash_run
     assert json.loads((run / "manifest.json").read_text())["config"]["resize"] == "squash"
@@ -209,7 +209,7 @@ def test_resize_mode_reaches_the_run_and_the_file(squash_run: tuple[Path, Path, 
 def test_bad_client_and_mode_values(squash_run: tuple[Path, Path, Path], tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeclf.runtime.evaluate import evaluate
-    from edgeclf.train.trainer import train
+    from edgeclf.training.trainer import train
 
     data, run, tfl = squash_run
     with pytest.raises(ConfigError, match="--client must be one of"):

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from conftest import encode, make_dataset, photo
 from edgeclf.data.images import ImageDecodeError, load_rgb
 from edgeclf.errors import EdgeclfError
-from edgeclf.train.features import content_hash
+from edgeclf.training.features import content_hash
 
 EXAMPLES = int(os.environ.get("EDGECLF_FUZZ_EXAMPLES", "0"))
 
@@ -109,8 +109,8 @@ def test_dataset_scan_and_doctor_with_junk_files(tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """A tiny classifier exported three ways, as bytes, with its sidecars."""
-    from edgeclf.export.exporter import export
-    from edgeclf.train.trainer import train
+    from edgeclf.workflows.export import export
+    from edgeclf.training.trainer import train
 
     root = tmp_path_factory.mktemp("models")
     run = train(make_dataset(root / "data", {"a": 8, "b": 8}), "mobilenet_v2_0.35_96", root / "run", weights="none",

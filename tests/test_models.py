@@ -15,7 +15,9 @@ from edgeclf.cli import main
 from edgeclf.errors import ModelError
 from edgeclf.models.blocks import Conv2dSame
 from edgeclf.models.builder import decode_stage
-from edgeclf.models.weights import LAYOUTS, SOURCES, WeightSource, load_pretrained, locate, sha256_file
+from edgeclf.models.checkpoints import LAYOUTS
+from edgeclf.models.pretrained import load_pretrained
+from edgeclf.models.weights import SOURCES, WeightSource, locate, sha256_file
 from edgeclf.models.zoo import describe, get_spec, list_models
 
 # (params M, MACs M, tolerance) from the MobileNet/EfficientNet-Lite READMEs and papers, 1000-class heads.

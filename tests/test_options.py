@@ -72,7 +72,7 @@ def test_api_import_is_lazy() -> None:
 
 def test_runs_do_not_overwrite_each_other(tmp_path: Path) -> None:
     from conftest import make_dataset
-    from edgeclf.train.trainer import train
+    from edgeclf.training.trainer import train
 
     data = make_dataset(tmp_path / "data", {"a": 6, "b": 6})
     kw = {"epochs": 1, "verbose": False, "feature_backend": "torch", "weights": "none", "model": "mobilenet_v1_0.25_128"}

@@ -15,7 +15,8 @@ from edgeclf.errors import ModelError
 from edgeclf.models.blocks import Conv2dSame
 from edgeclf.models.builder import Classifier
 from edgeclf.models.preprocess import Preprocess
-from edgeclf.models.weights import SOURCES, build_pretrained, inspect_tflite
+from edgeclf.models.pretrained import build_pretrained, inspect_tflite
+from edgeclf.models.weights import SOURCES
 from edgeclf.models.zoo import create_model, get_spec
 
 IMAGENET = SHARED / "imagenet_tflite"
@@ -58,7 +59,7 @@ def _random_model(name: str, classes: int, seed: int = 0) -> Classifier:
 
 
 def _export(model: Classifier, pre: Preprocess, dest: Path, quantize: str) -> Path:
-    from edgeclf.export.tflite import to_tflite
+    from edgeclf.exporting.tflite import to_tflite
 
     calib = np.stack([pre.to_uint8(photo(i, (80, 60))) for i in range(16)]) if quantize == "int8" else None
     return to_tflite(model, pre, dest, quantize, labels=[f"c{i}" for i in range(3)], calibration=calib)
@@ -217,9 +218,9 @@ def test_imported_official_file_reproduces_its_predictions(imagenet_home: Path, 
 @needs_imagenet
 def test_v1_transfer_learning_end_to_end(imagenet_home: Path, tmp_path: Path) -> None:
     """mobilenet_v1_0.5_224 from the 0.5_160 file: features, augmented views, cached fine-tune, int8, MediaPipe."""
-    from edgeclf.export.exporter import export
+    from edgeclf.workflows.export import export
     from edgeclf.runtime.evaluate import evaluate
-    from edgeclf.train.trainer import train
+    from edgeclf.training.trainer import train
 
     data = make_dataset(tmp_path / "data", {"red": 12, "blue": 12, "green": 12}, size=(90, 60))
     run = train(data, "mobilenet_v1_0.5_224", tmp_path / "run", epochs=3, aug_views=1, fine_tune=1,

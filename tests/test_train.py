@@ -14,10 +14,10 @@ from conftest import make_dataset, photo
 from edgeclf.data.augment import Augment, view_rng
 from edgeclf.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from edgeclf.models.zoo import get_spec
-from edgeclf.train.backends import backbone_tflite, litert_backend, torch_backend
-from edgeclf.train.features import FeatureCache, extract
+from edgeclf.training.backends import backbone_tflite, litert_backend, torch_backend
+from edgeclf.training.features import FeatureCache, extract
 from edgeclf.data.images import load_rgb
-from edgeclf.train.trainer import train
+from edgeclf.training.trainer import train
 
 MODEL = "mobilenet_v2_0.35_96"
 PRE = Preprocess(96, IMAGENET_MEAN, IMAGENET_STD)
@@ -184,7 +184,7 @@ def _crc32c_bitwise(data: bytes) -> int:
 
 
 def test_tensorboard_event_file_is_well_formed(tmp_path: Path) -> None:
-    from edgeclf.report.tensorboard import write_scalars
+    from edgeclf.training.tensorboard import write_scalars
 
     path = write_scalars(tmp_path, [{"epoch": 1, "train_acc": 0.5, "val_loss": 1.25, "stage": "head"},
                                     {"epoch": 2, "train_acc": 0.75, "val_loss": 1.0}])
@@ -207,7 +207,7 @@ def test_tensorboard_reads_our_event_file(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="needs tensorboard (pip install -e '.[test]')")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from edgeclf.report.tensorboard import write_scalars
+    from edgeclf.training.tensorboard import write_scalars
 
     write_scalars(tmp_path, [{"epoch": 1, "train_acc": 0.5, "stage": "head"}, {"epoch": 2, "train_acc": 0.75}])
     acc = EventAccumulator(str(tmp_path))

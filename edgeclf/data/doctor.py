@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..params import NONE, POSITIVE_INT, check
 from ..progress import progress
-from ..report.table import format_table
+from ..table import format_table
 from .dataset import Dataset, scan
 from .images import ImageDecodeError, load_rgb
 from .parallel import imap

@@ -121,7 +121,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str = "imag
     weights: "imagenet" (resolve the published checkpoint), "none" (random init), a checkpoint path or
     a .tflite file (MobileNet V1/V2, EfficientNet-Lite graphs; see models/tflite_import.py).
     """
-    from .weights import build_pretrained
+    from .pretrained import build_pretrained
 
     p = build_pretrained(get_spec(name), weights, imagenet_head=num_classes is None)
     backbone, imagenet_head = p.backbone, p.head

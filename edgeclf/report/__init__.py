@@ -1,1 +1,1 @@
-"""Human-readable reports: tables and plots."""
+"""Presentation only: the compare report (table, Pareto plot, HTML page)."""

@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .._io import quiet_fds
-from ..params import COUNT, POSITIVE_INT, check
 from ..progress import progress
-from ..report.table import format_table
-from .engine import load_engine, open_interpreter
+from ..table import format_table
+from ..litert import open_interpreter
+from .engine import load_engine
 
 
 def _stats(ms: np.ndarray) -> dict[str, float]:
@@ -46,10 +45,7 @@ def _raw_tflite(path: Path, threads: int):
 
 def graph_macs(path: str | os.PathLike[str]) -> int:
     """Multiply-accumulates of a .tflite, counted from its graph: conv, depthwise conv and fully-connected ops."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with quiet_fds():
-        it = Interpreter(model_path=str(path))
+    it = open_interpreter(path)
     # Python ints: numpy's int32 dimensions would overflow in the products below (and in 100 * macs).
     shapes = {t["index"]: [int(d) for d in t["shape"]] for t in it.get_tensor_details()}
     total = 0
@@ -142,46 +138,6 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
         row.update(params_m=round(graph_params(p) / 1e6, 3), macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
                    roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1))
     return row
-
-
-RUNTIMES = ("litert", "onnxruntime", "torch")
-
-
-def runtime_files(run_dir: Path, runtimes: list[str]) -> list[Path]:
-    """The same trained model for each runtime: float32 .tflite / .onnx exported on demand, or the run dir (torch)."""
-    from ..export.exporter import export
-    from ..train.run import load_run
-
-    _, meta = load_run(run_dir)
-    out = []
-    for rt in runtimes:
-        if rt not in RUNTIMES:
-            from ..errors import EdgeclfError
-
-            raise EdgeclfError(f"unknown runtime {rt!r}; use one of {', '.join(RUNTIMES)}")
-        if rt == "torch":
-            out.append(run_dir)
-            continue
-        fmt = "tflite" if rt == "litert" else "onnx"
-        f = run_dir / "export" / f"{meta['model']}_float32.{fmt}"
-        out.append(f if f.is_file() else export(run_dir, fmt, verbose=False))
-    return out
-
-
-def benchmark(paths: list[str], threads: list[int] | None = None, runs: int = 100, warmup: int = 10,
-              runtimes: list[str] | None = None, verbose: bool = True) -> list[dict[str, Any]]:
-    """Benchmark every file at every thread count; a run dir with `runtimes` is timed in each runtime. Prints a table."""
-    for t in threads or [1]:
-        check("--threads", t, POSITIVE_INT)
-    check("--runs", runs, POSITIVE_INT)
-    check("--warmup", warmup, COUNT)
-    files: list[Path] = []
-    for p in map(Path, paths):
-        files += runtime_files(p, runtimes) if p.is_dir() and runtimes else [p]
-    rows = [benchmark_file(f, t, runs, warmup) for f in files for t in (threads or [1])]
-    if verbose:
-        print(format_benchmark(rows))
-    return rows
 
 
 def format_benchmark(rows: list[dict[str, Any]]) -> str:

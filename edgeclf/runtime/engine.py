@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import quiet_fds, read_json
+from .._io import read_json
+from ..litert import open_interpreter, run_each
 from ..errors import ModelError
 from ..models.preprocess import Preprocess
 
@@ -40,7 +41,7 @@ def _sidecar(path: Path) -> tuple[Preprocess, list[str]]:
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ModelError(f"{side} is not the preprocessing JSON edgeclf export writes ({type(exc).__name__}); "
                              "delete it (the metadata inside the model is used then) or re-export") from None
-    from ..export.metadata import read_metadata
+    from ..artifacts.metadata import read_metadata
 
     try:
         custom = read_metadata(path.read_bytes())[0]["custom"]
@@ -60,19 +61,6 @@ def _labels(path: Path, classes: list[str]) -> list[str]:
     return classes
 
 
-def open_interpreter(path: Path, threads: int | None = None):
-    """An allocated ai-edge-litert Interpreter; a file that is not a model is a one-line ModelError."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    try:
-        with quiet_fds():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on every load
-            it = Interpreter(model_path=str(path), num_threads=threads)
-            it.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"{path} is not a valid .tflite model ({str(exc).splitlines()[0]}); re-export it") from None
-    return it
-
-
 def _tflite_runner(path: Path, threads: int | None):
     it = open_interpreter(path, threads)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
@@ -82,20 +70,7 @@ def _tflite_runner(path: Path, threads: int | None):
                          f"output {shape_out}); edgeclf runs files made by edgeclf export")
 
     def run(batch: np.ndarray) -> np.ndarray:
-        rows = []
-        for x in batch:
-            try:
-                it.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
-                it.invoke()
-            except (ValueError, RuntimeError) as exc:  # a damaged graph can load yet fail to run
-                raise ModelError(f"{path} failed to run ({str(exc).splitlines()[0][:160]}); the file is damaged: "
-                                 "re-export it") from None
-            y = it.get_tensor(out["index"])[0]
-            if out["dtype"] != np.float32:
-                scale, zero = out["quantization"]
-                y = (y.astype(np.float32) - zero) * scale
-            rows.append(y)
-        return np.stack(rows)
+        return run_each(it, batch, dequantize=True, name=path)
 
     run.interpreter = it  # type: ignore[attr-defined]
     return run, int(out["shape"][-1])
@@ -107,7 +82,7 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
     if path.is_dir():
         import torch
 
-        from ..train.run import load_run
+        from ..artifacts.run import load_run
 
         model, meta = load_run(path)
         pre = Preprocess.from_record(meta["preprocess"], path)

@@ -19,9 +19,9 @@ from ..data.parallel import imap
 from ..models.preprocess import Preprocess
 from ..progress import progress
 from ..errors import ModelError
-from ..report.table import format_table
+from ..table import format_table
 from .engine import Engine, load_engine
-from .metrics import classification_metrics
+from ..metrics import classification_metrics
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 from .._io import read_json, write_json
 from ..data.dataset import scan
 from ..errors import EdgeclfError
-from ..report.table import format_table
+from ..table import format_table
 from .engine import load_engine
 from .evaluate import _agreement, client_engine, client_predict, predict_files
 from .clients import RUNS

@@ -41,7 +41,7 @@ class HeadResult:
 
 
 class Rows(Protocol):
-    """Feature vectors read on demand (edgeclf.train.features.FeatureRows, or an array through as_rows)."""
+    """Feature vectors read on demand (edgeclf.training.features.FeatureRows, or an array through as_rows)."""
 
     def __len__(self) -> int: ...
     def take(self, idx: np.ndarray) -> np.ndarray: ...

@@ -13,7 +13,7 @@ import torch
 from .._io import write_bytes
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
-from .wrapper import Deployable
+from ..models.deploy import Deployable
 
 OPSET = 17
 

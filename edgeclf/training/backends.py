@@ -14,7 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .._io import atomic_path, quiet_fds
+from .._io import write_bytes
+from ..litert import convert, open_interpreter, run_each
 from ..models.preprocess import Preprocess
 
 BACKENDS = ("auto", "litert", "torch")
@@ -36,35 +37,20 @@ def torch_backend(backbone: torch.nn.Module, pre: Preprocess) -> FeatureFn:
 
 def backbone_tflite(backbone: torch.nn.Module, pre: Preprocess, dest: Path, batch: int = 1) -> Path:
     """Export backbone + normalization (uint8 NHWC in, features out) to a float32 .tflite, atomically."""
-    from ..export.wrapper import Deployable
+    from ..models.deploy import Deployable
 
-    module = Deployable(backbone, pre, softmax=False).eval()
-    sample = (torch.zeros(batch, pre.size, pre.size, 3, dtype=torch.uint8),)
-    with quiet_fds():
-        import litert_torch
-
-        edge = litert_torch.convert(module, sample)
-        with atomic_path(dest) as tmp:
-            edge.export(str(tmp))
+    data = convert(Deployable(backbone, pre, softmax=False).eval(),
+                   torch.zeros(batch, pre.size, pre.size, 3, dtype=torch.uint8))
+    write_bytes(dest, data)
     return dest
 
 
 def litert_backend(path: Path, threads: int | None = None) -> FeatureFn:
     """Run an exported backbone with ai-edge-litert; batches are fed one image at a time."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with quiet_fds():
-        it = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    it = open_interpreter(path, threads or os.cpu_count())
 
     def run(batch: np.ndarray) -> np.ndarray:
-        rows = []
-        for x in batch:
-            it.set_tensor(inp, np.ascontiguousarray(x[None], dtype=np.uint8))
-            it.invoke()
-            rows.append(it.get_tensor(out)[0].copy())
-        return np.stack(rows)
+        return run_each(it, batch, name=path)
 
     run.name = "litert"  # type: ignore[attr-defined]
     return run

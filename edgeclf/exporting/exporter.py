@@ -13,7 +13,7 @@ from .._io import read_json, write_json, write_text
 from ..errors import EdgeclfError
 from ..params import POSITIVE_INT, Options, check
 from ..models.preprocess import Preprocess
-from ..train.run import load_run, run_preprocess
+from ..artifacts.run import load_run, run_preprocess
 
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}
 
@@ -79,22 +79,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         "input": {"layout": "NHWC", "dtype": io, "size": pre.size, "range": [0, 255]},
         "preprocess": pre.to_dict(), "output": "probabilities", "run_dir": str(Path(run_dir).resolve()),
     })
-    golden = _golden(dest, run_dir, quantize, calibration_data)
     if verbose:
         print(f"exported {dest} ({dest.stat().st_size / 1e6:.2f} MB, {format} {quantize}, {io} input) "
-              f"in {time.perf_counter() - t:.1f}s" + (f"; golden vectors {golden.name}" if golden else ""))
+              f"in {time.perf_counter() - t:.1f}s")
     return dest
-
-
-def _golden(dest: Path, run_dir: str | os.PathLike[str], quantize: str,
-            data: str | os.PathLike[str] | None) -> Path | None:
-    """Golden vectors of the exported file on a few of the run's test images (None when the images are gone)."""
-    from ..runtime.golden import pick_images, remove_stale, write_golden
-
-    rec = read_json(Path(run_dir) / "split.json")
-    root = Path(data or rec["root"])
-    rels = pick_images(root, rec.get("files", {}).get("test", []), rec.get("classes", [])) if root.is_dir() else []
-    golden = write_golden(dest, root, rels, quantize) if rels else None
-    if golden is None:
-        remove_stale(dest)  # an older file's vectors would describe another model
-    return golden

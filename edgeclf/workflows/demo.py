@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .errors import ModelError
+from ..errors import ModelError
 
 SHAPES = ("circle", "square", "triangle")
 
@@ -53,10 +53,10 @@ def make_shapes_dataset(root: str | os.PathLike[str], per_class: int = 60, seed:
 def demo(out: str | os.PathLike[str] = "edgeclf-demo", model: str = "efficientnet_lite0", per_class: int = 60,
          epochs: int = 30) -> dict[str, Path]:
     """Make a dataset, train, export a .tflite, evaluate the file and benchmark it; returns the paths."""
-    from .runtime.benchmark import benchmark
-    from .runtime.evaluate import evaluate
-    from .export.exporter import export
-    from .train.trainer import train
+    from .benchmark import benchmark
+    from ..runtime.evaluate import evaluate
+    from .export import export
+    from ..training.trainer import train
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -64,8 +64,8 @@ def demo(out: str | os.PathLike[str] = "edgeclf-demo", model: str = "efficientne
     print(f"[1/4] dataset   {data} ({len(SHAPES)} classes x {per_class} images)")
     weights = "imagenet"
     try:
-        from .models.weights import locate
-        from .models.zoo import get_spec
+        from ..models.weights import locate
+        from ..models.zoo import get_spec
 
         spec = get_spec(model)
         if spec.weights:

@@ -1,8 +1,11 @@
-"""The run directory: everything needed to rebuild, export and evaluate a trained classifier."""
+"""The run directory: the artifact training writes and export, runtime and workflows read.
+
+model.pt (weights + metadata to rebuild them), manifest.json (config, status), split.json,
+metrics.json; nothing else is shared between the stages.
+"""
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from dataclasses import replace
@@ -11,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_path, read_json, write_bytes, write_text
+from .._io import read_json, write_bytes
 from ..errors import EdgeclfError
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
@@ -54,53 +57,6 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any
 def run_preprocess(meta: dict[str, Any], run_dir: object = "this run") -> Preprocess:
     """The preprocessing recorded in a run's metadata."""
     return Preprocess.from_record(meta["preprocess"], run_dir)
-
-
-def write_history_csv(path: Path, history: list[dict]) -> None:
-    """Per-epoch metrics as CSV."""
-    if not history:
-        return
-    buf = io.StringIO()
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(history)
-    write_text(path, buf.getvalue())
-
-
-def write_tensorboard(log_dir: Path, history: list[dict]) -> None:
-    """TensorBoard scalars of the history (`tensorboard --logdir RUN_DIR/tensorboard`)."""
-    from ..report.tensorboard import write_scalars
-
-    if history:
-        write_scalars(log_dir, history)
-
-
-def plot_curves(path: Path, history: list[dict], title: str) -> None:
-    """curves.png: accuracy and loss per epoch, train vs validation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("acc", "loss")):
-        for split, name in (("train", "train"), ("val", "validation")):
-            pts = [(r["epoch"], r[f"{split}_{metric}"]) for r in history if f"{split}_{metric}" in r]
-            if pts:
-                ax.plot(*zip(*pts), label=name)
-        ft = [r["epoch"] for r in history if r.get("stage") == "fine-tune"]
-        if ft:
-            ax.axvline(min(ft) - 0.5, color="grey", ls="--", lw=1, label="fine-tuning starts")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy" if metric == "acc" else "loss")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def is_complete(run_dir: str | os.PathLike[str]) -> bool:

@@ -25,9 +25,10 @@ import torch
 
 from .._io import quiet_fds, write_bytes
 from ..errors import EdgeclfError
+from ..litert import convert
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
-from .wrapper import Deployable
+from ..models.deploy import Deployable
 
 QUANTIZE = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("uint8", "float32")
@@ -36,17 +37,7 @@ IO_TYPES = ("uint8", "float32")
 def convert_float(model: Classifier, pre: Preprocess, io: str = "uint8") -> bytes:
     """The float32 .tflite bytes of model + preprocessing, NHWC pixels in, probabilities out."""
     dtype = torch.uint8 if io == "uint8" else torch.float32
-    return _convert(Deployable(model, pre).eval(), torch.zeros(1, pre.size, pre.size, 3, dtype=dtype))
-
-
-def _convert(module: torch.nn.Module, sample: torch.Tensor) -> bytes:
-    with quiet_fds():
-        import litert_torch
-
-        edge = litert_torch.convert(module, (sample,))
-        with tempfile.TemporaryDirectory() as tmp:
-            edge.export(f"{tmp}/m.tflite")
-            return Path(f"{tmp}/m.tflite").read_bytes()
+    return convert(Deployable(model, pre).eval(), torch.zeros(1, pre.size, pre.size, 3, dtype=dtype))
 
 
 def _recipe(quantize: str):
@@ -109,7 +100,7 @@ def retype_io(model_bytes: bytes, io: str, input_qparams: tuple[float, int] | No
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    from .metadata import pack_model, unpack_model
+    from ..artifacts.metadata import pack_model, unpack_model
 
     model = unpack_model(model_bytes)
     T = schema.TensorType
@@ -171,12 +162,12 @@ def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.n
     input (scale 1/s0, zero point m0) then feeds it through one QUANTIZE (int8) or DEQUANTIZE op.
     """
     from .fold import fold_normalization
-    from .wrapper import Prenormalized
+    from ..models.deploy import Prenormalized
 
     if quantize == "int8" and (calibration is None or not len(calibration)):
         raise EdgeclfError("int8 export needs calibration images; the run's training split provides them")
     folded, m0, s0 = fold_normalization(model, pre)
-    float_bytes = _convert(Prenormalized(folded).eval(), torch.zeros(1, pre.size, pre.size, 3))
+    float_bytes = convert(Prenormalized(folded).eval(), torch.zeros(1, pre.size, pre.size, 3))
     u = None if calibration is None else (calibration.astype(np.float32) - m0) / s0
     return retype_io(quantize_tflite(float_bytes, quantize, u), "uint8", input_qparams=(1.0 / s0, m0))
 
@@ -196,7 +187,7 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
         if quantize == "int8":
             data = retype_io(data, io)
     if labels:
-        from .metadata import attach_metadata, build_metadata
+        from ..artifacts.metadata import attach_metadata, build_metadata
 
         custom = {"preprocess": pre.to_dict(), "classes": labels, "quantize": quantize, "io": io}
         data = attach_metadata(data, build_metadata(name, description, version, labels, pre, io, custom=custom),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.preprocess import Preprocess
+from .preprocess import Preprocess
 
 
 class Deployable(nn.Module):

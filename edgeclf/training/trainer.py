@@ -23,7 +23,7 @@ from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.weights import locate, sha256_file
 from ..models.zoo import get_spec
 from ..params import COUNT, FRACTION, NON_NEGATIVE, NONE, POSITIVE, POSITIVE_INT, Options, check, check_split
-from ..runtime.metrics import classification_metrics, softmax
+from ..metrics import classification_metrics, softmax
 from ..data.augment import Augment
 from .backends import make_backend
 from .features import FeatureCache, cache_key, default_cache_root, extract
@@ -32,7 +32,8 @@ from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, pre
 from .finetune_cached import Bottom, activation_shape, split_point
 from .finetune_cached import fine_tune_cached as train_top_cached
 from .head import HeadConfig, class_weight_vector, predict_probs, train_head
-from .run import MANIFEST, MODEL_FILE, is_complete, plot_curves, save_model, write_history_csv, write_tensorboard
+from ..artifacts.run import MANIFEST, MODEL_FILE, is_complete, save_model
+from .outputs import plot_curves, write_history_csv, write_tensorboard
 
 
 # Every numeric option of train(), with its CLI name and allowed values (checked before any work).
@@ -112,7 +113,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     training image); `fine_tune` then optionally unfreezes the top N blocks, trained on their
     cached input activations (`fine_tune_cached`, default 20 epochs), or all of the network on the
     fly (default 3 epochs) on `device` ("cpu" or "cuda", with bfloat16 mixed precision). Launched
-    by torchrun, the processes share the work (edgeclf/train/distributed.py) and rank 0 writes the run directory.
+    by torchrun, the processes share the work (edgeclf/training/distributed.py) and rank 0 writes the run directory.
     `on_epoch(row)` is called after every epoch of either stage with that epoch's metrics.
     An `out` that already holds a run is never overwritten: the run goes to `out2`, `out3`, ...
     unless `exist_ok` (returned path = where it went).
@@ -183,7 +184,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
            cache_dir: str | os.PathLike[str] | None, workers: int | None,
            on_epoch: Callable[[dict], None] | None) -> Path:
     torch.manual_seed(seed)
-    from ..models.weights import build_pretrained
+    from ..models.pretrained import build_pretrained
 
     # A .tflite file may adapt the spec: TF padding, the input normalization of its quantization.
     loaded = build_pretrained(spec, weights)

@@ -1,0 +1,46 @@
+"""`edgeclf benchmark`: files at several thread counts; a run directory timed in each runtime (exported on demand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..artifacts.run import load_run
+from ..errors import EdgeclfError
+from ..params import COUNT, POSITIVE_INT, check
+from ..runtime.benchmark import benchmark_file, format_benchmark
+from .export import export
+
+RUNTIMES = ("litert", "onnxruntime", "torch")
+
+
+def runtime_files(run_dir: Path, runtimes: list[str]) -> list[Path]:
+    """The same trained model for each runtime: float32 .tflite / .onnx exported on demand, or the run dir (torch)."""
+    _, meta = load_run(run_dir)
+    out = []
+    for rt in runtimes:
+        if rt not in RUNTIMES:
+            raise EdgeclfError(f"unknown runtime {rt!r}; use one of {', '.join(RUNTIMES)}")
+        if rt == "torch":
+            out.append(run_dir)
+            continue
+        fmt = "tflite" if rt == "litert" else "onnx"
+        f = run_dir / "export" / f"{meta['model']}_float32.{fmt}"
+        out.append(f if f.is_file() else export(run_dir, fmt, verbose=False))
+    return out
+
+
+def benchmark(paths: list[str], threads: list[int] | None = None, runs: int = 100, warmup: int = 10,
+              runtimes: list[str] | None = None, verbose: bool = True) -> list[dict[str, Any]]:
+    """Benchmark every file at every thread count; a run dir with `runtimes` is timed in each runtime. Prints a table."""
+    for t in threads or [1]:
+        check("--threads", t, POSITIVE_INT)
+    check("--runs", runs, POSITIVE_INT)
+    check("--warmup", warmup, COUNT)
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files += runtime_files(p, runtimes) if p.is_dir() and runtimes else [p]
+    rows = [benchmark_file(f, t, runs, warmup) for f in files for t in (threads or [1])]
+    if verbose:
+        print(format_benchmark(rows))
+    return rows
