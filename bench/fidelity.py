@@ -108,7 +108,8 @@ def main() -> None:
                     run = Path(a.runs) / f"{model}_{recipe}_{resize}_s{seed}"
                     t = time.perf_counter()
                     if not (run / "metrics.json").is_file():
-                        train(a.data, model, run, resize=resize, seed=seed, verbose=False, **recipes[recipe])
+                        train(a.data, model, run, resize=resize, seed=seed, verbose=False, exist_ok=True,
+                              **recipes[recipe])
                     train_s = time.perf_counter() - t
                     for q in quants:
                         cell = _cell(model, recipe, resize, seed, q)

@@ -2,7 +2,8 @@
 
     python bench/mobilenet_v1.py import   # import time + fidelity of the five files → bench/mobilenet_v1_import.json
     python bench/mobilenet_v1.py sweep    # V1 {0.25,0.5,0.75,1.0} x {128,160,192,224}, float32 + int8 → bench/compare_v1/
-    python bench/mobilenet_v1.py recipe   # mobilenet_v1_0.5_224 / 0.25_128 recipes over seeds → bench/mobilenet_v1_recipe.json
+    python bench/mobilenet_v1.py recipe --models M --recipes R --seeds N --out FILE
+                                          # recipes over seeds: float32 and int8 test accuracy, size
 
 Every part points $EDGECLF_HOME at a folder of links to ../shared/imagenet_tflite, the way a user
 who has the files (or is online: the catalogue has their URLs) gets them; nothing is copied.
@@ -121,6 +122,7 @@ RECIPES = {
     "aug4": {"aug_views": 4},
     "aug4_ft2": {"aug_views": 4, "fine_tune": 2},
     "aug4_ft4": {"aug_views": 4, "fine_tune": 4},
+    "aug4_ftall6": {"aug_views": 4, "fine_tune": "all", "fine_tune_epochs": 6},
 }
 
 
@@ -138,7 +140,7 @@ def cmd_recipe(a: argparse.Namespace) -> dict:
             for seed in range(a.seeds):
                 run = out / f"{model}_{recipe}_s{seed}"
                 t = time.perf_counter()
-                train(str(FLOWERS), model, run, seed=seed, verbose=False, **RECIPES[recipe])
+                run = train(str(FLOWERS), model, run, seed=seed, verbose=False, exist_ok=True, **RECIPES[recipe])
                 t_train = time.perf_counter() - t
                 row = {"model": model, "recipe": recipe, "seed": seed, "train_s": round(t_train, 1)}
                 for q in ("float32", "int8"):
