@@ -66,7 +66,7 @@ def cmd_train(a: argparse.Namespace) -> int:
           random_brightness=a.random_brightness, fine_tune=a.fine_tune, fine_tune_epochs=a.fine_tune_epochs,
           fine_tune_lr=a.fine_tune_lr, fine_tune_cached=a.fine_tune_cached, resize=a.resize,
           feature_backend=a.feature_backend,
-          cache_dir=a.cache_dir, workers=a.workers, device=a.device, exist_ok=a.exist_ok)
+          cache_dir=a.cache_dir, workers=a.workers, device=a.device, calibrate=a.calibrate, exist_ok=a.exist_ok)
     return 0
 
 
@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--class-weights", choices=("auto", "balanced", "none"), default="auto")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                   help="fit a temperature on the validation split and fold it into the model, so its scores "
+                        "(and MediaPipe's score_threshold) are calibrated probabilities (default on)")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("augmentation (cached as K extra feature views per training image)")
     g.add_argument("--aug-views", "--augment", type=int, default=0, metavar="K",

@@ -31,6 +31,7 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, classes: list[str],
         "accuracy": round(float((pred == y).mean()), 4) if len(y) else float("nan"),
         f"top{k}_accuracy": round(float((topk == y[:, None]).any(1).mean()), 4) if len(y) else float("nan"),
         "loss": round(loss, 4),
+        "ece": round(expected_calibration_error(y, probs), 4) if len(y) else float("nan"),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
     }
@@ -41,3 +42,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
+
+
+ECE_BINS = 15
+
+
+def reliability(y: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per confidence bin (equal width on [0, 1]): mean confidence, accuracy and count of the top-1 predictions."""
+    conf = probs.max(1)
+    hit = (probs.argmax(1) == np.asarray(y)).astype(np.float64)
+    idx = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    count = np.bincount(idx, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, conf, bins) / count
+        acc = np.bincount(idx, hit, bins) / count
+    return mean_conf, acc, count
+
+
+def expected_calibration_error(y: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: the count-weighted mean |accuracy - confidence| over equal-width confidence bins (15, Guo et al. 2017)."""
+    mean_conf, acc, count = reliability(y, probs, bins)
+    used = count > 0
+    return float((count[used] * np.abs(acc[used] - mean_conf[used])).sum() / max(count.sum(), 1))

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..plots import plot_reliability
 from ..params import NONE, POSITIVE_INT, Options, check
 from .._io import atomic_path, read_json, write_json, write_text
 from ..data.dataset import scan
@@ -157,14 +158,15 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
             m["top1_agreement_with_pytorch"], m["max_abs_prob_diff_vs_pytorch"] = _agreement(ref, probs)
             m["pytorch_run"] = str(run_dir)
     if out:
-        write_reports(Path(out), m, engine.labels)
+        write_reports(Path(out), m, engine.labels, y, probs)
     if verbose:
         print(format_metrics(m))
     return m
 
 
-def write_reports(out: Path, m: dict[str, Any], labels: list[str]) -> None:
-    """metrics.json, confusion_matrix.csv and confusion_matrix.png."""
+def write_reports(out: Path, m: dict[str, Any], labels: list[str], y: np.ndarray | None = None,
+                  probs: np.ndarray | None = None) -> None:
+    """metrics.json, confusion_matrix.csv, confusion_matrix.png and (given y, probs) reliability.png."""
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", m)
     buf = io.StringIO()
@@ -174,6 +176,8 @@ def write_reports(out: Path, m: dict[str, Any], labels: list[str]) -> None:
         w.writerow([lab, *row])
     write_text(out / "confusion_matrix.csv", buf.getvalue())
     plot_confusion(out / "confusion_matrix.png", np.array(m["confusion_matrix"]), labels)
+    if y is not None and probs is not None and len(y):
+        plot_reliability(out / "reliability.png", y, {m["model"]: probs}, f"{m['model']}: {m['split']} split")
 
 
 def plot_confusion(path: Path, cm: np.ndarray, labels: list[str]) -> None:
@@ -207,6 +211,7 @@ def format_metrics(m: dict[str, Any]) -> str:
     lines = [f"{m['model']} ({m.get('client', m['kind'])}, resize={m.get('resize', 'crop')}) on the {m['split']} "
              f"split of {m['data']}: {m['n']} images",
              f"accuracy {m['accuracy']:.4f}   {topk.replace('_', ' ')} {m[topk]:.4f}   loss {m['loss']:.4f}"
+             f"   ECE {m['ece']:.4f}"
              + "".join(f"   top-1 agreement with {who} {m[key]:.4f}" for who, key in
                        (("edgeclf's LiteRT", "top1_agreement_with_litert"), ("PyTorch", "top1_agreement_with_pytorch"))
                        if key in m), "",

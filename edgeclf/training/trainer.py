@@ -23,7 +23,10 @@ from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.weights import locate, sha256_file
 from ..models.zoo import get_spec
 from ..params import COUNT, FRACTION, NON_NEGATIVE, NONE, POSITIVE, POSITIVE_INT, Options, check, check_split
-from ..metrics import classification_metrics, softmax
+from ..metrics import ECE_BINS, classification_metrics, expected_calibration_error, softmax
+from ..plots import plot_reliability
+from .calibrate import calibrate as fit_calibration
+from .calibrate import fold_temperature, rescale
 from ..data.augment import Augment
 from .backends import make_backend
 from .features import FeatureCache, cache_key, default_cache_root, extract
@@ -54,6 +57,26 @@ def _check_options(values: dict[str, Any]) -> None:
     for name, (option, allowed) in _CONSTRAINTS.items():
         check(option, values[name], *allowed)
     check_split(values["val_percent"], values["test_percent"])
+
+
+def _calibrate(clf: Classifier, probs_of: dict[str, np.ndarray], labels: np.ndarray, sel: dict[str, np.ndarray],
+               classes: int, enabled: bool, log: Callable[..., None]) -> dict[str, Any]:
+    """Fit a temperature on validation, fold it into the head, rescale every split's probabilities (in place)."""
+    if not enabled:
+        return {"temperature": None, "note": "--no-calibrate"}
+    t, why = fit_calibration(probs_of.get("val"), labels[sel["val"]], classes)
+    if t is None:
+        log(f"warning: {why}", file=sys.stderr)
+        return {"temperature": None, "note": why}
+    fold_temperature(clf.head, t)
+    before = {sp: round(expected_calibration_error(labels[sel[sp]], p), 4) for sp, p in probs_of.items()}
+    if "test" in probs_of:
+        probs_of["test_raw"] = probs_of["test"]
+    for sp in list(before):
+        probs_of[sp] = rescale(probs_of[sp], t)
+    after = {sp: round(expected_calibration_error(labels[sel[sp]], probs_of[sp]), 4) for sp in before}
+    log(why + (f"; test ECE {before['test']:.4f} → {after['test']:.4f}" if "test" in before else ""))
+    return {"temperature": round(t, 4), "fitted_on": "val", "bins": ECE_BINS, "ece_before": before, "ece_after": after}
 
 
 def next_run_dir(out: Path, exist_ok: bool = False) -> Path:
@@ -106,7 +129,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
           fine_tune_cached: bool = True, resize: str | None = None,
           feature_backend: str = "auto", cache_dir: str | os.PathLike[str] | None = None,
           workers: int | None = None, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None,
-          exist_ok: bool = False, verbose: bool = True) -> Path:
+          calibrate: bool = True, exist_ok: bool = False, verbose: bool = True) -> Path:
     """Train a classifier on DATA/<class>/ images; returns the run directory.
 
     The head trains on cached backbone features (plus `aug_views` cached augmented views per
@@ -115,6 +138,8 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     fly (default 3 epochs) on `device` ("cpu" or "cuda", with bfloat16 mixed precision). Launched
     by torchrun, the processes share the work (edgeclf/training/distributed.py) and rank 0 writes the run directory.
     `on_epoch(row)` is called after every epoch of either stage with that epoch's metrics.
+    `calibrate` fits a temperature on the validation split and folds it into the head, so the
+    probabilities of the model and of every export are calibrated (metrics.json: ECE before/after).
     An `out` that already holds a run is never overwritten: the run goes to `out2`, `out3`, ...
     unless `exist_ok` (returned path = where it went).
     """
@@ -144,7 +169,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
                   "test_percent": test_percent, "class_weights": class_weights, "patience": patience, "seed": seed,
                   "aug_views": aug_views, "augment": augment.to_dict(), "fine_tune": ft_blocks,
                   "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr,
-                  "fine_tune_cached": fine_tune_cached, "feature_backend": feature_backend,
+                  "fine_tune_cached": fine_tune_cached, "feature_backend": feature_backend, "calibrate": calibrate,
                   "device": device, "processes": world.size}
         manifest: dict[str, Any] = {
             "status": "running",
@@ -162,7 +187,8 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
                           hidden=hidden, weight_decay=weight_decay, class_weights=class_weights, patience=patience,
                           seed=seed, aug_views=aug_views, augment=augment, ft_blocks=ft_blocks,
                           fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
-                          fine_tune_cached=fine_tune_cached, feature_backend=feature_backend, cache_dir=cache_dir,
+                          fine_tune_cached=fine_tune_cached, feature_backend=feature_backend, calibrate=calibrate,
+                          cache_dir=cache_dir,
                           workers=workers, on_epoch=on_epoch)
         except KeyboardInterrupt:
             manifest["status"] = "interrupted"
@@ -180,7 +206,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
            steps: int | None, batch_size: int, lr: float, dropout: float, label_smoothing: float, hidden: int,
            weight_decay: float, class_weights: str, patience: int, seed: int, aug_views: int, augment: Augment,
            ft_blocks: int | str | None, fine_tune_epochs: int | None, fine_tune_lr: float, fine_tune_cached: bool,
-           feature_backend: str,
+           feature_backend: str, calibrate: bool,
            cache_dir: str | os.PathLike[str] | None, workers: int | None,
            on_epoch: Callable[[dict], None] | None) -> Path:
     torch.manual_seed(seed)
@@ -285,6 +311,12 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         t_ft = time.perf_counter() - t_ft
     if not world.main:
         return out
+    metrics["calibration"] = _calibrate(clf, probs_of, labels, sel, len(ds.classes), calibrate, log)
+    if calibrate and metrics["calibration"]["temperature"] is not None and "test" in probs_of:
+        plot_reliability(out / "reliability.png", labels[sel["test"]],
+                         {"raw softmax": probs_of.pop("test_raw"), "temperature-scaled": probs_of["test"]},
+                         f"{spec.name}: test split")
+    probs_of.pop("test_raw", None)
     for sp, probs in probs_of.items():
         m = classification_metrics(labels[sel[sp]], probs, ds.classes)
         metrics[sp] = m if sp == "test" else {k: m[k] for k in ("n", "accuracy", "loss")}

@@ -1,0 +1,66 @@
+"""Temperature scaling: one scalar T fitted on validation logits makes the probabilities mean what they say.
+
+Label smoothing, class weights and early stopping leave a classifier's softmax over- or
+under-confident. Dividing the logits by T (fitted by minimising validation log loss; Guo et al.
+2017) changes no prediction, only the scores. T is folded into the last linear layer, so every
+export — and MediaPipe's scores and `score_threshold` — carry calibrated probabilities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..metrics import expected_calibration_error
+
+# Below this many validation images per class a temperature is noise, not calibration.
+MIN_PER_CLASS = 3
+
+
+def _nll(log_p: np.ndarray, y: np.ndarray, t: float) -> float:
+    z = log_p / t
+    z = z - z.max(1, keepdims=True)
+    lse = np.log(np.exp(z).sum(1))
+    return float(np.mean(lse - z[np.arange(len(y)), y]))
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """The T in [0.05, 20] minimising the log loss of softmax(log(probs) / T) on (probs, y)."""
+    log_p = np.log(np.clip(probs, 1e-12, 1.0))  # = logits minus a per-row constant, which softmax ignores
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
+    best = grid[int(np.argmin([_nll(log_p, y, t) for t in grid]))]
+    lo, hi = best / 1.06, best * 1.06  # the grid step is ~5 %; refine inside it (the loss is convex in 1/T)
+    for _ in range(40):
+        m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        if _nll(log_p, y, m1) < _nll(log_p, y, m2):
+            hi = m2
+        else:
+            lo = m1
+    return float((lo + hi) / 2)
+
+
+def rescale(probs: np.ndarray, t: float) -> np.ndarray:
+    """softmax(log(probs) / t): the probabilities after dividing the logits by t."""
+    z = np.log(np.clip(probs, 1e-12, 1.0)) / t
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def fold_temperature(head: torch.nn.Sequential, t: float) -> None:
+    """Divide the head's last linear layer by t in place: the model's logits become logits / t."""
+    last = head[-1]
+    with torch.no_grad():
+        last.weight.div_(t)
+        last.bias.div_(t)
+
+
+def calibrate(val_probs: np.ndarray | None, val_y: np.ndarray, classes: int) -> tuple[float | None, str]:
+    """(T, why): T fitted on the validation split, or None with the reason it was not (too few images)."""
+    if val_probs is None or len(val_y) < MIN_PER_CLASS * classes:
+        n = 0 if val_probs is None else len(val_y)
+        return None, (f"not calibrated: {n} validation images for {classes} classes (needs {MIN_PER_CLASS} per "
+                      "class); probabilities are the raw softmax")
+    t = fit_temperature(val_probs, val_y)
+    ece = expected_calibration_error(val_y, val_probs), expected_calibration_error(val_y, rescale(val_probs, t))
+    return t, f"temperature {t:.3f}: validation ECE {ece[0]:.4f} → {ece[1]:.4f}"
