@@ -97,3 +97,26 @@ def test_doctor_on_flowers() -> None:
     assert r["n_classes"] == 5 and r["n_images"] == 3670
     assert sum(r["split_totals"].values()) == 3670 and not r["unreadable"]
     assert r["exact_duplicates"]  # the flowers set holds a few byte-identical photos
+
+
+def test_symlink_loop_is_followed_once(tmp_path: Path) -> None:
+    """The issue's case: a/loop -> .. made the scanner descend ~40 levels and count b's photos as a's."""
+    from conftest import make_dataset
+    from edgeclf.data.dataset import scan
+    from edgeclf.data.doctor import diagnose, format_report
+
+    root = make_dataset(tmp_path / "data", {"a": 12, "b": 12})
+    (root / "a" / "empty.jpg").write_bytes(b"")
+    (root / "b" / "fake.png").write_bytes(b"not a png")
+    (root / "a" / "loop").symlink_to("..")
+    (root / "a" / "to_b").symlink_to("../b")  # into another class: would relabel b's photos
+    (root / "a" / "sub").mkdir()
+    (root / "a" / "sub" / "again").symlink_to("..")  # back up inside the class
+    (root / "b" / "alias").symlink_to(root / "b" / ".." / "b")  # the same folder again
+    ds = scan(root)
+    counts = ds.counts()
+    assert counts["a"]["total"] == 13 and counts["b"]["total"] == 13  # 12 photos + the bad file, once each
+    assert len(ds.skipped_links) == 4 and any("loop -> .." in s for s in ds.skipped_links)
+    r = diagnose(root, workers=1)
+    assert len(r["unreadable"]) == 2 and r["exact_duplicates"] == []  # no photo reached twice
+    assert "skipped 4 folder link(s)" in format_report(r)

@@ -37,6 +37,7 @@ class Dataset:
     spec: SplitSpec
     ignored_hidden: int = 0
     ignored_non_images: list[str] = field(default_factory=list)
+    skipped_links: list[str] = field(default_factory=list)  # folder links that loop or leave their class
 
     def split(self, name: str) -> list[Sample]:
         """Samples of one split ('train', 'val' or 'test')."""
@@ -79,14 +80,37 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
-def _walk_images(folder: Path) -> tuple[list[Path], int, list[str]]:
-    """Image files at any depth below `folder`, sorted; also counts hidden and non-image files."""
+def _walk_images(folder: Path, links: list[str] | None = None) -> tuple[list[Path], int, list[str]]:
+    """Image files at any depth below `folder`, sorted; also counts hidden and non-image files.
+
+    Symlinked folders are followed only inside `folder`'s own real tree and each real folder once:
+    a link back up (``a/loop -> ..``), into another class or out of the dataset would count photos
+    twice or under the wrong label. Skipped links are appended to `links` as 'path -> target'.
+    """
     images: list[Path] = []
     hidden = 0
     others: list[str] = []
+    base = folder.resolve()
+    seen: set[Path] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = Path(dirpath).resolve()
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         hidden += sum(1 for d in dirnames if _hidden(d))
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        keep = []
+        for d in sorted(d for d in dirnames if not _hidden(d)):
+            p = Path(dirpath) / d
+            if p.is_symlink():
+                target = p.resolve()
+                if target in seen or target == real or target in real.parents or not (
+                        target == base or base in target.parents):
+                    if links is not None:
+                        links.append(f"{p} -> {os.readlink(p)}")
+                    continue
+            keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if _hidden(name):
@@ -122,19 +146,20 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     dirs = _subdirs(root)
     hidden = 0
     others: list[str] = []
+    links: list[str] = []
     per_class: dict[str, list[tuple[Path, str, str | None]]] = {}
     if _is_presplit(dirs):
         layout = "presplit"
         for split_dir in dirs:
             split = _SPLIT_ALIASES[split_dir.name.lower()]
             for cdir in _subdirs(split_dir):
-                files, h, o = _walk_images(cdir)
+                files, h, o = _walk_images(cdir, links)
                 hidden, others = hidden + h, others + o
                 per_class.setdefault(cdir.name, []).extend((f, f.relative_to(cdir).as_posix(), split) for f in files)
     else:
         layout = "folders"
         for cdir in dirs:
-            files, h, o = _walk_images(cdir)
+            files, h, o = _walk_images(cdir, links)
             hidden, others = hidden + h, others + o
             per_class[cdir.name] = [(f, f.relative_to(cdir).as_posix(), None) for f in files]
         loose = [p for p in root.iterdir() if p.is_file() and not _hidden(p.name)]
@@ -159,7 +184,7 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
                 split = "train" if len(files) == 1 else assign(f"{cname}/{rel}", spec)
             samples.append(Sample(path=path, label=label, split=split, rel=rel))
     return Dataset(root=root, classes=classes, samples=samples, layout=layout, spec=spec,
-                   ignored_hidden=hidden, ignored_non_images=others)
+                   ignored_hidden=hidden, ignored_non_images=others, skipped_links=links)
 
 
 def class_counts(samples: list[Sample], n_classes: int) -> list[int]:

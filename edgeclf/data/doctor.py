@@ -179,7 +179,7 @@ def diagnose(root: str | os.PathLike[str], val_percent: float = 10.0, test_perce
         "classes": [{"name": c, **counts[c]} for c in ds.classes],
         "split_totals": {s: sum(counts[c][s] for c in ds.classes) for s in SPLITS},
         "ignored": {"hidden": ds.ignored_hidden, "non_images": len(ds.ignored_non_images),
-                    "non_image_examples": ds.ignored_non_images[:5]},
+                    "non_image_examples": ds.ignored_non_images[:5], "folder_links": ds.skipped_links},
         "unreadable": [{"path": info.path, "reason": info.error, "class": ds.classes[ds.samples[i].label]}
                        for i, info in bad],
         "exact_duplicates": exact_d,
@@ -236,6 +236,9 @@ def format_report(r: dict[str, Any]) -> str:
         f"{r['n_classes']} classes, {r['n_images']:,} images"
         + (f"; ignored {r['ignored']['non_images']} non-image and {r['ignored']['hidden']} hidden file(s)"
            if r["ignored"]["non_images"] or r["ignored"]["hidden"] else ""),
+        *([f"skipped {len(r['ignored']['folder_links'])} folder link(s) that loop or leave their class folder "
+           f"(each folder is read once): {', '.join(r['ignored']['folder_links'][:3])}"]
+          if r["ignored"].get("folder_links") else []),
         "",
         format_table(["class", "train", "val", "test", "total"], rows),
         "",

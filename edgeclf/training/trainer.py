@@ -160,6 +160,9 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
         log = print if verbose and world.main else (lambda *a, **k: None)
         if out != asked:
             log(f"{asked} holds a finished run; this one goes to {out} (--exist-ok to replace it)")
+        if ds.skipped_links:
+            log(f"skipped {len(ds.skipped_links)} folder link(s) that loop or leave their class folder: "
+                f"{', '.join(ds.skipped_links[:3])}", file=sys.stderr)
         if world.main:
             out.mkdir(parents=True, exist_ok=True)
         config = {"data": str(ds.root), "model": spec.name, "resize": resize, "weights": weights, "epochs": epochs,
