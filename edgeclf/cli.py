@@ -89,7 +89,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         raise EdgeclfError("--output names one file; export one --quantize at a time with it, or drop --output")
     for q in quants:
         export(a.run_dir, a.format, q, a.output, io=a.io, calibration_size=a.calibration_size,
-               calibration_data=a.calibration_data)
+               calibration_data=a.calibration_data, max_drop=None if a.no_int8_check else a.max_drop)
     return 0
 
 
@@ -245,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input (and int8 output) type: uint8 as MediaPipe and apps expect, or float32 pixels")
     p.add_argument("--calibration-size", type=int, default=100, help="training images used to calibrate int8")
     p.add_argument("--calibration-data", default=None, help="dataset folder, if it moved since training")
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
+                   help="int8: the most validation accuracy (points) the file may lose against the float model; "
+                        "beyond it edgeclf re-calibrates on more images, and if that fails keeps the file, marks "
+                        "it and exits non-zero (default 1.0)")
+    p.add_argument("--no-int8-check", action="store_true", help="int8: skip the validation check against float")
     p.add_argument("--output", "-o", default=None, help="output file (default RUN_DIR/export/MODEL_QUANT.tflite)")
 
     p = add("evaluate", cmd_evaluate, "accuracy of an exported file (or run dir) on a split of the dataset")
