@@ -21,8 +21,8 @@ FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}
 def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int = 100,
                        data: str | os.PathLike[str] | None = None, seed: int = 0) -> np.ndarray:
     """Up to `n` uint8 crops from the run's training split (evenly over classes) for int8 calibration."""
+    from ..data.crops import Crops, plain
     from ..data.dataset import scan
-    from ..data.images import ImageDecodeError, load_rgb
 
     rec = read_json(Path(run_dir) / "split.json")
     root = Path(data or rec["root"])
@@ -36,13 +36,8 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
         by_class.setdefault(train[s].label, []).append(train[s])
     picked = [by_class[c][i] for i in range(max(map(len, by_class.values()))) for c in sorted(by_class)
               if i < len(by_class[c])][:n]
-    out = []
-    for s in picked:
-        try:
-            out.append(pre.to_uint8(load_rgb(s.path)))
-        except ImageDecodeError:
-            continue  # a bad training image is simply not used for calibration
-    return np.stack(out)
+    crops = [Crops(pre)(plain(str(s.path))) for s in picked]
+    return np.stack([c[0] for c in crops if not isinstance(c, str)])  # a bad image is simply not used
 
 
 def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: str = "float32",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +14,13 @@ from ..plots import plot_reliability
 from ..params import NONE, POSITIVE_INT, Options, check
 from .._io import atomic_path, read_json, write_json, write_text
 from ..data.dataset import scan
-from ..data.images import ImageDecodeError, load_rgb
+from ..data.crops import Crops, plain
 from ..data.parallel import imap
-from ..models.preprocess import Preprocess
 from ..progress import progress
 from ..errors import ModelError
 from ..table import format_table
 from .engine import Engine, load_engine
 from ..metrics import classification_metrics
-
-
-@dataclass(frozen=True)
-class LoadCrop:
-    """Picklable worker: path → uint8 crop, or the reason it cannot be decoded."""
-
-    pre: Preprocess
-
-    def __call__(self, path: str) -> np.ndarray | str:
-        try:
-            return self.pre.to_uint8(load_rgb(path))
-        except ImageDecodeError as exc:
-            return exc.reason
 
 
 def _run_dir(engine: Engine) -> Path | None:
@@ -61,12 +46,12 @@ def predict_files(engine: Engine, paths: list[str], workers: int | None = None, 
                   ) -> tuple[np.ndarray, dict[str, str], list[int]]:
     """Probabilities for the decodable files; returns (probs, {bad path: reason}, indices of good files)."""
     good, arrays, bad = [], [], {}
-    for i, res in enumerate(progress(imap(LoadCrop(engine.preprocess), paths, workers), "decoding", len(paths), "img")):
+    for i, res in enumerate(progress(imap(Crops(engine.preprocess), map(plain, paths), workers), "decoding", len(paths), "img")):
         if isinstance(res, str):
             bad[paths[i]] = res
         else:
             good.append(i)
-            arrays.append(res)
+            arrays.append(res[0])
     probs = []
     for s in progress(range(0, len(arrays), 32), desc, (len(arrays) + 31) // 32, "batch"):
         probs.append(engine.predict(np.stack(arrays[s:s + 32])))

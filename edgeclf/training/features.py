@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from typing import Callable, Iterator
@@ -20,8 +19,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .._io import write_json
-from ..data.augment import Augment, view_rng
-from ..data.images import ImageDecodeError, file_size, load_rgb
+from ..data.augment import Augment, view_seed
+from ..data.crops import Crops
+from ..data.images import ImageDecodeError, file_size
 from ..data.parallel import imap
 from ..errors import EdgeclfError
 from ..models.preprocess import Preprocess
@@ -37,27 +37,6 @@ def content_hash(path: str) -> tuple[str | None, str]:
         return None, exc.reason
     except OSError as exc:
         return None, f"cannot read file ({exc.strerror})"
-
-
-@dataclass(frozen=True)
-class _Decode:
-    """Picklable worker: (path, hash, views) → uint8 crops, one per view, or the reason it failed.
-
-    View 0 is the plain view (pre.to_uint8); view k > 0 is augmented view k, drawn from (hash, k).
-    """
-
-    pre: Preprocess
-    augment: Augment | None
-
-    def __call__(self, job: tuple[str, str, tuple[int, ...]]) -> list[np.ndarray] | str:
-        path, digest, views = job
-        try:
-            # Full resolution, as an app hands the image to MediaPipe: a JPEG draft would change the pixels.
-            img = np.asarray(load_rgb(path))
-        except ImageDecodeError as exc:
-            return exc.reason
-        return [self.pre.to_uint8(img) if v == 0 else self.augment.view(img, self.pre, view_rng(digest, v))  # type: ignore[union-attr]
-                for v in views]
 
 
 def cache_key(model_name: str, weights_id: str, pre: Preprocess, view: int = 0,
@@ -291,7 +270,8 @@ def extract(make_fn: Callable[[], Callable[[np.ndarray], np.ndarray]], pre: Prep
 
     pbar = bar(desc, sum(len(j[1][2]) for j in jobs), "img")
     try:
-        decoded = imap(_Decode(pre, augment), [j for _, j in jobs], workers, chunksize=4)
+        decoded = imap(Crops(pre, augment), [(p, [view_seed(d, v) for v in vs]) for _, (p, d, vs) in jobs], workers,
+                       chunksize=4)
         for (i, (p, _, missing)), crops in zip(jobs, decoded):
             if isinstance(crops, str):
                 bad[p] = crops

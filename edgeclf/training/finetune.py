@@ -20,7 +20,7 @@ from torch import nn
 
 from ..data.augment import Augment
 from ..errors import ConfigError
-from ..data.images import ImageDecodeError, load_rgb
+from ..data.crops import Crops
 from ..data.parallel import imap
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
@@ -79,31 +79,16 @@ def _train_mode(model: Classifier) -> None:
             m.eval()
 
 
-@dataclass(frozen=True)
-class _View:
-    pre: Preprocess
-    augment: Augment | None
-
-    def __call__(self, job: tuple[str, int]) -> np.ndarray | None:
-        path, seed = job
-        try:
-            img = load_rgb(path)
-        except ImageDecodeError:
-            return None
-        if self.augment is None:
-            return self.pre.to_uint8(img)
-        return self.augment.view(img, self.pre, np.random.default_rng(seed))
-
-
 def _batches(paths: list[str], labels: np.ndarray, order: np.ndarray, pre: Preprocess, augment: Augment | None,
              batch_size: int, seed: int, workers: int | None):
-    jobs = [(paths[i], seed * 1_000_003 + int(i)) for i in order]
+    # A fresh random view of every image each epoch: seeded by (epoch seed, image index).
+    jobs = [(paths[i], [seed * 1_000_003 + int(i)]) for i in order]
     xs: list[np.ndarray] = []
     ys: list[int] = []
-    for i, arr in zip(order, imap(_View(pre, augment), jobs, workers, chunksize=4)):
-        if arr is None:
+    for i, res in zip(order, imap(Crops(pre, augment), jobs, workers, chunksize=4)):
+        if isinstance(res, str):
             continue
-        xs.append(arr)
+        xs.append(res[0])
         ys.append(int(labels[i]))
         if len(xs) == batch_size:
             yield np.stack(xs), np.array(ys)
