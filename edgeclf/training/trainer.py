@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, replace
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,17 +14,13 @@ import numpy as np
 import torch
 
 from .._io import write_json, write_text
-from ..data.dataset import Dataset, class_counts, scan
-from ..errors import DatasetError
+from ..data.dataset import Dataset, scan
 from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
-from ..models.weights import locate, sha256_file
 from ..models.zoo import get_spec
-from ..params import COUNT, FRACTION, NON_NEGATIVE, NONE, POSITIVE, POSITIVE_INT, Options, check, check_split
-from ..metrics import ECE_BINS, classification_metrics, expected_calibration_error, softmax
+from ..metrics import classification_metrics, softmax
 from ..plots import plot_reliability
-from .calibrate import calibrate as fit_calibration
-from .calibrate import fold_temperature, rescale
+from .calibrate import apply_calibration
 from ..data.augment import Augment
 from .backends import make_backend
 from .features import FeatureCache, cache_key, default_cache_root, extract
@@ -35,88 +29,9 @@ from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, pre
 from .finetune_cached import Bottom, activation_shape, split_point
 from .finetune_cached import fine_tune_cached as train_top_cached
 from .head import HeadConfig, class_weight_vector, predict_probs, train_head
-from ..artifacts.run import MANIFEST, MODEL_FILE, is_complete, save_model
+from ..artifacts.run import MANIFEST, MODEL_FILE, save_model
+from .run_setup import check_options, check_trainable, next_run_dir, versions, weights_id
 from .outputs import plot_curves, write_history_csv, write_tensorboard
-
-
-# Every numeric option of train(), with its CLI name and allowed values (checked before any work).
-_CONSTRAINTS: dict[str, tuple[str, tuple]] = {
-    "epochs": ("--epochs", (POSITIVE_INT,)), "steps": ("--steps", (NONE, POSITIVE_INT)),
-    "batch_size": ("--batch-size", (POSITIVE_INT,)), "lr": ("--learning-rate", (POSITIVE,)),
-    "dropout": ("--dropout", (FRACTION,)), "label_smoothing": ("--label-smoothing", (FRACTION,)),
-    "hidden": ("--hidden", (COUNT,)), "weight_decay": ("--weight-decay", (NON_NEGATIVE,)),
-    "class_weights": ("--class-weights", (Options("auto", "balanced", "none"),)),
-    "patience": ("--patience", (COUNT,)), "seed": ("--seed", (COUNT,)), "aug_views": ("--aug-views", (COUNT,)),
-    "fine_tune_epochs": ("--fine-tune-epochs", (NONE, POSITIVE_INT)), "fine_tune_lr": ("--fine-tune-lr", (POSITIVE,)),
-    "feature_backend": ("--feature-backend", (Options("auto", "litert", "torch"),)),
-    "workers": ("--workers", (NONE, POSITIVE_INT)),
-}
-
-
-def _check_options(values: dict[str, Any]) -> None:
-    for name, (option, allowed) in _CONSTRAINTS.items():
-        check(option, values[name], *allowed)
-    check_split(values["val_percent"], values["test_percent"])
-
-
-def _calibrate(clf: Classifier, probs_of: dict[str, np.ndarray], labels: np.ndarray, sel: dict[str, np.ndarray],
-               classes: int, enabled: bool, log: Callable[..., None]) -> dict[str, Any]:
-    """Fit a temperature on validation, fold it into the head, rescale every split's probabilities (in place)."""
-    if not enabled:
-        return {"temperature": None, "note": "--no-calibrate"}
-    t, why = fit_calibration(probs_of.get("val"), labels[sel["val"]], classes)
-    if t is None:
-        log(f"warning: {why}", file=sys.stderr)
-        return {"temperature": None, "note": why}
-    fold_temperature(clf.head, t)
-    before = {sp: round(expected_calibration_error(labels[sel[sp]], p), 4) for sp, p in probs_of.items()}
-    if "test" in probs_of:
-        probs_of["test_raw"] = probs_of["test"]
-    for sp in list(before):
-        probs_of[sp] = rescale(probs_of[sp], t)
-    after = {sp: round(expected_calibration_error(labels[sel[sp]], probs_of[sp]), 4) for sp in before}
-    log(why + (f"; test ECE {before['test']:.4f} → {after['test']:.4f}" if "test" in before else ""))
-    return {"temperature": round(t, 4), "fitted_on": "val", "bins": ECE_BINS, "ece_before": before, "ece_after": after}
-
-
-def next_run_dir(out: Path, exist_ok: bool = False) -> Path:
-    """`out` itself, or the first free `out2`, `out3`, ... when `out` holds a finished run and not `exist_ok`.
-
-    Ultralytics' rule; an interrupted run holds nothing worth keeping, so its rerun reuses the folder.
-    """
-    if exist_ok or not is_complete(out):
-        return out
-    n = 2
-    while (out.with_name(f"{out.name}{n}")).exists():
-        n += 1
-    return out.with_name(f"{out.name}{n}")
-
-
-def _weights_id(spec_weights: str | None, weights: str, seed: int) -> str:
-    if weights == "none":
-        return f"random-seed{seed}"  # a random backbone differs per seed, so its features do too
-    if weights == "imagenet":
-        _, src = locate(spec_weights) if spec_weights else (None, None)
-        return src.sha256 if src else "none"
-    return sha256_file(weights)
-
-
-def _check_trainable(ds: Dataset) -> None:
-    counts = class_counts(ds.split("train"), len(ds.classes))
-    empty = [c for c, n in zip(ds.classes, counts) if n == 0]
-    if empty:
-        raise DatasetError(f"class(es) {', '.join(empty)} have no image in the train split of {ds.root}; "
-                           "add images or lower --val-percent/--test-percent")
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("edgeclf", "torch", "numpy", "pillow", "litert-torch", "ai-edge-litert"):
-        try:
-            out[pkg] = importlib_metadata.version(pkg)
-        except importlib_metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: str | os.PathLike[str] = "runs/train",
@@ -144,7 +59,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     unless `exist_ok` (returned path = where it went).
     """
     t0 = time.perf_counter()
-    _check_options(locals())
+    check_options(locals())
     spec = get_spec(model)  # unknown model names fail before any scanning
     # The input-fit mode is part of the preprocessing: it reaches the cache keys, the run and every export.
     resize = check_resize(resize or DEFAULT_RESIZE)
@@ -153,7 +68,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     device = check_device(device)
     augment = Augment(flip, random_crop, random_scale, random_brightness)
     ds = scan(data, val_percent, test_percent)
-    _check_trainable(ds)
+    check_trainable(ds)
     asked, out = Path(out), next_run_dir(Path(out), exist_ok)  # before setup(): every rank sees the same folders
     world = setup(device)
     try:
@@ -177,7 +92,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
         manifest: dict[str, Any] = {
             "status": "running",
             "command": " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("edgeclf") else None,
-            "config": config, "versions": _versions(), "dataset_fingerprint": ds.fingerprint(),
+            "config": config, "versions": versions(), "dataset_fingerprint": ds.fingerprint(),
         }
         # Written first, finished last: an interrupted run is visibly marked incomplete.
         if world.main:
@@ -219,7 +134,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
     loaded = build_pretrained(spec, weights)
     spec, backbone = loaded.spec, loaded.backbone
     backbone.eval()
-    wid = _weights_id(spec.weights, weights, seed)
+    wid = weights_id(spec.weights, weights, seed)
     root = Path(cache_dir) if cache_dir else default_cache_root()
     views = list(range(aug_views + 1))
     caches = {v: FeatureCache(root, cache_key(spec.name, wid, spec.preprocess, v, augment)) for v in views}
@@ -314,7 +229,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         t_ft = time.perf_counter() - t_ft
     if not world.main:
         return out
-    metrics["calibration"] = _calibrate(clf, probs_of, labels, sel, len(ds.classes), calibrate, log)
+    metrics["calibration"] = apply_calibration(clf, probs_of, labels, sel, len(ds.classes), calibrate, log)
     if calibrate and metrics["calibration"]["temperature"] is not None and "test" in probs_of:
         plot_reliability(out / "reliability.png", labels[sel["test"]],
                          {"raw softmax": probs_of.pop("test_raw"), "temperature-scaled": probs_of["test"]},

@@ -1,0 +1,78 @@
+"""What `train` settles before any work: option checks, the run folder, the weights id, versions."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from ..artifacts.run import is_complete
+from ..data.dataset import Dataset, class_counts
+from ..errors import DatasetError
+from ..models.weights import locate, sha256_file
+from ..params import COUNT, FRACTION, NON_NEGATIVE, NONE, POSITIVE, POSITIVE_INT, Options, check, check_split
+
+
+# Every numeric option of train(), with its CLI name and allowed values (checked before any work).
+_CONSTRAINTS: dict[str, tuple[str, tuple]] = {
+    "epochs": ("--epochs", (POSITIVE_INT,)), "steps": ("--steps", (NONE, POSITIVE_INT)),
+    "batch_size": ("--batch-size", (POSITIVE_INT,)), "lr": ("--learning-rate", (POSITIVE,)),
+    "dropout": ("--dropout", (FRACTION,)), "label_smoothing": ("--label-smoothing", (FRACTION,)),
+    "hidden": ("--hidden", (COUNT,)), "weight_decay": ("--weight-decay", (NON_NEGATIVE,)),
+    "class_weights": ("--class-weights", (Options("auto", "balanced", "none"),)),
+    "patience": ("--patience", (COUNT,)), "seed": ("--seed", (COUNT,)), "aug_views": ("--aug-views", (COUNT,)),
+    "fine_tune_epochs": ("--fine-tune-epochs", (NONE, POSITIVE_INT)), "fine_tune_lr": ("--fine-tune-lr", (POSITIVE,)),
+    "feature_backend": ("--feature-backend", (Options("auto", "litert", "torch"),)),
+    "workers": ("--workers", (NONE, POSITIVE_INT)),
+}
+
+
+def check_options(values: dict[str, Any]) -> None:
+    """Check every option of train() (given as its locals) against _CONSTRAINTS; one-line ConfigError."""
+    for name, (option, allowed) in _CONSTRAINTS.items():
+        check(option, values[name], *allowed)
+    check_split(values["val_percent"], values["test_percent"])
+
+
+def next_run_dir(out: Path, exist_ok: bool = False) -> Path:
+    """`out` itself, or the first free `out2`, `out3`, ... when `out` holds a finished run and not `exist_ok`.
+
+    Ultralytics' rule; an interrupted run holds nothing worth keeping, so its rerun reuses the folder.
+    """
+    if exist_ok or not is_complete(out):
+        return out
+    n = 2
+    while (out.with_name(f"{out.name}{n}")).exists():
+        n += 1
+    return out.with_name(f"{out.name}{n}")
+
+
+def weights_id(spec_weights: str | None, weights: str, seed: int) -> str:
+    """The identity of the backbone weights for cache keys: the checkpoint SHA-256, or random-seedN."""
+    if weights == "none":
+        return f"random-seed{seed}"  # a random backbone differs per seed, so its features do too
+    if weights == "imagenet":
+        _, src = locate(spec_weights) if spec_weights else (None, None)
+        return src.sha256 if src else "none"
+    return sha256_file(weights)
+
+
+def check_trainable(ds: Dataset) -> None:
+    """Refuse a dataset whose training split lacks a class (it could never be learned)."""
+    counts = class_counts(ds.split("train"), len(ds.classes))
+    empty = [c for c, n in zip(ds.classes, counts) if n == 0]
+    if empty:
+        raise DatasetError(f"class(es) {', '.join(empty)} have no image in the train split of {ds.root}; "
+                           "add images or lower --val-percent/--test-percent")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that decide the numbers, recorded in the manifest."""
+    out = {"python": platform.python_version()}
+    for pkg in ("edgeclf", "torch", "numpy", "pillow", "litert-torch", "ai-edge-litert"):
+        try:
+            out[pkg] = importlib_metadata.version(pkg)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
