@@ -142,3 +142,19 @@ print(edgeclf.evaluate(tfl, data="data", verbose=False)["n"], again.name)
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-1] == "run2"
+
+
+def test_evaluate_reads_the_runs_split_not_a_rehash(tmp_path: Path) -> None:
+    """Images added after training do not join the run's test split: evaluate reads split.json's list."""
+    from edgeclf.runtime.evaluate import evaluate
+    from edgeclf.training.trainer import train
+
+    data = make_dataset(tmp_path / "data", {"a": 20, "b": 20})
+    run = train(data, "mobilenet_v2_0.35_96", tmp_path / "run", weights="none", epochs=1, feature_backend="torch",
+                verbose=False)
+    listed = json.loads((run / "split.json").read_text())["files"]["test"]
+    make_dataset(tmp_path / "new", {"a": 60}, seed=9)
+    for f in (tmp_path / "new" / "a").iterdir():
+        f.rename(data / "a" / f"later_{f.name}")
+    r = evaluate(run, data, verbose=False)
+    assert r["n"] == len(listed) > 0

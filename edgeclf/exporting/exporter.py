@@ -29,7 +29,9 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
     if not root.is_dir():
         raise EdgeclfError(f"int8 calibration needs the training images, but {root} is gone; "
                            "pass --calibration-data DATA")
-    train = scan(root, rec["val_percent"], rec["test_percent"]).split("train")
+    ds = scan(root, rec["val_percent"], rec["test_percent"])
+    listed = set(rec.get("files", {}).get("train", []))  # the run's own training files, not a re-hash
+    train = [s for s in ds.samples if f"{ds.classes[s.label]}/{s.rel}" in listed] or ds.split("train")
     rng = np.random.default_rng(seed)
     by_class: dict[int, list] = {}
     for s in rng.permutation(len(train)):

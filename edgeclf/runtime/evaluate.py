@@ -32,14 +32,11 @@ def _run_dir(engine: Engine) -> Path | None:
     return run_dir if run_dir and (run_dir / "model.pt").is_file() else None
 
 
-def _split_percents(engine: Engine) -> tuple[float, float]:
-    """The split percentages of the run that produced the model, so the test split is the same files."""
+def _split_record(engine: Engine) -> dict[str, Any]:
+    """The split record (split.json) of the run that produced the model; {} when the run is gone."""
     run_dir = _run_dir(engine)
     split = run_dir / "split.json" if run_dir else None
-    if split and split.is_file():
-        rec = read_json(split)
-        return float(rec["val_percent"]), float(rec["test_percent"])
-    return 10.0, 10.0
+    return read_json(split) if split and split.is_file() else {}
 
 
 def predict_files(engine: Engine, paths: list[str], workers: int | None = None, desc: str = "predicting"
@@ -109,9 +106,12 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
     check("--threads", threads, NONE, POSITIVE_INT)
     check("--workers", workers, NONE, POSITIVE_INT)
     engine, client = client_engine(model, client, threads)
-    val_p, test_p = _split_percents(engine)
-    ds = scan(data, val_p, test_p)
+    rec = _split_record(engine)
+    ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
     samples = ds.split(split)
+    listed = set(rec.get("files", {}).get(split, []))
+    if listed:  # the run's own file list: images added since training do not join its test split
+        samples = [s for s in ds.samples if f"{ds.classes[s.label]}/{s.rel}" in listed] or samples
     index = {c: i for i, c in enumerate(engine.labels)}
     missing = [c for c in ds.classes if c not in index]
     if missing:
