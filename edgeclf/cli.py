@@ -23,6 +23,12 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 
     r = diagnose(a.data, a.val_percent, a.test_percent, workers=a.workers)
     print(json.dumps(r, indent=2) if a.json else format_report(r))
+    if a.suggest:
+        from .data.exclusions import write_suggestions
+
+        s = write_suggestions(a.suggest, r)
+        print(f"suggested exclusions: {len(s['exclude'])} file(s) in {a.suggest} (nothing deleted); "
+              f"train with --exclude {a.suggest}", file=sys.stderr if a.json else sys.stdout)
     return 0
 
 
@@ -66,7 +72,8 @@ def cmd_train(a: argparse.Namespace) -> int:
           random_brightness=a.random_brightness, fine_tune=a.fine_tune, fine_tune_epochs=a.fine_tune_epochs,
           fine_tune_lr=a.fine_tune_lr, fine_tune_cached=a.fine_tune_cached, resize=a.resize,
           feature_backend=a.feature_backend,
-          cache_dir=a.cache_dir, workers=a.workers, device=a.device, calibrate=a.calibrate, exist_ok=a.exist_ok)
+          cache_dir=a.cache_dir, workers=a.workers, device=a.device, calibrate=a.calibrate, exist_ok=a.exist_ok,
+          exclude=a.exclude)
     return 0
 
 
@@ -177,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     _split_args(p)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--suggest", default=None, metavar="FILE.json",
+                   help="write the exclusions the findings support (unreadable files, photos under two classes, "
+                        "extra exact copies) for `train --exclude`; no file is ever deleted")
 
     p = add("models", cmd_models, "list every backbone: input size, parameters, MACs, weight availability")
     p.add_argument("filter", nargs="?", default="", help="only names containing this text")
@@ -190,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", default="runs/train",
                    help="run directory; if it holds a run already, the new one goes to OUT2, OUT3, ... (default runs/train)")
     p.add_argument("--exist-ok", action="store_true", help="write into --out even if it holds a run (replacing it)")
+    p.add_argument("--exclude", default=None, metavar="FILE.json",
+                   help="leave out the files an exclusion list names (`edgeclf doctor DATA --suggest FILE.json`)")
     p.add_argument("--weights", default="imagenet",
                    help="imagenet | none | PATH to a .pth checkpoint or a .tflite file (MobileNet V1/V2, "
                         "EfficientNet-Lite; `edgeclf models --weights FILE` says which model a file fits)")

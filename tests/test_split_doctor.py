@@ -120,3 +120,34 @@ def test_symlink_loop_is_followed_once(tmp_path: Path) -> None:
     r = diagnose(root, workers=1)
     assert len(r["unreadable"]) == 2 and r["exact_duplicates"] == []  # no photo reached twice
     assert "skipped 4 folder link(s)" in format_report(r)
+
+
+def test_doctor_suggests_and_train_excludes_without_touching_files(tmp_path: Path) -> None:
+    """doctor --suggest writes exclusions; train --exclude leaves them out, records them, deletes nothing."""
+    import json
+    import shutil
+
+    from conftest import make_dataset
+    from edgeclf.cli import main
+
+    root = make_dataset(tmp_path / "data", {"a": 12, "b": 12})
+    shutil.copy(root / "a" / "img_000.jpg", root / "b" / "same_photo.jpg")  # one photo, two labels
+    shutil.copy(root / "a" / "img_001.jpg", root / "a" / "copy.jpg")  # an extra copy in one class
+    (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    sug = tmp_path / "suggest.json"
+    assert main(["doctor", str(root), "--suggest", str(sug), "--workers", "1"]) == 0
+    listed = {e["file"]: e["reason"] for e in json.loads(sug.read_text())["exclude"]}
+    assert len(listed) == 4 and {"a/img_000.jpg", "b/same_photo.jpg", "b/broken.jpg"} <= set(listed)
+    assert len({"a/copy.jpg", "a/img_001.jpg"} & set(listed)) == 1  # one of the two copies is kept
+    assert "filed under a, b" in listed["b/same_photo.jpg"] and listed["b/broken.jpg"].startswith("unreadable")
+    run = tmp_path / "run"
+    assert main(["train", str(root), "--out", str(run), "--weights", "none", "--model", "mobilenet_v2_0.35_96",
+                 "--epochs", "1", "--feature-backend", "torch", "--exclude", str(sug)]) == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["exclude"]["excluded"] == 4 and len(manifest["config"]["exclude"]["sha256"]) == 64
+    files = json.loads((run / "split.json").read_text())["files"]
+    assert not set(listed) & {f for fs in files.values() for f in fs}
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing deleted or moved
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert main(["train", str(root), "--exclude", str(tmp_path / "bad.json")]) == 2

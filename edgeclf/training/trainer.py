@@ -15,6 +15,7 @@ import torch
 
 from .._io import write_json, write_text
 from ..data.dataset import Dataset, scan
+from ..data.exclusions import apply_exclusions, read_exclusions
 from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.zoo import get_spec
@@ -44,7 +45,8 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
           fine_tune_cached: bool = True, resize: str | None = None,
           feature_backend: str = "auto", cache_dir: str | os.PathLike[str] | None = None,
           workers: int | None = None, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None,
-          calibrate: bool = True, exist_ok: bool = False, verbose: bool = True) -> Path:
+          calibrate: bool = True, exclude: str | os.PathLike[str] | None = None, exist_ok: bool = False,
+          verbose: bool = True) -> Path:
     """Train a classifier on DATA/<class>/ images; returns the run directory.
 
     The head trains on cached backbone features (plus `aug_views` cached augmented views per
@@ -68,6 +70,11 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     device = check_device(device)
     augment = Augment(flip, random_crop, random_scale, random_brightness)
     ds = scan(data, val_percent, test_percent)
+    excluded = None
+    if exclude is not None:  # doctor's suggestions, read by the user: files left out, never touched
+        names, digest = read_exclusions(exclude)
+        excluded = {"file": str(Path(exclude).resolve()), "sha256": digest, "listed": len(names),
+                    "excluded": apply_exclusions(ds, names)}
     check_trainable(ds)
     asked, out = Path(out), next_run_dir(Path(out), exist_ok)  # before setup(): every rank sees the same folders
     world = setup(device)
@@ -88,6 +95,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
                   "aug_views": aug_views, "augment": augment.to_dict(), "fine_tune": ft_blocks,
                   "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr,
                   "fine_tune_cached": fine_tune_cached, "feature_backend": feature_backend, "calibrate": calibrate,
+                  "exclude": excluded,
                   "device": device, "processes": world.size}
         manifest: dict[str, Any] = {
             "status": "running",
