@@ -22,6 +22,7 @@ from ..models.zoo import get_spec
 
 MODEL_FILE = "model.pt"
 MANIFEST = "manifest.json"
+SPLIT_FILE = "split.json"
 
 
 def save_model(run_dir: Path, model: Classifier, meta: dict[str, Any]) -> Path:
@@ -63,3 +64,8 @@ def is_complete(run_dir: str | os.PathLike[str]) -> bool:
     """Whether a run finished (its manifest says so)."""
     p = Path(run_dir) / MANIFEST
     return p.is_file() and read_json(p).get("status") == "complete"
+
+
+def read_split(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run's split record: dataset root, percentages, classes and the file list of every split."""
+    return read_json(Path(run_dir) / SPLIT_FILE)

@@ -45,6 +45,15 @@ class Dataset:
             raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
         return [s for s in self.samples if s.split == name]
 
+    def name(self, s: Sample) -> str:
+        """'class/relative path': how the split record names a sample."""
+        return f"{self.classes[s.label]}/{s.rel}"
+
+    def recorded(self, split: str, record: dict) -> list[Sample]:
+        """The samples a run's split record lists for `split` (its own files, not a re-hash); the hash split if none."""
+        listed = set(record.get("files", {}).get(split, []))
+        return [s for s in self.samples if self.name(s) in listed] or self.split(split)
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Image counts as {class: {split: n, ..., 'total': n}}."""
         table = {c: {s: 0 for s in SPLITS} for c in self.classes}
@@ -63,7 +72,7 @@ class Dataset:
             "test_percent": self.spec.test_percent,
             "classes": self.classes,
             "fingerprint": self.fingerprint(),
-            "files": {sp: sorted(f"{self.classes[s.label]}/{s.rel}" for s in self.samples if s.split == sp)
+            "files": {sp: sorted(self.name(s) for s in self.samples if s.split == sp)
                       for sp in SPLITS},
         }
 

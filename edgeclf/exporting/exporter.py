@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._io import read_json, write_json, write_text
+from .._io import write_json, write_text
 from ..errors import EdgeclfError
 from ..params import POSITIVE_INT, Options, check
 from ..models.preprocess import Preprocess
-from ..artifacts.run import load_run, run_preprocess
+from ..artifacts.run import load_run, read_split, run_preprocess
 
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}
 
@@ -24,14 +24,12 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
     from ..data.crops import Crops, plain
     from ..data.dataset import scan
 
-    rec = read_json(Path(run_dir) / "split.json")
+    rec = read_split(run_dir)
     root = Path(data or rec["root"])
     if not root.is_dir():
         raise EdgeclfError(f"int8 calibration needs the training images, but {root} is gone; "
                            "pass --calibration-data DATA")
-    ds = scan(root, rec["val_percent"], rec["test_percent"])
-    listed = set(rec.get("files", {}).get("train", []))  # the run's own training files, not a re-hash
-    train = [s for s in ds.samples if f"{ds.classes[s.label]}/{s.rel}" in listed] or ds.split("train")
+    train = scan(root, rec["val_percent"], rec["test_percent"]).recorded("train", rec)
     rng = np.random.default_rng(seed)
     by_class: dict[int, list] = {}
     for s in rng.permutation(len(train)):

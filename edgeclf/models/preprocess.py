@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..params import Options, check
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # torchvision's (0.485, 0.456, 0.406) x 255
 IMAGENET_STD = (58.395, 57.12, 57.375)
 TF_LITE_MEAN = (127.0, 127.0, 127.0)  # EfficientNet-Lite's TF preprocessing: (x - 127) / 128
@@ -39,11 +41,7 @@ Rect = tuple[float, float, float, float]  # left, top, width, height in source p
 
 def check_resize(resize: str) -> str:
     """The mode, or a one-line ConfigError naming the option and its allowed values."""
-    if resize not in RESIZE_MODES:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
-    return resize
+    return check("--resize", resize, Options(*RESIZE_MODES))
 
 
 def warp(pixels: np.ndarray, rect: Rect, size: int) -> np.ndarray:

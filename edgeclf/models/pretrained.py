@@ -67,15 +67,16 @@ def _from_tflite(spec: "ModelSpec", path: Path, src: WeightSource | None, imagen
     from .tflite_import import classifier_state, match, read_graph
 
     graph = read_graph(path)
+    backbone = spec.build()
     try:
-        state, pad = match(graph, spec.build(), spec.name)
+        state, pad = match(graph, backbone, spec.name)
     except ModelError as exc:
         raise ModelError(f"{exc}{_which_model(graph)}") from None
-    if pad != spec.arch.pad:
+    if pad != spec.arch.pad:  # convolution shapes do not depend on padding; the module does
         spec = replace(spec, arch=replace(spec.arch, pad=pad))
+        backbone = spec.build()
     if graph.mean is not None:
         spec = replace(spec, preprocess=replace(spec.preprocess, mean=(graph.mean,) * 3, std=(graph.std,) * 3))
-    backbone = spec.build()
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:  # match() covers every conv; anything else is a builder we cannot fill
@@ -97,14 +98,19 @@ def inspect_tflite(path: str | os.PathLike[str]) -> dict:
     from .tflite_import import read_graph
 
     graph = read_graph(path)
-    fits = _which_model(graph)[len("; the file fits "):].split(", ") if graph.pooled else []
-    return {"file": str(path), "fits": [f for f in fits if f], "convolutions": len(graph.body),
+    return {"file": str(path), "fits": _fits(graph) if graph.pooled else [], "convolutions": len(graph.body),
             "input": {"shape": list(graph.input_shape), "type": graph.input_type, "mean": graph.mean, "std": graph.std},
             "classifier_outputs": int(graph.classifier[0].weight.shape[0]) if len(graph.classifier) == 1 else None}
 
 
 def _which_model(graph: object) -> str:
-    """'; the file matches mobilenet_v2_1.0_*' — which registered architecture a mismatching file fits."""
+    """'; the file fits mobilenet_v2_1.0_*' — which registered architecture a mismatching file fits."""
+    fits = _fits(graph)
+    return f"; the file fits {', '.join(fits)}" if fits else ""
+
+
+def _fits(graph: object) -> list[str]:
+    """Registered architectures (one per family and width; any input size) whose convolutions the file's match."""
     from .tflite_import import our_signature, signature
     from .zoo import REGISTRY
 
@@ -114,6 +120,5 @@ def _which_model(graph: object) -> str:
         key = (sp.family, sp.arch.width, sp.arch.depth)
         if key not in seen and sp.family != "mobilenet_v3":
             seen[key] = name
-    fits = [n.rsplit("_", 1)[0] + "_*" if REGISTRY[n].family != "efficientnet_lite" else n
+    return [n.rsplit("_", 1)[0] + "_*" if REGISTRY[n].family != "efficientnet_lite" else n
             for n in seen.values() if our_signature(REGISTRY[n].build()) == want]
-    return f"; the file fits {', '.join(fits)}" if fits else ""

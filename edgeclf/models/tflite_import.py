@@ -38,7 +38,6 @@ class FileConv:
 
     index: int  # operator index in the graph, for error messages
     op: str
-    name: str
     weight: np.ndarray  # OIHW (conv), [C, 1, kH, kW] (depthwise), [out, in] (fully connected)
     bias: np.ndarray | None
     stride: int
@@ -46,11 +45,14 @@ class FileConv:
     act: str
 
     def describe(self) -> str:
-        """'DEPTHWISE_CONV_2D #3 3x3x32 stride 2' — how error messages name a layer."""
-        w = self.weight
-        shape = f"{w.shape[2]}x{w.shape[3]}x{w.shape[0]}" if w.ndim == 4 else f"{w.shape[1]}->{w.shape[0]}"
-        if self.op == "CONV_2D" and w.ndim == 4:
-            shape = f"{w.shape[2]}x{w.shape[3]}, {w.shape[1]}->{w.shape[0]}"
+        """'DEPTHWISE_CONV_2D #3 (3x3x32, stride 2, relu6)' — how error messages name a layer."""
+        o, i, *k = self.weight.shape
+        if not k:
+            shape = f"{i}->{o}"
+        elif self.op == "CONV_2D":
+            shape = f"{k[0]}x{k[1]}, {i}->{o}"
+        else:
+            shape = f"{k[0]}x{k[1]}x{o}"
         return f"{self.op} #{self.index} ({shape}, stride {self.stride}, {self.act})"
 
 
@@ -118,7 +120,7 @@ def read_graph(path: str | os.PathLike[str]) -> TfliteGraph:
                              f"{arr.size} values for shape {list(t.shape)})") from None
         return _dequantize(arr, t.quantization)
 
-    def padding_of(op: Any, options: Any, stride: int) -> str:
+    def padding_of(op: Any, options: Any) -> str:
         if getattr(options, "padding", 1) == schema.Padding.SAME:
             return "same"
         src = producer.get(op.inputs[0])
@@ -148,10 +150,9 @@ def read_graph(path: str | os.PathLike[str]) -> TfliteGraph:
             w = w.transpose(3, 0, 1, 2)  # 1HW(C·m) → (C·m)1HW
         stride = int(getattr(opts, "strideH", 1) or 1)
         act = _ACTS.get(getattr(opts, "fusedActivationFunction", 0), f"activation {opts.fusedActivationFunction}")
-        out_name = tensors[op.outputs[0]].name.decode(errors="replace")
-        conv = FileConv(i, name, out_name, np.ascontiguousarray(w, dtype=np.float32),
+        conv = FileConv(i, name, np.ascontiguousarray(w, dtype=np.float32),
                         None if b is None else b.astype(np.float32), stride,
-                        padding_of(op, opts, stride) if name != "FULLY_CONNECTED" else "valid", act)
+                        padding_of(op, opts) if name != "FULLY_CONNECTED" else "valid", act)
         (classifier if pooled else body).append(conv)
     if not body:
         raise ModelError(f"{path} has no convolutions; it is not an image classifier backbone")
@@ -159,7 +160,7 @@ def read_graph(path: str | os.PathLike[str]) -> TfliteGraph:
     itype = types.get(inp.type, str(inp.type))
     mean = std = None
     q = inp.quantization
-    src = next(op for op in graph.operators if opname(op) in _CONVS).inputs[0]
+    src = graph.operators[body[0].index].inputs[0]
     while producer.get(src) is not None and opname(producer[src]) in ("PAD", "PADV2", "DEQUANTIZE", "QUANTIZE"):
         src = producer[src].inputs[0]
     # Only when the pixels reach the first convolution through nothing but padding and (de)quantization
@@ -181,7 +182,9 @@ def _dequantize(arr: np.ndarray, q: Any) -> np.ndarray:
     if scale.size > 1:  # per-channel: broadcast along the quantized dimension
         shape = [1] * arr.ndim
         shape[q.quantizedDimension] = scale.size
-        scale, zp = scale.reshape(shape), zp.reshape(shape) if zp.size > 1 else zp
+        scale = scale.reshape(shape)
+        if zp.size > 1:
+            zp = zp.reshape(shape)
     return ((arr.astype(np.float64) - zp) * scale).astype(np.float32)
 
 

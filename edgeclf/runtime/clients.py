@@ -17,6 +17,7 @@ from .._io import quiet_fds
 from ..data.images import ImageDecodeError, load_rgb
 from ..data.parallel import imap
 from ..errors import ConfigError, EdgeclfError, ModelError
+from ..params import Options, check
 from ..progress import progress
 from .engine import Engine
 
@@ -32,8 +33,7 @@ def default_client(path: Path) -> str:
 
 def check_client(path: Path, client: str) -> str:
     """The client, or a one-line ConfigError when it is unknown or cannot run this model."""
-    if client not in CLIENTS:
-        raise ConfigError(f"--client must be one of {', '.join(CLIENTS)}, got {client!r}")
+    check("--client", client, Options(*CLIENTS))
     kind = "dir" if path.is_dir() else path.suffix
     if kind in RUNS and client not in RUNS[kind]:
         what = "a run directory" if kind == "dir" else f"a {kind} file"

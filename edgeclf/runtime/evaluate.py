@@ -13,6 +13,7 @@ import numpy as np
 from ..plots import plot_reliability
 from ..params import NONE, POSITIVE_INT, Options, check
 from .._io import atomic_path, read_json, write_json, write_text
+from ..artifacts.run import SPLIT_FILE, read_split
 from ..data.dataset import scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
@@ -35,8 +36,7 @@ def _run_dir(engine: Engine) -> Path | None:
 def _split_record(engine: Engine) -> dict[str, Any]:
     """The split record (split.json) of the run that produced the model; {} when the run is gone."""
     run_dir = _run_dir(engine)
-    split = run_dir / "split.json" if run_dir else None
-    return read_json(split) if split and split.is_file() else {}
+    return read_split(run_dir) if run_dir and (run_dir / SPLIT_FILE).is_file() else {}
 
 
 def predict_files(engine: Engine, paths: list[str], workers: int | None = None, desc: str = "predicting"
@@ -108,10 +108,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
     engine, client = client_engine(model, client, threads)
     rec = _split_record(engine)
     ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
-    samples = ds.split(split)
-    listed = set(rec.get("files", {}).get(split, []))
-    if listed:  # the run's own file list: images added since training do not join its test split
-        samples = [s for s in ds.samples if f"{ds.classes[s.label]}/{s.rel}" in listed] or samples
+    samples = ds.recorded(split, rec)  # the run's own list: images added since training do not join its test split
     index = {c: i for i, c in enumerate(engine.labels)}
     missing = [c for c in ds.classes if c not in index]
     if missing:
@@ -141,6 +138,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
                                   desc="PyTorch reference")
         if len(ref) == len(pred):
             m["top1_agreement_with_pytorch"], m["max_abs_prob_diff_vs_pytorch"] = _agreement(ref, probs)
+            m["pytorch_accuracy"] = round(float((ref.argmax(1) == y).mean()), 4) if len(y) else float("nan")
             m["pytorch_run"] = str(run_dir)
     if out:
         write_reports(Path(out), m, engine.labels, y, probs)

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import read_json, write_json
+from .._io import write_json
+from ..artifacts.run import read_split
 from ..data.dataset import scan
 from ..errors import EdgeclfError
 from ..table import format_table
@@ -29,7 +30,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     files = sorted(p for p in (run_dir / "export").glob("*") if p.suffix in CLIENTS_OF) if run_dir.is_dir() else []
     if not files:
         raise EdgeclfError(f"{run_dir} has no exported files in {run_dir / 'export'}; run `edgeclf export {run_dir}`")
-    rec = read_json(run_dir / "split.json")
+    rec = read_split(run_dir)
     root = Path(data or rec["root"])
     if not root.is_dir():
         raise EdgeclfError(f"the run's dataset {root} is gone; pass --data DATA")

@@ -9,6 +9,7 @@ export — and MediaPipe's scores and `score_threshold` — carry calibrated pro
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from ..metrics import ECE_BINS, expected_calibration_error
 from ..models.builder import Classifier
+from ..plots import plot_reliability
 
 # Below this many validation images per class a temperature is noise, not calibration.
 MIN_PER_CLASS = 3
@@ -66,14 +68,16 @@ def calibrate(val_probs: np.ndarray | None, val_y: np.ndarray, classes: int) -> 
         return None, (f"not calibrated: {n} validation images for {classes} classes (needs {MIN_PER_CLASS} per "
                       "class); probabilities are the raw softmax")
     t = fit_temperature(val_probs, val_y)
-    ece = expected_calibration_error(val_y, val_probs), expected_calibration_error(val_y, rescale(val_probs, t))
-    return t, f"temperature {t:.3f}: validation ECE {ece[0]:.4f} → {ece[1]:.4f}"
+    return t, f"temperature {t:.3f} fitted on {len(val_y)} validation images"
 
 
 def apply_calibration(clf: Classifier, probs_of: dict[str, np.ndarray], labels: np.ndarray,
-                      sel: dict[str, np.ndarray], classes: int, enabled: bool,
-                      log: Callable[..., None]) -> dict[str, Any]:
-    """Fit a temperature on validation, fold it into the head, rescale every split's probabilities (in place)."""
+                      sel: dict[str, np.ndarray], classes: int, enabled: bool, log: Callable[..., None],
+                      reliability: Path | None = None, model: str = "") -> dict[str, Any]:
+    """Fit a temperature on validation, fold it into the head, rescale every split's probabilities (in place).
+
+    `reliability`: where to draw the test split's reliability diagram (raw vs scaled) of `model`.
+    """
     if not enabled:
         return {"temperature": None, "note": "--no-calibrate"}
     t, why = calibrate(probs_of.get("val"), labels[sel["val"]], classes)
@@ -81,11 +85,12 @@ def apply_calibration(clf: Classifier, probs_of: dict[str, np.ndarray], labels: 
         log(f"warning: {why}", file=sys.stderr)
         return {"temperature": None, "note": why}
     fold_temperature(clf.head, t)
-    before = {sp: round(expected_calibration_error(labels[sel[sp]], p), 4) for sp, p in probs_of.items()}
-    if "test" in probs_of:
-        probs_of["test_raw"] = probs_of["test"]
-    for sp in list(before):
-        probs_of[sp] = rescale(probs_of[sp], t)
-    after = {sp: round(expected_calibration_error(labels[sel[sp]], probs_of[sp]), 4) for sp in before}
-    log(why + (f"; test ECE {before['test']:.4f} → {after['test']:.4f}" if "test" in before else ""))
+    raw = dict(probs_of)
+    probs_of.update({sp: rescale(p, t) for sp, p in raw.items()})
+    before = {sp: round(expected_calibration_error(labels[sel[sp]], p), 4) for sp, p in raw.items()}
+    after = {sp: round(expected_calibration_error(labels[sel[sp]], probs_of[sp]), 4) for sp in raw}
+    log(why + "; ECE " + ", ".join(f"{sp} {before[sp]:.4f} → {after[sp]:.4f}" for sp in ("val", "test") if sp in raw))
+    if reliability is not None and "test" in raw:
+        plot_reliability(reliability, labels[sel["test"]],
+                         {"raw softmax": raw["test"], "temperature-scaled": probs_of["test"]}, f"{model}: test split")
     return {"temperature": round(t, 4), "fitted_on": "val", "bins": ECE_BINS, "ece_before": before, "ece_after": after}

@@ -20,7 +20,6 @@ from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.zoo import get_spec
 from ..metrics import classification_metrics, softmax
-from ..plots import plot_reliability
 from .calibrate import apply_calibration
 from ..data.augment import Augment
 from .backends import make_backend
@@ -30,7 +29,7 @@ from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, pre
 from .finetune_cached import Bottom, activation_shape, split_point
 from .finetune_cached import fine_tune_cached as train_top_cached
 from .head import HeadConfig, class_weight_vector, predict_probs, train_head
-from ..artifacts.run import MANIFEST, MODEL_FILE, save_model
+from ..artifacts.run import MANIFEST, MODEL_FILE, SPLIT_FILE, save_model
 from .run_setup import check_options, check_trainable, next_run_dir, versions, weights_id
 from .outputs import plot_curves, write_history_csv, write_tensorboard
 
@@ -237,12 +236,8 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         t_ft = time.perf_counter() - t_ft
     if not world.main:
         return out
-    metrics["calibration"] = apply_calibration(clf, probs_of, labels, sel, len(ds.classes), calibrate, log)
-    if calibrate and metrics["calibration"]["temperature"] is not None and "test" in probs_of:
-        plot_reliability(out / "reliability.png", labels[sel["test"]],
-                         {"raw softmax": probs_of.pop("test_raw"), "temperature-scaled": probs_of["test"]},
-                         f"{spec.name}: test split")
-    probs_of.pop("test_raw", None)
+    metrics["calibration"] = apply_calibration(clf, probs_of, labels, sel, len(ds.classes), calibrate, log,
+                                               reliability=out / "reliability.png", model=spec.name)
     for sp, probs in probs_of.items():
         m = classification_metrics(labels[sel[sp]], probs, ds.classes)
         metrics[sp] = m if sp == "test" else {k: m[k] for k in ("n", "accuracy", "loss")}
@@ -251,7 +246,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
             "head": {"dropout": dropout, "hidden": hidden}, "weights": weights, "features": clf.backbone.num_features}
     save_model(out, clf, meta)
     write_text(out / "labels.txt", "\n".join(ds.classes) + "\n")
-    write_json(out / "split.json", ds.split_record())
+    write_json(out / SPLIT_FILE, ds.split_record())
     write_json(out / "metrics.json", metrics)
     write_history_csv(out / "history.csv", history)
     write_tensorboard(out / "tensorboard", history)

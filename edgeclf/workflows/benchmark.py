@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts.run import load_run
-from ..errors import EdgeclfError
-from ..params import COUNT, POSITIVE_INT, check
+from ..params import COUNT, POSITIVE_INT, Options, check
 from ..runtime.benchmark import benchmark_file, format_benchmark
 from .export import export
 
@@ -16,11 +15,11 @@ RUNTIMES = ("litert", "onnxruntime", "torch")
 
 def runtime_files(run_dir: Path, runtimes: list[str]) -> list[Path]:
     """The same trained model for each runtime: float32 .tflite / .onnx exported on demand, or the run dir (torch)."""
+    for rt in runtimes:  # every name checked before the first export
+        check("--runtime", rt, Options(*RUNTIMES))
     _, meta = load_run(run_dir)
     out = []
     for rt in runtimes:
-        if rt not in RUNTIMES:
-            raise EdgeclfError(f"unknown runtime {rt!r}; use one of {', '.join(RUNTIMES)}")
         if rt == "torch":
             out.append(run_dir)
             continue

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json
+from ..artifacts.run import read_split
 from ..errors import EdgeclfError
 from ..exporting.exporter import export as export_file
 from ..params import NONE, Interval, check
@@ -52,16 +53,17 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
 def int8_check(dest: Path, run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None,
                max_drop: float) -> dict[str, Any]:
     """Validation accuracy of the float model and the int8 file, their top-1 agreement, and the verdict."""
-    rec = read_json(Path(run_dir) / "split.json")
+    rec = read_split(run_dir)
     root = Path(data or rec["root"])
     n_val = len(rec.get("files", {}).get("val", []))
     if not root.is_dir() or n_val < MIN_VAL_IMAGES:
         why = f"{root} is gone" if not root.is_dir() else f"{n_val} validation images (< {MIN_VAL_IMAGES})"
         return {"checked": False, "note": f"int8 not checked against float: {why}"}
-    ref = evaluate(run_dir, root, split="val", verbose=False)
-    q = evaluate(dest, root, split="val", verbose=False)
-    drop = 100 * (ref["accuracy"] - q["accuracy"])
-    return {"checked": True, "split": "val", "n": q["n"], "val_acc_float": ref["accuracy"],
+    q = evaluate(dest, root, split="val", verbose=False)  # runs the run's PyTorch model on the same images too
+    if "pytorch_accuracy" not in q:
+        return {"checked": False, "note": f"int8 not checked against float: no PyTorch run beside {dest.name}"}
+    drop = 100 * (q["pytorch_accuracy"] - q["accuracy"])
+    return {"checked": True, "split": "val", "n": q["n"], "val_acc_float": q["pytorch_accuracy"],
             "val_acc_int8": q["accuracy"], "drop_points": round(drop, 2),
             "top1_agreement": q.get("top1_agreement_with_pytorch"), "max_drop": max_drop, "passed": drop <= max_drop}
 
@@ -95,7 +97,7 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
 def golden_vectors(dest: Path, run_dir: str | os.PathLike[str], quantize: str,
                    data: str | os.PathLike[str] | None = None) -> Path | None:
     """Golden vectors of an exported file on a few of the run's test images (None when the images are gone)."""
-    rec = read_json(Path(run_dir) / "split.json")
+    rec = read_split(run_dir)
     root = Path(data or rec["root"])
     rels = pick_images(root, rec.get("files", {}).get("test", []), rec.get("classes", [])) if root.is_dir() else []
     golden = write_golden(dest, root, rels, quantize) if rels else None
