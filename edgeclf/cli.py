@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feature-backend", choices=("auto", "litert", "torch"), default="auto",
                    help="who computes cached features (auto: the backbone exported to LiteRT, ~3.5-5x faster on a CPU)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $EDGECLF_HOME/features)")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: all cores; 1 for on-the-fly fine-tuning, where a GPU wants more)")
     _split_args(p)
 
     p = add("export", cmd_export, "export a run to .tflite, with labels.txt and a preprocessing JSON beside it")

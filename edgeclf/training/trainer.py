@@ -153,6 +153,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
     used: list[str] = []
 
     threads = world.cores()
+    ft_workers = workers  # fine-tuning decodes in-process unless asked: beside torch's threads, workers oversubscribe
     workers = workers if workers is not None else (threads if world.distributed else None)
 
     def backend():  # built only when some feature is missing: a warm run never converts anything
@@ -220,8 +221,8 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         else:
             clf, ft_hist, ft_val = fine_tune(
                 clf, spec.preprocess, [paths[i] for i in idx["train"]], labels[idx["train"]],
-                [paths[i] for i in idx["val"]], labels[idx["val"]], ft_cfg, augment, on_epoch=on_epoch,
-                class_weights=weights_ft, world=world, device=device)
+                [paths[i] for i in idx["val"]], labels[idx["val"]], ft_cfg, augment, workers=ft_workers,
+                on_epoch=on_epoch, class_weights=weights_ft, world=world, device=device)
         base = len(history)
         history += [dict(r, epoch=base + r["epoch"], stage="fine-tune") for r in ft_hist[1:]]
         improved = ft_val > head_val
