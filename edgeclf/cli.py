@@ -73,7 +73,8 @@ def cmd_train(a: argparse.Namespace) -> int:
           fine_tune_lr=a.fine_tune_lr, fine_tune_cached=a.fine_tune_cached, resize=a.resize,
           feature_backend=a.feature_backend,
           cache_dir=a.cache_dir, workers=a.workers, device=a.device, calibrate=a.calibrate, exist_ok=a.exist_ok,
-          exclude=a.exclude)
+          exclude=a.exclude, teacher=a.teacher, distill_weight=a.distill_weight,
+          distill_temperature=a.distill_temperature)
     return 0
 
 
@@ -242,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the top N blocks on freshly decoded images each epoch instead of cached activations")
     g.add_argument("--fine-tune-lr", type=float, default=1e-4)
     g.add_argument("--device", default="cpu", help="where fine-tuning runs: cpu, or cuda[:N] (bfloat16 mixed precision)")
+    g = p.add_argument_group("distillation (a more accurate run on the same dataset teaches this one)")
+    g.add_argument("--teacher", default=None, metavar="RUN_DIR",
+                   help="a finished run on this dataset (e.g. efficientnet_lite2) whose soft labels, computed once "
+                        "per image and augmented view and cached, train the head and the cached fine-tune too")
+    g.add_argument("--distill-weight", type=float, default=0.5, metavar="W",
+                   help="share of the loss given to the teacher, in [0, 1] (default 0.5)")
+    g.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
+                   help="softening of teacher and student outputs (default 2)")
     p.add_argument("--feature-backend", choices=("auto", "litert", "torch"), default="auto",
                    help="who computes cached features (auto: the backbone exported to LiteRT, ~3.5-5x faster on a CPU)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $EDGECLF_HOME/features)")

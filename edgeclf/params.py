@@ -73,6 +73,7 @@ PERCENT = Interval(float, 0, 100, "left")
 POSITIVE = Interval(float, 0, None, "neither")
 NON_NEGATIVE = Interval(float, 0)
 FRACTION = Interval(float, 0, 1, "left")
+UNIT = Interval(float, 0, 1)
 
 
 def check_split(val_percent: float, test_percent: float) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 
 import torch
 
+from ..data.augment import Augment
+from .features import extract
+
 
 @dataclass(frozen=True)
 class World:
@@ -85,3 +88,21 @@ def teardown(world: World) -> None:
     """Leave the process group (after the last collective)."""
     if world.distributed and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def extract_shared(world: World, make_fn: Any, converts: bool, pre: Any, paths: list[str], caches: dict,
+                   views_of: list, augment: Augment, workers: int | None, desc: str,
+                   hashed: tuple | None = None) -> tuple:
+    """features.extract(), with the missing vectors shared out between torchrun's processes first."""
+    if world.distributed:
+        if world.main and converts:
+            make_fn()  # one rank converts the network to LiteRT; the others load its cached .tflite
+        world.barrier()
+        # Each rank computes its share of the missing vectors into the shared, locked cache.
+        _, *prior = extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc,
+                            shard=(world.rank, world.size), hashed=hashed)
+        hashed = tuple(prior)
+        world.barrier()
+        for c in caches.values():
+            c.refresh()
+    return extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc, hashed=hashed)

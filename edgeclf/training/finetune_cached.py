@@ -19,6 +19,7 @@ from torch import nn
 
 from ..models.builder import Backbone, Classifier
 from ..progress import bar
+from .distill import Distill
 from .distributed import World
 from .finetune import FineTuneConfig, hits_and_loss, keep_best, set_trainable
 from .head import Rows, _gather
@@ -65,14 +66,16 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
                      val: Rows | None, yval: np.ndarray, cfg: FineTuneConfig,
                      class_weights: torch.Tensor | None = None, head_lr: float | None = None,
                      on_epoch: Callable[[dict], None] | None = None,
-                     world: World = World()) -> tuple[Classifier, list[dict], float]:
+                     world: World = World(), soft: list[Rows] | None = None,
+                     distill: Distill | None = None) -> tuple[Classifier, list[dict], float]:
     """Train the top of `model` after unit k on cached activations; returns (best model, history, its val acc).
 
     `views` are the cached activation banks of the training images (plain crop first, then the
     augmented views); each epoch draws one view per image. The unfrozen blocks learn at cfg.lr,
     the head keeps learning at `head_lr` (default cfg.lr). Epoch 0 is the converged head, so the
     result is never worse on validation than what it started from. Under torchrun each rank takes
-    its share of every global batch and DistributedDataParallel averages the gradients.
+    its share of every global batch and DistributedDataParallel averages the gradients. `soft`
+    (a teacher's logits aligned with `views`) and `distill` mix the teacher into the loss.
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -124,6 +127,8 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
                     yb = y_t[torch.from_numpy(idx)]
                     logits = net(_gather(views, pick, idx))
                     loss = loss_fn(logits, yb)
+                    if soft and distill:
+                        loss = distill.loss(loss, logits, _gather(soft, pick, idx))
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

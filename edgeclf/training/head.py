@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import TYPE_CHECKING, Protocol, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..models.builder import make_head
+
+if TYPE_CHECKING:
+    from .distill import Distill
 
 
 @dataclass
@@ -112,12 +115,14 @@ def _gather(banks: list[Rows], pick: np.ndarray, idx: np.ndarray) -> torch.Tenso
 
 def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.ndarray, Rows, None],
                yval: np.ndarray | None, n_classes: int, cfg: HeadConfig,
-               views: list[Union[np.ndarray, Rows]] | None = None, on_epoch=None) -> HeadResult:
+               views: list[Union[np.ndarray, Rows]] | None = None, on_epoch=None,
+               soft: list[Rows] | None = None, distill: "Distill | None" = None) -> HeadResult:
     """AdamW + warm-up/cosine schedule + label smoothing; keeps the weights of the best validation epoch.
 
     Features are arrays or on-disk rows read a batch at a time (memory stays flat with dataset
     size). `views` are extra feature banks (augmented views) aligned with xtr; each epoch draws one
-    view per image.
+    view per image. `soft` are a teacher's logits aligned with [xtr, *views]; with `distill` the
+    loss mixes them in (edgeclf.training.distill).
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -155,6 +160,8 @@ def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.nda
             yb = y_t[torch.from_numpy(idx)]
             logits = head(xb)
             loss = loss_fn(logits, yb)
+            if soft and distill:
+                loss = distill.loss(loss, logits, _gather(soft, pick, idx))
             opt.zero_grad()
             loss.backward()
             opt.step()

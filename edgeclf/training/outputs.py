@@ -54,3 +54,17 @@ def plot_curves(path: Path, history: list[dict], title: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def summary(log, out: Path, metrics: dict, manifest: dict) -> None:
+    """The lines `train` prints at the end: times, accuracies, where the run went."""
+    t = manifest["timings_s"]
+    acc = {sp: metrics[sp]["accuracy"] for sp in ("train", "val", "test") if sp in metrics}
+    log(f"trained {metrics['model']} head (best epoch {metrics['best_epoch']}) in {t['total']:.1f}s "
+        f"(features {t['features']:.1f}s, head {t['head']:.1f}s)")
+    log("accuracy  " + "  ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+    d = metrics.get("distillation")
+    if d:
+        log(f"teacher   {d['model']} (val {d['val_accuracy']:.3f}): head val {d['val_acc_head_without_teacher']:.3f} "
+            f"without it, {d['val_acc_head_with_teacher']:.3f} with it")
+    log(f"run dir   {out}  (model.pt, labels.txt, metrics.json, curves.png)")

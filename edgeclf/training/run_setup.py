@@ -11,7 +11,7 @@ from ..artifacts.run import is_complete
 from ..data.dataset import Dataset, class_counts
 from ..errors import DatasetError
 from ..models.weights import locate, sha256_file
-from ..params import COUNT, FRACTION, NON_NEGATIVE, NONE, POSITIVE, POSITIVE_INT, Options, check, check_split
+from ..params import COUNT, FRACTION, NON_NEGATIVE, NONE, POSITIVE, POSITIVE_INT, UNIT, Options, check, check_split
 
 
 # Every numeric option of train(), with its CLI name and allowed values (checked before any work).
@@ -25,6 +25,7 @@ _CONSTRAINTS: dict[str, tuple[str, tuple]] = {
     "fine_tune_epochs": ("--fine-tune-epochs", (NONE, POSITIVE_INT)), "fine_tune_lr": ("--fine-tune-lr", (POSITIVE,)),
     "feature_backend": ("--feature-backend", (Options("auto", "litert", "torch"),)),
     "workers": ("--workers", (NONE, POSITIVE_INT)),
+    "distill_weight": ("--distill-weight", (UNIT,)), "distill_temperature": ("--distill-temperature", (POSITIVE,)),
 }
 
 

@@ -16,6 +16,7 @@ import torch
 from .._io import write_json, write_text
 from ..data.dataset import Dataset, scan
 from ..data.exclusions import apply_exclusions, read_exclusions
+from ..errors import ConfigError
 from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.zoo import get_spec
@@ -23,15 +24,16 @@ from ..metrics import classification_metrics, softmax
 from .calibrate import apply_calibration
 from ..data.augment import Augment
 from .backends import make_backend
-from .features import FeatureCache, cache_key, default_cache_root, extract
-from .distributed import World, setup, teardown
+from .features import FeatureCache, cache_key, default_cache_root
+from .distill import Distill, Teacher, compare_teacher, load_teacher, teacher_logits
+from .distributed import World, extract_shared, setup, teardown
 from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, predict_logits
 from .finetune_cached import Bottom, activation_shape, split_point
 from .finetune_cached import fine_tune_cached as train_top_cached
 from .head import HeadConfig, class_weight_vector, predict_probs, train_head
 from ..artifacts.run import MANIFEST, MODEL_FILE, SPLIT_FILE, save_model
 from .run_setup import check_options, check_trainable, next_run_dir, versions, weights_id
-from .outputs import plot_curves, write_history_csv, write_tensorboard
+from .outputs import plot_curves, summary, write_history_csv, write_tensorboard
 
 
 def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: str | os.PathLike[str] = "runs/train",
@@ -45,7 +47,8 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
           feature_backend: str = "auto", cache_dir: str | os.PathLike[str] | None = None,
           workers: int | None = None, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None,
           calibrate: bool = True, exclude: str | os.PathLike[str] | None = None, exist_ok: bool = False,
-          verbose: bool = True) -> Path:
+          teacher: str | os.PathLike[str] | None = None, distill_weight: float = 0.5,
+          distill_temperature: float = 2.0, verbose: bool = True) -> Path:
     """Train a classifier on DATA/<class>/ images; returns the run directory.
 
     The head trains on cached backbone features (plus `aug_views` cached augmented views per
@@ -56,6 +59,9 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
     `on_epoch(row)` is called after every epoch of either stage with that epoch's metrics.
     `calibrate` fits a temperature on the validation split and folds it into the head, so the
     probabilities of the model and of every export are calibrated (metrics.json: ECE before/after).
+    `teacher` (a finished run on the same dataset) distils its soft labels into the head and the
+    cached fine-tune: loss = (1 - distill_weight) x labels + distill_weight x teacher at
+    `distill_temperature` (edgeclf/training/distill.py).
     An `out` that already holds a run is never overwritten: the run goes to `out2`, `out3`, ...
     unless `exist_ok` (returned path = where it went).
     """
@@ -75,6 +81,12 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
         excluded = {"file": str(Path(exclude).resolve()), "sha256": digest, "listed": len(names),
                     "excluded": apply_exclusions(ds, names)}
     check_trainable(ds)
+    distill = Distill(distill_weight, distill_temperature)
+    if teacher is not None and ft_blocks is not None and (ft_blocks == "all" or not fine_tune_cached or device != "cpu"):
+        raise ConfigError("--teacher works with head training and cached fine-tuning of the top N blocks on the "
+                          f"CPU; --fine-tune {ft_blocks} {'on ' + device if device != 'cpu' else 'on the fly'} "
+                          "cannot use it: pick --fine-tune N")
+    tutor = load_teacher(teacher, ds) if teacher is not None else None
     asked, out = Path(out), next_run_dir(Path(out), exist_ok)  # before setup(): every rank sees the same folders
     world = setup(device)
     try:
@@ -94,7 +106,8 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
                   "aug_views": aug_views, "augment": augment.to_dict(), "fine_tune": ft_blocks,
                   "fine_tune_epochs": fine_tune_epochs, "fine_tune_lr": fine_tune_lr,
                   "fine_tune_cached": fine_tune_cached, "feature_backend": feature_backend, "calibrate": calibrate,
-                  "exclude": excluded,
+                  "exclude": excluded, "teacher": str(tutor.run_dir) if tutor else None,
+                  "distill_weight": distill_weight, "distill_temperature": distill_temperature,
                   "device": device, "processes": world.size}
         manifest: dict[str, Any] = {
             "status": "running",
@@ -113,7 +126,7 @@ def train(data: str | os.PathLike[str], model: str = "efficientnet_lite0", out: 
                           seed=seed, aug_views=aug_views, augment=augment, ft_blocks=ft_blocks,
                           fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
                           fine_tune_cached=fine_tune_cached, feature_backend=feature_backend, calibrate=calibrate,
-                          cache_dir=cache_dir,
+                          cache_dir=cache_dir, teacher=tutor, distill=distill,
                           workers=workers, on_epoch=on_epoch)
         except KeyboardInterrupt:
             manifest["status"] = "interrupted"
@@ -131,7 +144,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
            steps: int | None, batch_size: int, lr: float, dropout: float, label_smoothing: float, hidden: int,
            weight_decay: float, class_weights: str, patience: int, seed: int, aug_views: int, augment: Augment,
            ft_blocks: int | str | None, fine_tune_epochs: int | None, fine_tune_lr: float, fine_tune_cached: bool,
-           feature_backend: str, calibrate: bool,
+           feature_backend: str, calibrate: bool, teacher: Teacher | None, distill: Distill,
            cache_dir: str | os.PathLike[str] | None, workers: int | None,
            on_epoch: Callable[[dict], None] | None) -> Path:
     torch.manual_seed(seed)
@@ -161,7 +174,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         used.append(fn.name)
         return fn
 
-    feats, hashes, bad = _extract(world, backend, feature_backend != "torch", spec.preprocess, paths, caches,
+    feats, hashes, bad = extract_shared(world, backend, feature_backend != "torch", spec.preprocess, paths, caches,
                                    views_of, augment, workers,
                                    f"{spec.name} features ({len(views)} view{'s' if len(views) > 1 else ''})")
     backend_name = used[0] if used else "cache"
@@ -176,12 +189,21 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
     cfg = HeadConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, dropout=dropout,
                      label_smoothing=label_smoothing, hidden=hidden, class_weights=class_weights, patience=patience,
                      seed=seed)
+    soft = None
+    if teacher is not None:  # train and val only: the teacher never sees the test split
+        soft = teacher_logits(teacher, paths, [views_of[i] if sp != "test" else () for i, sp in enumerate(split)],
+                              augment, root, feature_backend, threads, workers, (hashes, bad), world)
     t_head = time.perf_counter()
     result = None
     if world.main:  # seconds of work: one rank trains the head, every rank gets it
-        result = train_head(feats[0].subset(sel["train"]), labels[sel["train"]], feats[0].subset(sel["val"]),
-                            labels[sel["val"]], len(ds.classes), cfg,
-                            views=[feats[v].subset(sel["train"]) for v in views[1:]], on_epoch=on_epoch)
+        args = (feats[0].subset(sel["train"]), labels[sel["train"]], feats[0].subset(sel["val"]), labels[sel["val"]],
+                len(ds.classes), cfg)
+        banks = [feats[v].subset(sel["train"]) for v in views[1:]]
+        if soft is not None:
+            metrics_distill = compare_teacher(teacher, distill, soft[0].subset(sel["val"]), labels[sel["val"]],
+                                              train_head(*args, views=banks), log)
+        result = train_head(*args, views=banks, on_epoch=on_epoch, distill=distill,
+                            soft=[soft[v].subset(sel["train"]) for v in views] if soft is not None else None)
     result = world.broadcast(result)
     t_head = time.perf_counter() - t_head
     clf = Classifier(backbone, len(ds.classes), dropout, hidden)
@@ -189,6 +211,8 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
     clf.eval()
     history = [dict(r, stage="head") for r in result.history]
     metrics: dict[str, Any] = {"model": spec.name, "best_epoch": result.best_epoch, "classes": ds.classes}
+    if soft is not None and world.main:
+        metrics["distillation"] = dict(metrics_distill, val_acc_head_with_teacher=_best_val(result.history))
     probs_of: dict[str, np.ndarray] = {}
     for sp in ("train", "val", "test"):
         if sel[sp].any() and world.main:
@@ -208,7 +232,7 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
         if k:
             shape = activation_shape(backbone, k, spec.preprocess.size)
             taps = {v: FeatureCache(root, cache_key(spec.name, wid, spec.preprocess, v, augment, tap=k)) for v in views}
-            acts, _, _ = _extract(
+            acts, _, _ = extract_shared(
                 world, lambda: make_backend(feature_backend, Bottom(backbone, k), spec.preprocess, taps[0].key, root,
                                             threads),
                 feature_backend != "torch", spec.preprocess, paths, taps,
@@ -217,7 +241,8 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
             clf, ft_hist, ft_val = train_top_cached(
                 clf, k, shape, [acts[v].subset(sel["train"]) for v in views], labels[sel["train"]],
                 acts[0].subset(sel["val"]), labels[sel["val"]], ft_cfg, class_weights=weights_ft, head_lr=lr,
-                on_epoch=on_epoch, world=world)
+                on_epoch=on_epoch, world=world, distill=distill,
+                soft=[soft[v].subset(sel["train"]) for v in views] if soft is not None else None)
         else:
             clf, ft_hist, ft_val = fine_tune(
                 clf, spec.preprocess, [paths[i] for i in idx["train"]], labels[idx["train"]],
@@ -258,36 +283,16 @@ def _train(ds: Dataset, spec, out: Path, manifest: dict, log, t0: float, world: 
     manifest["timings_s"] = {"features": round(t_feat, 2), "head": round(t_head, 2), "fine_tune": round(t_ft, 2),
                              "total": round(time.perf_counter() - t0, 2)}
     manifest["head_config"] = asdict(cfg)
+    if teacher is not None:
+        manifest["teacher"] = teacher.record(distill)
     write_json(out / MANIFEST, manifest)
-    _summary(log, out, metrics, manifest)
+    summary(log, out, metrics, manifest)
     return out
 
 
-def _extract(world: World, make_fn, converts: bool, pre, paths: list[str], caches: dict, views_of: list,
-             augment: Augment, workers: int | None, desc: str, hashed: tuple | None = None):
-    """extract(), with the missing vectors shared out between torchrun's processes first."""
-    if world.distributed:
-        if world.main and converts:
-            make_fn()  # one rank converts the network to LiteRT; the others load its cached .tflite
-        world.barrier()
-        # Each rank computes its share of the missing vectors into the shared, locked cache.
-        _, *prior = extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc,
-                            shard=(world.rank, world.size), hashed=hashed)
-        hashed = tuple(prior)
-        world.barrier()
-        for c in caches.values():
-            c.refresh()
-    return extract(make_fn, pre, paths, caches, views_of, augment, workers=workers, desc=desc, hashed=hashed)
+def _best_val(history: list[dict]) -> float:
+    return max((r.get("val_acc", 0.0) for r in history), default=0.0)
 
 
 def _accuracy(probs: np.ndarray | None, y: np.ndarray) -> float:
     return float((probs.argmax(1) == y).mean()) if probs is not None and len(y) else 0.0
-
-
-def _summary(log, out: Path, metrics: dict, manifest: dict) -> None:
-    t = manifest["timings_s"]
-    acc = {sp: metrics[sp]["accuracy"] for sp in ("train", "val", "test") if sp in metrics}
-    log(f"trained {metrics['model']} head (best epoch {metrics['best_epoch']}) in {t['total']:.1f}s "
-        f"(features {t['features']:.1f}s, head {t['head']:.1f}s)")
-    log("accuracy  " + "  ".join(f"{k} {v:.3f}" for k, v in acc.items()))
-    log(f"run dir   {out}  (model.pt, labels.txt, metrics.json, curves.png)")
