@@ -9,6 +9,7 @@ from typing import Callable
 
 from . import __version__
 from .errors import ConfigError, EdgeclfError
+from .training.config import add_arguments as add_train_arguments
 
 
 def _csv_ints(s: str, option: str = "--threads") -> list[int]:
@@ -62,19 +63,15 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from .training.config import read_config
     from .training.trainer import train
 
-    train(a.data, a.model, a.out, weights=a.weights, epochs=a.epochs, steps=a.steps, batch_size=a.batch_size,
-          lr=a.learning_rate, dropout=a.dropout, label_smoothing=a.label_smoothing, hidden=a.hidden,
-          weight_decay=a.weight_decay, val_percent=a.val_percent, test_percent=a.test_percent,
-          class_weights=a.class_weights, patience=a.patience, seed=a.seed, aug_views=a.aug_views,
-          flip=a.flip, random_crop=a.random_crop, random_scale=a.random_scale,
-          random_brightness=a.random_brightness, fine_tune=a.fine_tune, fine_tune_epochs=a.fine_tune_epochs,
-          fine_tune_lr=a.fine_tune_lr, fine_tune_cached=a.fine_tune_cached, resize=a.resize,
-          feature_backend=a.feature_backend,
-          cache_dir=a.cache_dir, workers=a.workers, device=a.device, calibrate=a.calibrate, exist_ok=a.exist_ok,
-          exclude=a.exclude, teacher=a.teacher, distill_weight=a.distill_weight,
-          distill_temperature=a.distill_temperature)
+    options = {k: v for k, v in vars(a).items() if k not in ("data", "out", "exist_ok", "config", "fn", "command")}
+    base = read_config(a.config) if a.config else None
+    data = a.data or (base or {}).get("data")
+    if data is None:
+        raise EdgeclfError("train needs DATA (a folder with one sub-folder per class), or --config RUN/manifest.json")
+    train(data, out=a.out, config=base, exist_ok=a.exist_ok, **options)
     return 0
 
 
@@ -196,67 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = add("train", cmd_train, "train a classifier (transfer learning on cached backbone features)")
-    p.add_argument("data")
-    p.add_argument("--model", "--architecture", default="efficientnet_lite0", help="backbone (see `edgeclf models`)")
+    p.add_argument("data", nargs="?", default=None, help="DATA/<class>/ images (default with --config: its data)")
     p.add_argument("--out", "-o", default="runs/train",
                    help="run directory; if it holds a run already, the new one goes to OUT2, OUT3, ... (default runs/train)")
     p.add_argument("--exist-ok", action="store_true", help="write into --out even if it holds a run (replacing it)")
-    p.add_argument("--exclude", default=None, metavar="FILE.json",
-                   help="leave out the files an exclusion list names (`edgeclf doctor DATA --suggest FILE.json`)")
-    p.add_argument("--weights", default="imagenet",
-                   help="imagenet | none | PATH to a .pth checkpoint or a .tflite file (MobileNet V1/V2, "
-                        "EfficientNet-Lite; `edgeclf models --weights FILE` says which model a file fits)")
-    p.add_argument("--resize", choices=("squash", "crop"), default=None,
-                   help="how an image is fitted to the model's square input, in training, export and every client: "
-                        "squash = the whole image, aspect not kept (what MediaPipe ImageClassifier and Model Maker "
-                        "do; default), crop = centre crop (an app must then pass MediaPipe a region of interest)")
-    p.add_argument("--epochs", type=int, default=30, help="head epochs (Model Maker: epochs)")
-    p.add_argument("--steps", "--how_many_training_steps", type=int, default=None,
-                   help="head training steps instead of epochs (retrain.py)")
-    p.add_argument("--batch-size", "--train_batch_size", type=int, default=32)
-    p.add_argument("--learning-rate", "--learning_rate", "--lr", type=float, default=1e-3)
-    p.add_argument("--dropout", "--dropout_rate", type=float, default=0.2)
-    p.add_argument("--label-smoothing", "--label_smoothing", type=float, default=0.1)
-    p.add_argument("--hidden", type=int, default=0, help="units of an optional hidden layer in the head")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--class-weights", choices=("auto", "balanced", "none"), default="auto")
-    p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
-    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
-                   help="fit a temperature on the validation split and fold it into the model, so its scores "
-                        "(and MediaPipe's score_threshold) are calibrated probabilities (default on)")
-    p.add_argument("--seed", type=int, default=0)
-    g = p.add_argument_group("augmentation (cached as K extra feature views per training image)")
-    g.add_argument("--aug-views", "--augment", type=int, default=0, metavar="K",
-                   help="augmented views per training image, cached like the plain one (0 = no augmentation)")
-    g.add_argument("--flip", "--flip_left_right", action=argparse.BooleanOptionalAction, default=True,
-                   help="random horizontal flips")
-    g.add_argument("--random-crop", "--random_crop", type=float, default=10.0, metavar="PCT")
-    g.add_argument("--random-scale", "--random_scale", type=float, default=20.0, metavar="PCT")
-    g.add_argument("--random-brightness", "--random_brightness", type=float, default=20.0, metavar="PCT")
-    g = p.add_argument_group("fine-tuning (after the head: top N blocks on cached activations, or all on the fly)")
-    g.add_argument("--fine-tune", "--do_fine_tuning", default=None, metavar="N|all",
-                   help="unfreeze the top N backbone blocks (trained on their cached input activations), "
-                        "or all of it (trained on the fly)")
-    g.add_argument("--fine-tune-epochs", type=int, default=None,
-                   help="default 20 for N top blocks (cached activations), 3 for all (on the fly)")
-    g.add_argument("--fine-tune-on-the-fly", dest="fine_tune_cached", action="store_false",
-                   help="train the top N blocks on freshly decoded images each epoch instead of cached activations")
-    g.add_argument("--fine-tune-lr", type=float, default=1e-4)
-    g.add_argument("--device", default="cpu", help="where fine-tuning runs: cpu, or cuda[:N] (bfloat16 mixed precision)")
-    g = p.add_argument_group("distillation (a more accurate run on the same dataset teaches this one)")
-    g.add_argument("--teacher", default=None, metavar="RUN_DIR",
-                   help="a finished run on this dataset (e.g. efficientnet_lite2) whose soft labels, computed once "
-                        "per image and augmented view and cached, train the head and the cached fine-tune too")
-    g.add_argument("--distill-weight", type=float, default=0.5, metavar="W",
-                   help="share of the loss given to the teacher, in [0, 1] (default 0.5)")
-    g.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
-                   help="softening of teacher and student outputs (default 2)")
-    p.add_argument("--feature-backend", choices=("auto", "litert", "torch"), default="auto",
-                   help="who computes cached features (auto: the backbone exported to LiteRT, ~3.5-5x faster on a CPU)")
-    p.add_argument("--cache-dir", default=None, help="feature cache (default $EDGECLF_HOME/features)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="decoding processes (default: all cores; 1 for on-the-fly fine-tuning, where a GPU wants more)")
-    _split_args(p)
+    p.add_argument("--config", default=None, metavar="MANIFEST.json",
+                   help="replay a run: its manifest.json's options, overridden by any given here")
+    add_train_arguments(p)
 
     p = add("export", cmd_export, "export a run to .tflite, with labels.txt and a preprocessing JSON beside it")
     p.add_argument("run_dir")

@@ -83,3 +83,44 @@ def test_runs_do_not_overwrite_each_other(tmp_path: Path) -> None:
     assert (first / "model.pt").read_bytes() == model  # the first run is untouched
     assert train(data, out=tmp_path / "runs" / "train", exist_ok=True, seed=1, **kw) == first
     assert (first / "model.pt").read_bytes() != model
+
+
+def test_train_options_come_from_one_config(tmp_path: Path) -> None:
+    """The CLI's train options are TrainConfig's fields: same names, same defaults, nothing written twice."""
+    from dataclasses import fields
+
+    from edgeclf.cli import build_parser
+    from edgeclf.training.config import TrainConfig
+
+    ns = build_parser().parse_args(["train", "DATA", "--lr", "0.01", "--no-flip", "--fine-tune-on-the-fly",
+                                    "--fine-tune", "2", "--distill-weight", "1"])
+    given = {k: v for k, v in vars(ns).items() if k not in ("data", "out", "exist_ok", "config", "fn", "command")}
+    assert given == {"lr": 0.01, "flip": False, "fine_tune_cached": False, "fine_tune": "2", "distill_weight": 1.0}
+    cfg = TrainConfig.build(given)
+    assert cfg.fine_tune == "2" and cfg.epochs == 30 and cfg.model == "efficientnet_lite0"
+    # Every field has a CLI option; the API turns an unknown one into a one-line error.
+    helptext = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for f in fields(TrainConfig):
+        assert (f.metadata["negate"] or f.metadata["flags"][0]) in helptext, f.name
+    with pytest.raises(ConfigError, match="train\\(\\) has no option 'learning_rate'"):
+        TrainConfig.build({"learning_rate": 0.1})
+
+
+def test_train_config_replays_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"a": 10, "b": 10})
+    argv = ["--model", "mobilenet_v2_0.35_96", "--weights", "none", "--epochs", "2", "--aug-views", "1",
+            "--workers", "1", "--feature-backend", "torch", "--label-smoothing", "0.05"]
+    assert main(["train", str(data), "--out", str(tmp_path / "r1"), *argv]) == 0
+    first = json.loads((tmp_path / "r1" / "manifest.json").read_text())
+    # Replay: DATA and every option from the manifest; --seed overridden on the command line.
+    assert main(["train", "--config", str(tmp_path / "r1" / "manifest.json"), "--out", str(tmp_path / "r2"),
+                 "--seed", "3"]) == 0
+    second = json.loads((tmp_path / "r2" / "manifest.json").read_text())
+    assert second["config"] == dict(first["config"], seed=3)
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "nope.json")]) == 2
+    assert "--config" in capsys.readouterr().err

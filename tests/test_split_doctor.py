@@ -145,7 +145,7 @@ def test_doctor_suggests_and_train_excludes_without_touching_files(tmp_path: Pat
     assert main(["train", str(root), "--out", str(run), "--weights", "none", "--model", "mobilenet_v2_0.35_96",
                  "--epochs", "1", "--feature-backend", "torch", "--exclude", str(sug)]) == 0
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["config"]["exclude"]["excluded"] == 4 and len(manifest["config"]["exclude"]["sha256"]) == 64
+    assert manifest["exclusions"]["excluded"] == 4 and len(manifest["exclusions"]["sha256"]) == 64
     files = json.loads((run / "split.json").read_text())["files"]
     assert not set(listed) & {f for fs in files.values() for f in fs}
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing deleted or moved

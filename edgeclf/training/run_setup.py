@@ -1,39 +1,15 @@
-"""What `train` settles before any work: option checks, the run folder, the weights id, versions."""
+"""What `train` settles before any work: the run folder, the weights id, versions."""
 
 from __future__ import annotations
 
 import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
 
 from ..artifacts.run import is_complete
 from ..data.dataset import Dataset, class_counts
 from ..errors import DatasetError
 from ..models.weights import locate, sha256_file
-from ..params import COUNT, FRACTION, NON_NEGATIVE, NONE, POSITIVE, POSITIVE_INT, UNIT, Options, check, check_split
-
-
-# Every numeric option of train(), with its CLI name and allowed values (checked before any work).
-_CONSTRAINTS: dict[str, tuple[str, tuple]] = {
-    "epochs": ("--epochs", (POSITIVE_INT,)), "steps": ("--steps", (NONE, POSITIVE_INT)),
-    "batch_size": ("--batch-size", (POSITIVE_INT,)), "lr": ("--learning-rate", (POSITIVE,)),
-    "dropout": ("--dropout", (FRACTION,)), "label_smoothing": ("--label-smoothing", (FRACTION,)),
-    "hidden": ("--hidden", (COUNT,)), "weight_decay": ("--weight-decay", (NON_NEGATIVE,)),
-    "class_weights": ("--class-weights", (Options("auto", "balanced", "none"),)),
-    "patience": ("--patience", (COUNT,)), "seed": ("--seed", (COUNT,)), "aug_views": ("--aug-views", (COUNT,)),
-    "fine_tune_epochs": ("--fine-tune-epochs", (NONE, POSITIVE_INT)), "fine_tune_lr": ("--fine-tune-lr", (POSITIVE,)),
-    "feature_backend": ("--feature-backend", (Options("auto", "litert", "torch"),)),
-    "workers": ("--workers", (NONE, POSITIVE_INT)),
-    "distill_weight": ("--distill-weight", (UNIT,)), "distill_temperature": ("--distill-temperature", (POSITIVE,)),
-}
-
-
-def check_options(values: dict[str, Any]) -> None:
-    """Check every option of train() (given as its locals) against _CONSTRAINTS; one-line ConfigError."""
-    for name, (option, allowed) in _CONSTRAINTS.items():
-        check(option, values[name], *allowed)
-    check_split(values["val_percent"], values["test_percent"])
 
 
 def next_run_dir(out: Path, exist_ok: bool = False) -> Path:
