@@ -124,7 +124,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
             if "error" in r:
                 print(f"{r['path']}: ERROR {r['error']}")
             else:
-                print(f"{r['path']}: " + ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"]))
+                best = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"])
+                print(f"{r['path']}: " + (f"unknown (best: {best})" if r.get("unknown") else best))
     bad = sum("error" in r for r in rows)
     if bad:
         print(f"{bad} image(s) could not be read and were skipped", file=sys.stderr)

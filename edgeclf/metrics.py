@@ -64,3 +64,34 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, bins: int = ECE
     mean_conf, acc, count = reliability(y, probs, bins)
     used = count > 0
     return float((count[used] * np.abs(acc[used] - mean_conf[used])).sum() / max(count.sum(), 1))
+
+
+def coverage_report(probs: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, float]:
+    """Coverage (share accepted) and accuracy on the accepted photos at a threshold, beside the plain accuracy."""
+    accepted = probs.max(1) >= threshold
+    hits = probs.argmax(1) == y
+    return {"n": int(len(y)), "coverage": round(float(accepted.mean()), 4) if len(y) else 0.0,
+            "accuracy_accepted": round(float(hits[accepted].mean()), 4) if accepted.any() else 0.0,
+            "accuracy_all": round(float(hits.mean()), 4) if len(y) else 0.0}
+
+
+def risk_coverage(probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, error rate among the accepted) as the threshold sweeps from the most to the least confident."""
+    order = np.argsort(-probs.max(1), kind="stable")
+    wrong = (probs.argmax(1) != y)[order].astype(np.float64)
+    n = np.arange(1, len(y) + 1)
+    return n / max(1, len(y)), np.cumsum(wrong) / n
+
+
+def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
+    """Area under the ROC curve of telling known (higher score) from unknown photos: P(known > unknown)."""
+    scores = np.concatenate([known, unknown])
+    ranks = np.empty(len(scores))
+    order = np.argsort(scores, kind="mergesort")
+    ranks[order] = np.arange(1, len(scores) + 1)
+    for v in np.unique(scores):  # ties share their mean rank
+        m = scores == v
+        if m.sum() > 1:
+            ranks[m] = ranks[m].mean()
+    r = ranks[:len(known)].sum()
+    return float((r - len(known) * (len(known) + 1) / 2) / max(1, len(known) * len(unknown)))

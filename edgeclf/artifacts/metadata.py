@@ -50,11 +50,14 @@ def fit_description(pre: Preprocess) -> str:
 
 
 def build_metadata(name: str, description: str, version: str, labels: list[str], pre: Preprocess,
-                   input_dtype: str, author: str = "edgeclf", custom: dict | None = None) -> bytes:
+                   input_dtype: str, author: str = "edgeclf", custom: dict | None = None,
+                   score_threshold: float | None = None) -> bytes:
     """The ModelMetadata flatbuffer (file identifier M001) of an image classifier.
 
     `custom` (JSON-able) is stored as the subgraph's "edgeclf" custom metadata: the exact
-    preprocessing, so the file alone is enough to run it the way it was trained.
+    preprocessing, so the file alone is enough to run it the way it was trained. A
+    `score_threshold` becomes the output's ScoreThresholdingOptions, which MediaPipe's
+    ImageClassifier applies unless the app sets its own: below it, no category is returned.
     """
     m = metadata_schema()
     inp = m.TensorMetadataT()
@@ -86,6 +89,12 @@ def build_metadata(name: str, description: str, version: str, labels: list[str],
     labels_file.description = "Labels for the categories the model classifies, one per line, in output order."
     labels_file.type = m.AssociatedFileType.TENSOR_AXIS_LABELS
     out.associatedFiles = [labels_file]
+    if score_threshold:
+        unit = m.ProcessUnitT()
+        unit.optionsType = m.ProcessUnitOptions.ScoreThresholdingOptions
+        unit.options = m.ScoreThresholdingOptionsT()
+        unit.options.globalScoreThreshold = float(score_threshold)
+        out.processUnits = [unit]
     sub = m.SubGraphMetadataT()
     sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], [out]
     if custom is not None:

@@ -58,6 +58,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         if calib is not None and io == "float32":
             calib = calib.astype(np.float32)
         to_tflite(model, pre, dest, quantize, io, labels=list(meta["classes"]), calibration=calib,
+                  score_threshold=meta.get("score_threshold"),
                   name=f"{meta['model']} classifier ({len(meta['classes'])} classes)",
                   description=f"Trained with edgeclf {__version__}; {quantize} weights; "
                               f"input {io} NHWC {pre.size}x{pre.size} RGB 0..255, normalization inside; "
@@ -73,6 +74,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         "model": meta["model"], "format": format, "quantize": quantize, "classes": meta["classes"],
         "input": {"layout": "NHWC", "dtype": io, "size": pre.size, "range": [0, 255]},
         "preprocess": pre.to_dict(), "output": "probabilities", "run_dir": str(Path(run_dir).resolve()),
+        "score_threshold": meta.get("score_threshold"),
     })
     if verbose:
         print(f"exported {dest} ({dest.stat().st_size / 1e6:.2f} MB, {format} {quantize}, {io} input) "

@@ -174,7 +174,8 @@ def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.n
 
 def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], quantize: str = "float32",
               io: str = "uint8", labels: list[str] | None = None, calibration: np.ndarray | None = None,
-              name: str = "edgeclf classifier", description: str = "", version: str = "1") -> Path:
+              name: str = "edgeclf classifier", description: str = "", version: str = "1",
+              score_threshold: float | None = None) -> Path:
     """Convert, quantize, add metadata (with labels) and write `dest` atomically."""
     if quantize not in QUANTIZE:
         raise EdgeclfError(f"--quantize {quantize} is not supported for .tflite; use one of {', '.join(QUANTIZE)}")
@@ -189,8 +190,9 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
     if labels:
         from ..artifacts.metadata import attach_metadata, build_metadata
 
-        custom = {"preprocess": pre.to_dict(), "classes": labels, "quantize": quantize, "io": io}
-        data = attach_metadata(data, build_metadata(name, description, version, labels, pre, io, custom=custom),
-                               labels)
+        custom = {"preprocess": pre.to_dict(), "classes": labels, "quantize": quantize, "io": io,
+                  "score_threshold": score_threshold}
+        data = attach_metadata(data, build_metadata(name, description, version, labels, pre, io, custom=custom,
+                                                    score_threshold=score_threshold), labels)
     write_bytes(dest, data)
     return Path(dest)

@@ -67,8 +67,11 @@ class MediaPipeClient:
             raise EdgeclfError("--client mediapipe needs the mediapipe package: pip install mediapipe") from None
         self._mp, self._vision = mp, vision
         self.engine, self.roi = engine, roi and engine.preprocess.resize == "crop"
+        # Every score, also below a threshold the file carries (an app with default options gets none of
+        # those): evaluate applies the file's threshold itself, from the same scores. MediaPipe takes a
+        # threshold of 0 or below as "not set" and falls back to the file's; 1e-9 overrides it.
         opts = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(engine.path)),
-                                             max_results=-1)
+                                             max_results=-1, score_threshold=1e-9)
         try:
             with quiet_fds():  # MediaPipe's absl start-up lines are not the user's business
                 self._clf = vision.ImageClassifier.create_from_options(opts)

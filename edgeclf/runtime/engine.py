@@ -25,19 +25,21 @@ class Engine:
     preprocess: Preprocess
     runner: Any
     threads: int | None = None
+    threshold: float | None = None  # below it the answer is "unknown" (train --unknown-rate)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] → probabilities [N, classes]."""
         return self.runner(batch)
 
 
-def _sidecar(path: Path) -> tuple[Preprocess, list[str]]:
-    """Preprocessing and class names: from the JSON beside the file, else from the metadata inside it."""
+def _sidecar(path: Path) -> tuple[Preprocess, list[str], float | None]:
+    """Preprocessing, class names and score threshold: from the JSON beside the file, else from its metadata."""
     side = path.with_suffix(".json")
     if side.is_file():
         try:
             meta = read_json(side)
-            return Preprocess.from_record(meta["preprocess"], side), [str(c) for c in meta.get("classes", [])]
+            return (Preprocess.from_record(meta["preprocess"], side), [str(c) for c in meta.get("classes", [])],
+                    meta.get("score_threshold"))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ModelError(f"{side} is not the preprocessing JSON edgeclf export writes ({type(exc).__name__}); "
                              "delete it (the metadata inside the model is used then) or re-export") from None
@@ -45,7 +47,8 @@ def _sidecar(path: Path) -> tuple[Preprocess, list[str]]:
 
     try:
         custom = read_metadata(path.read_bytes())[0]["custom"]
-        return Preprocess.from_record(custom["preprocess"], path), [str(c) for c in custom["classes"]]
+        return (Preprocess.from_record(custom["preprocess"], path), [str(c) for c in custom["classes"]],
+                custom.get("score_threshold"))
     except Exception:  # noqa: BLE001 - any failure: the file does not carry edgeclf metadata
         raise ModelError(f"{path}: no {side.name} beside it and no edgeclf metadata inside; "
                          "re-export with edgeclf export") from None
@@ -91,17 +94,17 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
             with torch.inference_mode():
                 return torch.softmax(model(pre.normalize(batch)), -1).numpy()
 
-        return Engine(path, "torch", list(meta["classes"]), pre, run, threads)
+        return Engine(path, "torch", list(meta["classes"]), pre, run, threads, meta.get("score_threshold"))
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist; pass a .tflite file or a run directory")
     if path.suffix == ".tflite":
-        pre, classes = _sidecar(path)
+        pre, classes, threshold = _sidecar(path)
         runner, n_out = _tflite_runner(path, threads)
         labels = _labels(path, classes)
         if len(labels) != n_out:
             raise ModelError(f"{path}: labels.txt has {len(labels)} labels but the model outputs {n_out} classes; "
                              "use the labels.txt exported with this model")
-        return Engine(path, "tflite", labels, pre, runner, threads)
+        return Engine(path, "tflite", labels, pre, runner, threads, threshold)
     if path.suffix == ".onnx":
         runner, labels, pre = _onnx_runner(path, threads)
         return Engine(path, "onnx", labels, pre, runner, threads)

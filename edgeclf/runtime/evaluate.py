@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..plots import plot_reliability
+from ..plots import plot_reliability, plot_risk_coverage
 from ..params import NONE, POSITIVE_INT, Options, check
 from .._io import atomic_path, read_json, write_json, write_text
 from ..artifacts.run import SPLIT_FILE, read_split
@@ -21,7 +21,7 @@ from ..progress import progress
 from ..errors import ModelError
 from ..table import format_table
 from .engine import Engine, load_engine
-from ..metrics import classification_metrics
+from ..metrics import classification_metrics, coverage_report
 
 
 def _run_dir(engine: Engine) -> Path | None:
@@ -128,6 +128,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
         "misclassified": [{"path": paths[good[j]], "true": engine.labels[y[j]], "predicted": engine.labels[pred[j]],
                            "score": round(float(probs[j, pred[j]]), 4)} for j in np.nonzero(pred != y)[0]],
     })
+    if engine.threshold is not None and len(y):
+        m["unknown"] = dict(coverage_report(probs, y, engine.threshold), threshold=engine.threshold)
     if client == "mediapipe":
         m["mediapipe_roi"] = bool(roi and engine.preprocess.resize == "crop")
         ref, _, _ = predict_files(engine, [paths[i] for i in good], workers, desc="LiteRT reference")
@@ -141,15 +143,15 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
             m["pytorch_accuracy"] = round(float((ref.argmax(1) == y).mean()), 4) if len(y) else float("nan")
             m["pytorch_run"] = str(run_dir)
     if out:
-        write_reports(Path(out), m, engine.labels, y, probs)
+        write_reports(Path(out), m, engine.labels, y, probs, engine.threshold)
     if verbose:
         print(format_metrics(m))
     return m
 
 
 def write_reports(out: Path, m: dict[str, Any], labels: list[str], y: np.ndarray | None = None,
-                  probs: np.ndarray | None = None) -> None:
-    """metrics.json, confusion_matrix.csv, confusion_matrix.png and (given y, probs) reliability.png."""
+                  probs: np.ndarray | None = None, threshold: float | None = None) -> None:
+    """metrics.json, confusion_matrix.csv/.png and (given y, probs) reliability.png and risk_coverage.png."""
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", m)
     buf = io.StringIO()
@@ -161,6 +163,7 @@ def write_reports(out: Path, m: dict[str, Any], labels: list[str], y: np.ndarray
     plot_confusion(out / "confusion_matrix.png", np.array(m["confusion_matrix"]), labels)
     if y is not None and probs is not None and len(y):
         plot_reliability(out / "reliability.png", y, {m["model"]: probs}, f"{m['model']}: {m['split']} split")
+        plot_risk_coverage(out / "risk_coverage.png", y, probs, threshold, f"{m['model']}: {m['split']} split")
 
 
 def plot_confusion(path: Path, cm: np.ndarray, labels: list[str]) -> None:
@@ -199,6 +202,10 @@ def format_metrics(m: dict[str, Any]) -> str:
                        (("edgeclf's LiteRT", "top1_agreement_with_litert"), ("PyTorch", "top1_agreement_with_pytorch"))
                        if key in m), "",
              format_table(["class", "precision", "recall", "f1", "support"], rows)]
+    if "unknown" in m:
+        u = m["unknown"]
+        lines.append(f"\nunknown below {u['threshold']:.3f}: {u['coverage']:.1%} of photos answered, accuracy on "
+                     f"those {u['accuracy_accepted']:.4f} (all photos: {u['accuracy_all']:.4f})")
     if m["skipped"]:
         lines.append(f"\nskipped {len(m['skipped'])} unreadable image(s)")
     if m["misclassified"]:

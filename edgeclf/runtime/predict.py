@@ -41,5 +41,7 @@ def predict(model: str | os.PathLike[str], inputs: list[str | os.PathLike[str]],
         order = np.argsort(-probs[j])[:k]
         rows.append({"path": paths[i], "top": [{"label": engine.labels[c], "score": round(float(probs[j, c]), 4)}
                                                 for c in order]})
+        if engine.threshold is not None:  # the file's own threshold, as MediaPipe applies it
+            rows[-1]["unknown"] = bool(probs[j].max() < engine.threshold)
     order = {p: n for n, p in enumerate(paths)}
     return sorted(rows, key=lambda r: order[r["path"]])

@@ -67,6 +67,10 @@ class TrainConfig:
     calibrate: bool = _opt(True, "--calibrate",
                            help="fit a temperature on the validation split and fold it into the model, so its "
                                 "scores (and MediaPipe's score_threshold) are calibrated probabilities")
+    unknown_rate: float = _opt(0.0, "--unknown-rate", check=(FRACTION,), metavar="R",
+                               help="answer 'unknown' below a top-probability threshold that turns away R of the "
+                                    "validation photos (e.g. 0.05); written into the export, where MediaPipe's "
+                                    "ImageClassifier applies it (0 = off)")
     seed: int = _opt(0, "--seed", check=(COUNT,), help="random seed")
     aug_views: int = _opt(0, "--aug-views", "--augment", check=(COUNT,), group="aug", metavar="K",
                           help="augmented views per training image, cached like the plain one (0 = none)")

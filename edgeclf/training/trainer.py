@@ -25,6 +25,7 @@ from .calibrate import apply_calibration
 from ..data.augment import Augment
 from .backends import make_backend
 from .features import FeatureCache, cache_key, default_cache_root
+from .unknown import unknown_record
 from .distill import Distill, Teacher, compare_teacher, load_teacher, teacher_logits
 from .distributed import World, extract_shared, setup, teardown
 from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, predict_logits
@@ -243,13 +244,17 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
         return out
     metrics["calibration"] = apply_calibration(clf, probs_of, labels, sel, len(ds.classes), cfg.calibrate, log,
                                                reliability=out / "reliability.png", model=spec.name)
+    unknown = unknown_record(probs_of, labels, sel, cfg.unknown_rate, log) if cfg.unknown_rate else None
+    if unknown:
+        metrics["unknown"] = unknown
     for sp, probs in probs_of.items():
         m = classification_metrics(labels[sel[sp]], probs, ds.classes)
         metrics[sp] = m if sp == "test" else {k: m[k] for k in ("n", "accuracy", "loss")}
     metrics["skipped_images"] = [{"path": p, "reason": r} for p, r in bad.items()]
     meta = {"model": spec.name, "pad": spec.arch.pad, "classes": ds.classes, "preprocess": spec.preprocess.to_dict(),
             "head": {"dropout": cfg.dropout, "hidden": cfg.hidden}, "weights": cfg.weights,
-            "features": clf.backbone.num_features}
+            "features": clf.backbone.num_features,
+            "score_threshold": unknown["threshold"] if unknown else None}
     save_model(out, clf, meta)
     write_text(out / "labels.txt", "\n".join(ds.classes) + "\n")
     write_json(out / SPLIT_FILE, ds.split_record())
