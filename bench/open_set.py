@@ -76,7 +76,7 @@ def main() -> None:
     from edgeclf.artifacts.run import load_run, read_split
     from edgeclf.runtime.predict import predict
     from edgeclf.training.trainer import train
-    from edgeclf.training.unknown import auroc
+    from edgeclf.metrics import auroc
     from edgeclf.workflows.export import export
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

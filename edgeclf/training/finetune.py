@@ -9,7 +9,6 @@ parameters still train inside the unfrozen blocks.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -26,6 +25,7 @@ from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
 from ..progress import bar
 from .distributed import World
+from .loop import fit, warmup_cosine
 
 
 @dataclass
@@ -160,7 +160,7 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     batch = max(1, cfg.batch_size // world.size)
     steps = cfg.epochs * max(1, math.ceil(len(train_paths) / world.size / batch))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, 0))
     loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
                                   label_smoothing=cfg.label_smoothing)
     mine = np.arange(len(val_paths))[world.rank::world.size]
@@ -213,26 +213,14 @@ def hits_and_loss(logits: torch.Tensor, y: np.ndarray) -> list[float]:
 def keep_best(model: nn.Module, epochs: int, opt: torch.optim.Optimizer, train_epoch: Callable[[int], list[float]],
               val_score: Callable[[], tuple[float, float]],
               on_epoch: Callable[[dict], None] | None = None) -> tuple[list[dict], float]:
-    """Run `epochs` fine-tuning epochs and restore the weights of the best one (by val accuracy, then loss).
+    """The fit loop (training/loop.py) for fine-tuning: epoch 0 is the starting point, the best epoch is kept.
 
-    Epoch 0 is the starting point, so the result is never worse on validation than it. Each
+    So the result is never worse on validation than the converged head it started from. Each
     `train_epoch(epoch)` returns [summed loss, correct, images] over all ranks. Returns (history,
     best val accuracy).
     """
-    best_acc, best_loss = val_score()
-    best_state = copy.deepcopy(model.state_dict())
-    history = [{"epoch": 0, "val_acc": best_acc, "val_loss": best_loss}]
-    for epoch in range(1, epochs + 1):
-        _train_mode(model)
-        tot_loss, tot_acc, seen = train_epoch(epoch)
-        acc, vloss = val_score()
-        row = {"epoch": epoch, "train_loss": tot_loss / max(1, seen), "train_acc": tot_acc / max(1, seen),
-               "val_acc": acc, "val_loss": vloss, "lr": opt.param_groups[0]["lr"]}
-        history.append(row)
-        if on_epoch:
-            on_epoch(row)
-        if (acc, -vloss) > (best_acc, -best_loss):
-            best_acc, best_loss, best_state = acc, vloss, copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
+    history, best = fit(model, epochs, train_epoch, val_score, lambda: opt.param_groups[0]["lr"],
+                        [lambda row, _: on_epoch(row)] if on_epoch else [], train_mode=lambda: _train_mode(model),
+                        baseline=True)
     model.requires_grad_(True)
-    return history, best_acc
+    return history.rows, best.accuracy

@@ -21,6 +21,7 @@ from ..models.builder import Backbone, Classifier
 from ..progress import bar
 from .distill import Distill
 from .distributed import World
+from .loop import warmup_cosine
 from .finetune import FineTuneConfig, hits_and_loss, keep_best, set_trainable
 from .head import Rows, _gather
 
@@ -89,8 +90,7 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
     per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total = cfg.epochs * per_epoch
     # A short warm-up: the head is already trained, the top's first steps should not undo it.
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / per_epoch) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, per_epoch))
     loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
     y_t = torch.from_numpy(ytr.astype(np.int64))
     top = _Top(model, k, shape)

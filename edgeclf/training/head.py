@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Union
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from ..models.builder import make_head
+from .loop import EarlyStopping, fit, warmup_cosine
 
 if TYPE_CHECKING:
     from .distill import Distill
@@ -134,31 +134,20 @@ def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.nda
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(banks[0])
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-    total = cfg.epochs * steps_per_epoch
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
-
-    def lr_at(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)))
     y_t = torch.from_numpy(ytr.astype(np.int64))
     xv = as_rows(xval) if xval is not None and len(xval) else None
     yv = torch.from_numpy(yval.astype(np.int64)) if xv is not None else None
-    best = (-1.0, math.inf)
-    best_state, best_epoch, stale = copy.deepcopy(head.state_dict()), 0, 0
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
-        head.train()
+
+    def train_epoch(epoch: int) -> list[float]:
         perm = rng.permutation(n)
         pick = rng.integers(0, len(banks), n)
         tot_loss = tot_acc = 0.0
         for s in range(0, n, cfg.batch_size):
             idx = perm[s:s + cfg.batch_size]
-            xb = _gather(banks, pick, idx)
             yb = y_t[torch.from_numpy(idx)]
-            logits = head(xb)
+            logits = head(_gather(banks, pick, idx))
             loss = loss_fn(logits, yb)
             if soft and distill:
                 loss = distill.loss(loss, logits, _gather(soft, pick, idx))
@@ -168,22 +157,13 @@ def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.nda
             sched.step()
             tot_loss += loss.item() * len(idx)
             tot_acc += float((logits.argmax(1) == yb).sum())
-        row = {"epoch": epoch, "train_loss": tot_loss / n, "train_acc": tot_acc / n, "lr": opt.param_groups[0]["lr"]}
-        if xv is not None:
-            row["val_loss"], row["val_acc"] = _evaluate(head, xv, yv)
-            score = (row["val_acc"], -row["val_loss"])
-            if score > (best[0], -best[1]):
-                best, best_state, best_epoch, stale = (row["val_acc"], row["val_loss"]), \
-                    copy.deepcopy(head.state_dict()), epoch, 0
-            else:
-                stale += 1
-        else:
-            best_state, best_epoch = copy.deepcopy(head.state_dict()), epoch
-        history.append(row)
-        if on_epoch:
-            on_epoch(row)
-        if cfg.patience and xv is not None and stale >= cfg.patience:
-            break
-    head.load_state_dict(best_state)
-    head.eval()
-    return HeadResult(head, best_epoch, history)
+        return [tot_loss, tot_acc, n]
+
+    def val_score() -> tuple[float, float] | None:
+        return None if xv is None else _evaluate(head, xv, yv)[::-1]
+
+    callbacks: list = [EarlyStopping(cfg.patience)]
+    if on_epoch:
+        callbacks.insert(0, lambda row, _: on_epoch(row))
+    history, best = fit(head, cfg.epochs, train_epoch, val_score, lambda: opt.param_groups[0]["lr"], callbacks)
+    return HeadResult(head, best.epoch, history.rows)

@@ -1,0 +1,60 @@
+"""The one fit loop: keep-best, early stopping, baseline epoch, callbacks and the LR schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgeclf.training.loop import EarlyStopping, fit, warmup_cosine
+
+
+def _scripted(scores: list[float | None]):
+    """A real nn.Linear whose weight records the epoch it was trained in; validation follows `scores`."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    state = {"epoch": 0}
+
+    def train_epoch(epoch: int) -> list[float]:
+        state["epoch"] = epoch
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        return [2.0 * epoch, 1.0, 4.0]
+
+    def val_score():
+        s = scores[state["epoch"]]
+        return None if s is None else (s, 1.0 - s)
+
+    return model, train_epoch, val_score
+
+
+def test_best_epoch_weights_come_back_and_patience_stops() -> None:
+    model, train_epoch, val_score = _scripted([0.0, 0.5, 0.9, 0.7, 0.6, 0.8, 0.95])
+    seen: list[int] = []
+    history, best = fit(model, 6, train_epoch, val_score, lambda: 0.1,
+                        [lambda row, _: seen.append(row["epoch"]), EarlyStopping(2)])
+    assert seen == [1, 2, 3, 4]  # epochs 3 and 4 did not beat epoch 2: stopped before 5 and 6
+    assert best.epoch == 2 and float(model.weight) == 2.0 and best.accuracy == 0.9
+    assert history.rows[0] == {"epoch": 1, "train_loss": 0.5, "train_acc": 0.25, "lr": 0.1, "val_acc": 0.5,
+                               "val_loss": 0.5}
+    assert not model.training
+
+
+def test_baseline_epoch_is_kept_when_nothing_beats_it() -> None:
+    model, train_epoch, val_score = _scripted([0.9, 0.5, 0.8])
+    with torch.no_grad():
+        model.weight.fill_(-1.0)
+    history, best = fit(model, 2, train_epoch, val_score, lambda: 0.1, baseline=True)
+    assert [r["epoch"] for r in history.rows] == [0, 1, 2] and best.epoch == 0 and float(model.weight) == -1.0
+
+
+def test_without_validation_the_last_epoch_counts() -> None:
+    model, train_epoch, val_score = _scripted([None] * 4)
+    history, best = fit(model, 3, train_epoch, val_score, lambda: 0.1, [EarlyStopping(1)])
+    assert len(history.rows) == 3 and best.epoch == 3 and float(model.weight) == 3.0
+
+
+def test_warmup_cosine() -> None:
+    f = warmup_cosine(100, 10)
+    assert [f(0), f(9)] == [pytest.approx(0.1), pytest.approx(1.0)]
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+    g = warmup_cosine(100, 0)
+    assert g(0) == 1.0 and g(50) == pytest.approx(0.5)
