@@ -12,52 +12,50 @@ from .metrics import expected_calibration_error, reliability, risk_coverage
 
 def plot_reliability(path: Path, y: np.ndarray, curves: dict[str, np.ndarray], title: str = "") -> None:
     """Reliability diagram: accuracy against confidence per bin, one curve per probability set, ECE in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure((5, 5))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
     for name, probs in curves.items():
         conf, acc, count = reliability(y, probs)
         used = count > 0
         ax.plot(conf[used], acc[used], marker="o",
                 label=f"{name} (ECE {expected_calibration_error(y, probs):.3f})")
-    ax.set_xlabel("confidence (top-1 probability)")
-    ax.set_ylabel("accuracy")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(title or "reliability (15 bins)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save(fig, ax, path, "confidence (top-1 probability)", "accuracy", 1.0, title or "reliability (15 bins)")
 
 
 def plot_risk_coverage(path: Path, y: np.ndarray, probs: np.ndarray, threshold: float | None, title: str = "") -> None:
     """Error among the answered photos against the share answered, as the score threshold rises; the chosen one marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cov, risk = risk_coverage(probs, y)
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = _figure((5, 4))
     ax.plot(cov, risk, lw=1.5, label="answered photos")
     if threshold is not None and len(y):
         c = float((probs.max(1) >= threshold).mean())
         r = float(risk[max(0, int(round(c * len(y))) - 1)]) if c > 0 else 0.0
         ax.scatter([c], [r], color="crimson", zorder=3, label=f"threshold {threshold:.3f}: {c:.0%} answered")
-    ax.set_xlabel("coverage (share of photos answered)")
-    ax.set_ylabel("error rate among answered")
+    _save(fig, ax, path, "coverage (share of photos answered)", "error rate among answered",
+          max(0.05, float(risk.max()) * 1.1) if len(y) else 1.0, title or "risk-coverage")
+
+
+def _figure(size: tuple[float, float]):
+    """A new matplotlib figure and axes on the file-only backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=size)
+
+
+def _save(fig, ax, path: Path, xlabel: str, ylabel: str, ytop: float, title: str) -> None:
+    """Label, grid and legend the axes, then write the PNG atomically and free the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, max(0.05, float(risk.max()) * 1.1) if len(y) else 1)
+    ax.set_ylim(0, ytop)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(title or "risk-coverage")
+    ax.set_title(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
