@@ -74,8 +74,11 @@ def quiet_fds(enabled: bool = True) -> Iterator[None]:
     with open(os.devnull, "w") as null:
         os.dup2(null.fileno(), 1)
         os.dup2(null.fileno(), 2)
+        # Python-level prints too (litert-torch's progress lines), also where sys.stdout is not fd 1
+        # (pytest, notebooks): `--json` output must stay JSON.
         try:
-            yield
+            with contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+                yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -23,7 +23,15 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     from .data.doctor import diagnose, format_report
 
     r = diagnose(a.data, a.val_percent, a.test_percent, workers=a.workers)
+    if a.label_issues:
+        from .workflows.label_issues import label_issues
+
+        r["label_issues"] = label_issues(a.data, a.model, a.folds, a.top, a.workers, verbose=False)
     print(json.dumps(r, indent=2) if a.json else format_report(r))
+    if a.label_issues and not a.json:
+        from .workflows.label_issues import format_issues
+
+        print("\n" + format_issues(r["label_issues"]))
     if a.suggest:
         from .data.exclusions import write_suggestions
 
@@ -186,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suggest", default=None, metavar="FILE.json",
                    help="write the exclusions the findings support (unreadable files, photos under two classes, "
                         "extra exact copies) for `train --exclude`; no file is ever deleted")
+    g = p.add_argument_group("label errors (backbone features, k-fold head, cleanlab)")
+    g.add_argument("--label-issues", action="store_true",
+                   help="rank photos whose label the rest of the data contradicts (needs cleanlab)")
+    g.add_argument("--model", default="efficientnet_lite0", help="backbone whose cached features are used")
+    g.add_argument("--folds", type=int, default=5, help="out-of-fold folds (default 5)")
+    g.add_argument("--top", type=int, default=20, help="suspects listed (default 20)")
 
     p = add("models", cmd_models, "list every backbone: input size, parameters, MACs, weight availability")
     p.add_argument("filter", nargs="?", default="", help="only names containing this text")
