@@ -117,23 +117,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from .runtime.predict import predict
+    from .runtime.predict import format_predictions, predict
 
     rows = predict(a.model, a.images, a.top_k, a.threads)
-    if a.json:
-        print(json.dumps(rows, indent=2))
-    elif a.csv:
-        print("path,rank,label,score")
-        for r in rows:
-            for k, t in enumerate(r.get("top", []), 1):
-                print(f"{r['path']},{k},{t['label']},{t['score']}")
-    else:
-        for r in rows:
-            if "error" in r:
-                print(f"{r['path']}: ERROR {r['error']}")
-            else:
-                best = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"])
-                print(f"{r['path']}: " + (f"unknown (best: {best})" if r.get("unknown") else best))
+    print(format_predictions(rows, "json" if a.json else "csv" if a.csv else "text"))
     bad = sum("error" in r for r in rows)
     if bad:
         print(f"{bad} image(s) could not be read and were skipped", file=sys.stderr)

@@ -48,19 +48,26 @@ def test_auroc_counts_pairs() -> None:
     assert auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
 
 
-def test_unknown_threshold_reaches_mediapipe(colours: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def exported(colours: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A run trained with --unknown-rate 0.25 and its float32 export."""
+    from edgeclf.workflows.export import export
+
+    run = train(colours, MODEL, tmp_path_factory.mktemp("r") / "run", val_percent=40, unknown_rate=0.25, epochs=10,
+                workers=1, feature_backend="torch", verbose=False)
+    return run, export(run, quantize="float32", verbose=False)
+
+
+def test_unknown_threshold_reaches_mediapipe(colours: Path, exported: tuple[Path, Path], tmp_path: Path) -> None:
     from mediapipe.tasks.python import BaseOptions, vision
     import mediapipe as mp
 
     from edgeclf.runtime.evaluate import evaluate
     from edgeclf.runtime.predict import predict
-    from edgeclf.workflows.export import export
 
-    run = train(colours, MODEL, tmp_path / "run", val_percent=40, unknown_rate=0.25, epochs=10, workers=1,
-                feature_backend="torch", verbose=False)
+    run, f = exported
     u = json.loads((run / "metrics.json").read_text())["unknown"]
     assert 0 < u["threshold"] < 1 and u["val"]["coverage"] == pytest.approx(0.75, abs=0.1)
-    f = export(run, quantize="float32", verbose=False)
     assert json.loads(f.with_suffix(".json").read_text())["score_threshold"] == u["threshold"]
     photos = sorted(str(p) for p in colours.rglob("*.jpg"))
     rows = {r["path"]: r for r in predict(f, photos, top_k=3)}
@@ -99,3 +106,19 @@ def test_unknown_rate_bad_input(colours: Path, tmp_path: Path, capsys: pytest.Ca
                 feature_backend="torch")
     assert "at least 20 validation images" in capsys.readouterr().out
     assert "unknown" not in json.loads((run / "metrics.json").read_text())
+
+
+def test_predict_cli_says_unknown(colours: Path, exported: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    from edgeclf.runtime.predict import predict
+
+    _, f = exported
+    photos = sorted(str(p) for p in colours.rglob("*.jpg"))
+    rows = predict(f, photos, top_k=2)
+    unknown = [r["path"] for r in rows if r["unknown"]]
+    assert unknown and len(unknown) < len(rows)
+    assert main(["predict", str(f), *photos]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert all(lines[p].startswith("unknown (best: ") for p in unknown)
+    assert main(["predict", str(f), photos[0], "--csv", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "path,rank,label,score" and len(out) == 3 and out[1].startswith(photos[0] + ",1,")

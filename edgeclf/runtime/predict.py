@@ -45,3 +45,22 @@ def predict(model: str | os.PathLike[str], inputs: list[str | os.PathLike[str]],
             rows[-1]["unknown"] = bool(probs[j].max() < engine.threshold)
     order = {p: n for n, p in enumerate(paths)}
     return sorted(rows, key=lambda r: order[r["path"]])
+
+
+def format_predictions(rows: list[dict[str, Any]], style: str = "text") -> str:
+    """predict()'s rows as JSON, CSV (path,rank,label,score) or one readable line per image."""
+    if style == "json":
+        import json
+
+        return json.dumps(rows, indent=2)
+    if style == "csv":
+        return "\n".join(["path,rank,label,score"] + [f"{r['path']},{k},{t['label']},{t['score']}"
+                                                       for r in rows for k, t in enumerate(r.get("top", []), 1)])
+    lines = []
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['path']}: ERROR {r['error']}")
+            continue
+        best = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"])
+        lines.append(f"{r['path']}: " + (f"unknown (best: {best})" if r.get("unknown") else best))
+    return "\n".join(lines)
