@@ -31,25 +31,11 @@ FLOWERS = BENCH.parents[1] / "shared" / "datasets" / "flowers"
 
 def _features(paths: list[str], model: str) -> np.ndarray:
     """Plain-view backbone features of `paths`, from the feature cache `train` filled (computed if missing)."""
-    from dataclasses import replace
+    from edgeclf.workflows.label_issues import plain_features
 
-    from edgeclf.models.preprocess import DEFAULT_RESIZE
-    from edgeclf.models.pretrained import build_pretrained
-    from edgeclf.models.zoo import get_spec
-    from edgeclf.training.backends import make_backend
-    from edgeclf.training.features import FeatureCache, cache_key, default_cache_root, extract
-    from edgeclf.training.run_setup import weights_id
-
-    spec = get_spec(model)
-    spec = replace(spec, preprocess=replace(spec.preprocess, resize=DEFAULT_RESIZE))
-    loaded = build_pretrained(spec, "imagenet")
-    root = default_cache_root()
-    cache = FeatureCache(root, cache_key(loaded.spec.name, weights_id(spec.weights, "imagenet", 0),
-                                         loaded.spec.preprocess, 0, None))
-    rows, _, bad = extract(lambda: make_backend("auto", loaded.backbone.eval(), loaded.spec.preprocess, cache.key,
-                                                root), loaded.spec.preprocess, paths, {0: cache})
+    rows, _, bad = plain_features(model, paths)
     assert not bad, bad
-    return rows[0].take(np.arange(len(paths)))
+    return rows.take(np.arange(len(paths)))
 
 
 def _scores(head, feats: np.ndarray, train_feats: np.ndarray, train_y: np.ndarray) -> dict[str, np.ndarray]:

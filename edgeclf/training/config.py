@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..params import (COUNT, FRACTION, NON_NEGATIVE, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Options, check,
                       check_split)
 
+# Imported by the CLI at start-up: nothing here may pull in torch (no models/ or backends imports).
 _GROUPS = {
     "aug": "augmentation (cached as K extra feature views per training image)",
     "ft": "fine-tuning (after the head: top N blocks on cached activations, or all on the fly)",
@@ -60,8 +61,7 @@ class TrainConfig:
                                   help="label smoothing")
     hidden: int = _opt(0, "--hidden", check=(COUNT,), help="units of an optional hidden layer in the head")
     weight_decay: float = _opt(1e-4, "--weight-decay", check=(NON_NEGATIVE,), help="AdamW weight decay")
-    class_weights: str = _opt("auto", "--class-weights", choices=("auto", "balanced", "none"),
-                              check=(Options("auto", "balanced", "none"),),
+    class_weights: str = _opt("auto", "--class-weights", check=(Options("auto", "balanced", "none"),),
                               help="auto = balanced when the classes are imbalanced 1.5:1 or more")
     patience: int = _opt(10, "--patience", check=(COUNT,), help="early-stopping patience in epochs (0 = off)")
     calibrate: bool = _opt(True, "--calibrate",
@@ -101,8 +101,7 @@ class TrainConfig:
                                  help="share of the loss given to the teacher, in [0, 1]")
     distill_temperature: float = _opt(2.0, "--distill-temperature", check=(POSITIVE,), group="distill",
                                       metavar="T", help="softening of teacher and student outputs")
-    feature_backend: str = _opt("auto", "--feature-backend", choices=("auto", "litert", "torch"),
-                                check=(Options("auto", "litert", "torch"),),
+    feature_backend: str = _opt("auto", "--feature-backend", check=(Options("auto", "litert", "torch"),),
                                 help="who computes cached features (auto: the backbone exported to LiteRT, "
                                      "~3.5-5x faster on a CPU)")
     cache_dir: str | None = _opt(None, "--cache-dir", help="feature cache (default $EDGECLF_HOME/features)")
@@ -172,8 +171,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = _type_of(f.type)
-            if md["choices"]:
-                kw["choices"] = md["choices"]
+            # The CLI's choices are the values the field's own check allows, declared once.
+            allowed = next((c.values for c in md["check"] if isinstance(c, Options)), md["choices"])
+            if allowed:
+                kw["choices"] = allowed
             if md["metavar"]:
                 kw["metavar"] = md["metavar"]
         where.add_argument(*md["flags"], **kw)

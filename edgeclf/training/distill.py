@@ -10,9 +10,8 @@ Hinton et al.'s mix, in head training and in cached fine-tuning alike.
 
 from __future__ import annotations
 
-import hashlib
-import sys
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,11 @@ from ..data.dataset import Dataset
 from ..errors import ConfigError
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
+from ..models.weights import sha256_file
 from .backends import make_backend
 from .distributed import World, extract_shared
 from .features import FeatureCache, FeatureRows, cache_key
+from .head import HeadResult
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ def load_teacher(run_dir: str | os.PathLike[str], ds: Dataset) -> Teacher:
         raise ConfigError(f"--teacher {run_dir} trained on {len(leaked)} image(s) this run holds out for "
                           f"validation/test (e.g. {sorted(leaked)[0]}): train the teacher with the same "
                           "--val-percent/--test-percent")
-    digest = hashlib.sha256((run_dir / MODEL_FILE).read_bytes()).hexdigest()
-    return Teacher(run_dir.resolve(), model, run_preprocess(meta, run_dir), meta["model"], digest, None)
+    return Teacher(run_dir.resolve(), model, run_preprocess(meta, run_dir), meta["model"],
+                   sha256_file(run_dir / MODEL_FILE), None)
 
 
 def teacher_logits(teacher: Teacher, paths: list[str], views_of: list[tuple[int, ...]], augment: Augment,
@@ -116,13 +117,13 @@ def accuracy(rows: FeatureRows, labels: np.ndarray) -> float:
 
 
 def compare_teacher(teacher: Teacher, distill: Distill, val_logits: FeatureRows, yval: np.ndarray,
-                    alone: Any, log: Any) -> dict[str, Any]:
+                    alone: HeadResult, log: Any) -> dict[str, Any]:
     """Score the teacher on the student's validation split against the student's head trained without it.
 
     A teacher below the student's own baseline pulls it towards its mistakes: say so.
     """
     teacher.val_accuracy = accuracy(val_logits, yval) if len(yval) else None
-    base = max((r.get("val_acc", 0.0) for r in alone.history), default=0.0)
+    base = alone.val_accuracy
     if teacher.val_accuracy is not None and teacher.val_accuracy < base:
         log(f"warning: teacher {teacher.name} ({teacher.run_dir}) scores {teacher.val_accuracy:.3f} on validation, "
             f"below this student's head without it ({base:.3f}); distillation will pull the student towards its "

@@ -25,7 +25,7 @@ from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
 from ..progress import bar
 from .distributed import World
-from .loop import fit, warmup_cosine
+from .loop import fit, step, warmup_cosine
 
 
 @dataclass
@@ -178,7 +178,7 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
         # Global batch k is order[k*B:(k+1)*B]; this rank's part of it is every size-th image.
         share = np.concatenate([order[s:s + cfg.batch_size][world.rank::world.size]
                                 for s in range(0, len(order), cfg.batch_size)]) if len(order) else order
-        tot_loss = tot_acc = seen = 0.0
+        totals = [0.0, 0.0, 0.0]
         pbar = bar(f"fine-tune epoch {epoch}/{cfg.epochs}", len(share), "img") if world.main else None
         # join() lets a rank that runs out of batches (an unreadable image skipped) stop without a hang.
         with net.join() if world.distributed else contextlib.nullcontext():  # type: ignore[operator]
@@ -187,18 +187,13 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
                 with _autocast(device):
                     logits = net(_input(pre, xb, device))
                     loss = loss_fn(logits.float(), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                step(opt, loss, logits, y, totals)
                 sched.step()
-                tot_loss += loss.item() * len(y)
-                tot_acc += float((logits.argmax(1) == y).sum())
-                seen += len(y)
                 if pbar:
                     pbar.update(len(y) * world.size)
         if pbar:
             pbar.close()
-        return world.all_sum([tot_loss, tot_acc, seen])
+        return world.all_sum(totals)
 
     history, best_acc = keep_best(model, cfg.epochs, opt, train_epoch, val_score, on_epoch)
     return model.eval().cpu().to(memory_format=torch.contiguous_format), history, best_acc

@@ -21,9 +21,9 @@ from ..models.builder import Backbone, Classifier
 from ..progress import bar
 from .distill import Distill
 from .distributed import World
-from .loop import warmup_cosine
+from .loop import step, warmup_cosine
 from .finetune import FineTuneConfig, hits_and_loss, keep_best, set_trainable
-from .head import Rows, _gather
+from .head import Rows, _gather, bank_loss
 
 
 class _Top(nn.Module):
@@ -117,7 +117,7 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
     def train_epoch(epoch: int) -> list[float]:
         perm = rng.permutation(n)
         pick = rng.integers(0, len(views), n)
-        tot_loss = tot_acc = seen = 0.0
+        totals = [0.0, 0.0, 0.0]
         pbar = bar(f"fine-tune top {blocks} (cached) epoch {epoch}/{cfg.epochs}", n if world.main else 0, "img")
         # join(): a rank whose share of the last global batch is empty steps out without a hang.
         with net.join() if world.distributed else contextlib.nullcontext():  # type: ignore[operator]
@@ -126,19 +126,11 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
                 if len(idx):
                     yb = y_t[torch.from_numpy(idx)]
                     logits = net(_gather(views, pick, idx))
-                    loss = loss_fn(logits, yb)
-                    if soft and distill:
-                        loss = distill.loss(loss, logits, _gather(soft, pick, idx))
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    tot_loss += loss.item() * len(idx)
-                    tot_acc += float((logits.argmax(1) == yb).sum())
-                    seen += len(idx)
+                    step(opt, bank_loss(loss_fn, logits, yb, soft, distill, pick, idx), logits, yb, totals)
                 sched.step()
                 pbar.update(min(cfg.batch_size, n - s))
         pbar.close()
-        return world.all_sum([tot_loss, tot_acc, seen])
+        return world.all_sum(totals)
 
     history, best_acc = keep_best(model, cfg.epochs, opt, train_epoch, val_score, on_epoch)
     return model.eval(), history, best_acc

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..models.builder import make_head
-from .loop import EarlyStopping, fit, warmup_cosine
+from .loop import EarlyStopping, fit, step, warmup_cosine
 
 if TYPE_CHECKING:
     from .distill import Distill
@@ -41,6 +41,11 @@ class HeadResult:
     head: nn.Module
     best_epoch: int
     history: list[dict] = field(default_factory=list)
+
+    @property
+    def val_accuracy(self) -> float:
+        """Validation accuracy of the best epoch (0 without validation)."""
+        return max((r.get("val_acc", 0.0) for r in self.history), default=0.0)
 
 
 class Rows(Protocol):
@@ -113,6 +118,13 @@ def _gather(banks: list[Rows], pick: np.ndarray, idx: np.ndarray) -> torch.Tenso
     return torch.from_numpy(out)
 
 
+def bank_loss(loss_fn: nn.Module, logits: torch.Tensor, y: torch.Tensor, soft: list[Rows] | None,
+              distill: "Distill | None", pick: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+    """The batch's label loss, mixed with a teacher's cached logits of the same views when distilling."""
+    loss = loss_fn(logits, y)
+    return distill.loss(loss, logits, _gather(soft, pick, idx)) if soft and distill else loss
+
+
 def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.ndarray, Rows, None],
                yval: np.ndarray | None, n_classes: int, cfg: HeadConfig,
                views: list[Union[np.ndarray, Rows]] | None = None, on_epoch=None,
@@ -143,21 +155,14 @@ def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.nda
     def train_epoch(epoch: int) -> list[float]:
         perm = rng.permutation(n)
         pick = rng.integers(0, len(banks), n)
-        tot_loss = tot_acc = 0.0
+        totals = [0.0, 0.0, 0.0]
         for s in range(0, n, cfg.batch_size):
             idx = perm[s:s + cfg.batch_size]
             yb = y_t[torch.from_numpy(idx)]
             logits = head(_gather(banks, pick, idx))
-            loss = loss_fn(logits, yb)
-            if soft and distill:
-                loss = distill.loss(loss, logits, _gather(soft, pick, idx))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            step(opt, bank_loss(loss_fn, logits, yb, soft, distill, pick, idx), logits, yb, totals)
             sched.step()
-            tot_loss += loss.item() * len(idx)
-            tot_acc += float((logits.argmax(1) == yb).sum())
-        return [tot_loss, tot_acc, n]
+        return totals
 
     def val_score() -> tuple[float, float] | None:
         return None if xv is None else _evaluate(head, xv, yv)[::-1]

@@ -10,14 +10,22 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from torch import nn
+
+if TYPE_CHECKING:
+    import torch
 
 # One epoch of training: (epoch number) → [summed loss, correct predictions, images seen].
 TrainEpoch = Callable[[int], "list[float]"]
 # The validation score: (accuracy, mean loss), or None where there is no validation split.
 ValScore = Callable[[], "tuple[float, float] | None"]
+
+
+def _score(row: dict) -> tuple[float, float] | None:
+    """What "better" means for every callback: validation accuracy, then lower loss (None without validation)."""
+    return (row["val_acc"], -row["val_loss"]) if "val_acc" in row else None
 
 
 class Callback(Protocol):
@@ -38,9 +46,10 @@ class KeepBest:
     state: dict | None = None
 
     def __call__(self, row: dict, model: nn.Module) -> None:
-        score = (row["val_acc"], -row["val_loss"]) if "val_acc" in row else (math.inf, math.inf)
-        if score > self.best or "val_acc" not in row:
-            self.best, self.epoch, self.state = score, row["epoch"], copy.deepcopy(model.state_dict())
+        score = _score(row)
+        if score is None or score > self.best:
+            self.best = score or (math.inf, math.inf)
+            self.epoch, self.state = row["epoch"], copy.deepcopy(model.state_dict())
 
     @property
     def accuracy(self) -> float:
@@ -62,9 +71,9 @@ class EarlyStopping:
     stale: int = 0
 
     def __call__(self, row: dict, model: nn.Module) -> bool:
-        if "val_acc" not in row or not self.patience:
+        score = _score(row)
+        if score is None or not self.patience:
             return False
-        score = (row["val_acc"], -row["val_loss"])
         self.best, self.stale = (score, 0) if score > self.best else (self.best, self.stale + 1)
         return self.stale >= self.patience
 
@@ -77,6 +86,17 @@ class History:
 
     def __call__(self, row: dict, model: nn.Module) -> None:
         self.rows.append(row)
+
+
+def step(opt: "torch.optim.Optimizer", loss: "torch.Tensor", logits: "torch.Tensor", y: "torch.Tensor",
+         totals: list[float]) -> None:
+    """One optimizer step on a batch's loss; adds the batch's [summed loss, correct, images] to `totals`."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    totals[0] += loss.item() * len(y)
+    totals[1] += float((logits.argmax(1) == y).sum())
+    totals[2] += len(y)
 
 
 def warmup_cosine(total: int, warm: int) -> Callable[[int], float]:

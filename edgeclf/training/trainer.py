@@ -192,7 +192,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     history = [dict(r, stage="head") for r in result.history]
     metrics: dict[str, Any] = {"model": spec.name, "best_epoch": result.best_epoch, "classes": ds.classes}
     if soft is not None and world.main:
-        metrics["distillation"] = dict(metrics_distill, val_acc_head_with_teacher=_best_val(result.history))
+        metrics["distillation"] = dict(metrics_distill, val_acc_head_with_teacher=result.val_accuracy)
     probs_of: dict[str, np.ndarray] = {}
     for sp in ("train", "val", "test"):
         if sel[sp].any() and world.main:
@@ -273,10 +273,6 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     write_json(out / MANIFEST, manifest)
     summary(log, out, metrics, manifest)
     return out
-
-
-def _best_val(history: list[dict]) -> float:
-    return max((r.get("val_acc", 0.0) for r in history), default=0.0)
 
 
 def _accuracy(probs: np.ndarray | None, y: np.ndarray) -> float:

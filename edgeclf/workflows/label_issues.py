@@ -54,29 +54,41 @@ def out_of_fold_probs(x: np.ndarray, y: np.ndarray, n_classes: int, folds: int, 
     return probs
 
 
-def label_issues(data: str | os.PathLike[str], model: str = "efficientnet_lite0", folds: int = 5, top: int = 20,
-                 workers: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                 seed: int = 0, verbose: bool = True) -> dict[str, Any]:
-    """Rank every photo of DATA by how likely its label is wrong; the flagged ones first."""
+def plain_features(model: str, paths: list[str], workers: int | None = None,
+                   cache_dir: str | os.PathLike[str] | None = None) -> tuple[Any, list[str | None], dict[str, str]]:
+    """ImageNet-backbone features of each photo's plain view (default input fit), from the cache `train` fills.
+
+    Returns (rows of every path, content hashes, {unreadable path: reason}); missing rows are computed
+    and cached.
+    """
     from ..models.pretrained import build_pretrained
     from ..training.backends import make_backend
     from ..training.features import FeatureCache, cache_key, default_cache_root, extract
     from ..training.run_setup import weights_id
 
+    spec = get_spec(model)
+    spec = replace(spec, preprocess=replace(spec.preprocess, resize=DEFAULT_RESIZE))
+    loaded = build_pretrained(spec, "imagenet")
+    root = Path(cache_dir) if cache_dir else default_cache_root()
+    cache = FeatureCache(root, cache_key(loaded.spec.name, weights_id(spec.weights, "imagenet", 0),
+                                         loaded.spec.preprocess, 0, None))
+    rows, hashes, bad = extract(
+        lambda: make_backend("auto", loaded.backbone.eval(), loaded.spec.preprocess, cache.key, root),
+        loaded.spec.preprocess, paths, {0: cache}, workers=workers, desc=f"{spec.name} features")
+    return rows[0], hashes, bad
+
+
+def label_issues(data: str | os.PathLike[str], model: str = "efficientnet_lite0", folds: int = 5, top: int = 20,
+                 workers: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                 seed: int = 0, verbose: bool = True) -> dict[str, Any]:
+    """Rank every photo of DATA by how likely its label is wrong; the flagged ones first."""
     check("--folds", folds, FOLDS)
     check("--top", top, POSITIVE_INT)
     find, quality = _cleanlab()
-    spec = get_spec(model)
-    spec = replace(spec, preprocess=replace(spec.preprocess, resize=DEFAULT_RESIZE))
     ds = scan(data)
-    loaded = build_pretrained(spec, "imagenet")
-    root = Path(cache_dir) if cache_dir else default_cache_root()
-    cache = FeatureCache(root, cache_key(loaded.spec.name, weights_id(spec.weights, "imagenet", seed),
-                                         loaded.spec.preprocess, 0, None))
     paths = [str(s.path) for s in ds.samples]
-    feats, hashes, bad = extract(
-        lambda: make_backend("auto", loaded.backbone.eval(), loaded.spec.preprocess, cache.key, root),
-        loaded.spec.preprocess, paths, {0: cache}, workers=workers, desc=f"{spec.name} features")
+    feats, hashes, bad = plain_features(model, paths, workers, cache_dir)
+    spec = get_spec(model)
     # One row per distinct photo: an exact copy under two classes is doctor's duplicate report, not a suspect here.
     seen: set[str] = set()
     keep = []
@@ -93,7 +105,7 @@ def label_issues(data: str | os.PathLike[str], model: str = "efficientnet_lite0"
                            f"{ds.classes[int(np.argmin(np.where(counts > 0, counts, 10**9)))]} has fewer")
     if k < folds:
         note = f"a class has only {k} photos: {k}-fold instead of {folds}-fold"
-    x = feats[0].take(np.array(keep))
+    x = feats.take(np.array(keep))
     probs = out_of_fold_probs(x, y, len(ds.classes), k, seed)
     flagged = set(find(labels=y, pred_probs=probs).nonzero()[0].tolist())
     score = quality(y, probs, method="self_confidence")
