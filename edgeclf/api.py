@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .data.doctor import diagnose as doctor
+from .workflows.doctor import doctor
 from .workflows.export import export
 from .workflows.compare import compare
 from .workflows.benchmark import benchmark

@@ -20,24 +20,23 @@ def _csv_ints(s: str, option: str = "--threads") -> list[int]:
 
 
 def cmd_doctor(a: argparse.Namespace) -> int:
-    from .data.doctor import diagnose, format_report
+    from .data.doctor import format_report
+    from .workflows.doctor import doctor
 
-    r = diagnose(a.data, a.val_percent, a.test_percent, workers=a.workers)
-    if a.label_issues:
-        from .workflows.label_issues import label_issues
-
-        r["label_issues"] = label_issues(a.data, a.model, a.folds, a.top, a.workers, verbose=False)
+    r = doctor(a.data, a.val_percent, a.test_percent, embeddings=a.embeddings, model=a.model,
+               label_issues=a.label_issues, folds=a.folds, top=a.top, html=a.html, suggest=a.suggest,
+               workers=a.workers)
     print(json.dumps(r, indent=2) if a.json else format_report(r))
     if a.label_issues and not a.json:
         from .workflows.label_issues import format_issues
 
         print("\n" + format_issues(r["label_issues"]))
+    info = sys.stderr if a.json else sys.stdout
+    if a.html:
+        print(f"report page: {r['html']}", file=info)
     if a.suggest:
-        from .data.exclusions import write_suggestions
-
-        s = write_suggestions(a.suggest, r)
-        print(f"suggested exclusions: {len(s['exclude'])} file(s) in {a.suggest} (nothing deleted); "
-              f"train with --exclude {a.suggest}", file=sys.stderr if a.json else sys.stdout)
+        print(f"suggested exclusions: {r['suggested']['count']} file(s) in {a.suggest} (nothing deleted); "
+              f"train with --exclude {a.suggest}", file=info)
     return 0
 
 
@@ -173,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    p = add("doctor", cmd_doctor, "check a dataset: counts per split, unreadable files, duplicates, leakage, imbalance")
+    p = add("doctor", cmd_doctor, "check a dataset: split counts, unreadable files, duplicates, leakage, outliers, imbalance")
     p.add_argument("data", help="dataset folder: DATA/<class>/<images> or DATA/{train,val,test}/<class>/")
     _split_args(p)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
@@ -181,9 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suggest", default=None, metavar="FILE.json",
                    help="write the exclusions the findings support (unreadable files, photos under two classes, "
                         "extra exact copies) for `train --exclude`; no file is ever deleted")
-    g = p.add_argument_group("label errors (backbone features, k-fold head, cleanlab)")
+    p.add_argument("--html", default=None, metavar="DIR",
+                   help="also write DIR/doctor.html: duplicates side by side, outliers, label suspects, class counts")
+    g = p.add_argument_group("backbone features (near-duplicate candidates, outliers, label errors)")
+    g.add_argument("--no-embeddings", dest="embeddings", action="store_false",
+                   help="hash-only checks: no backbone features, no outliers (faster on a cold cache)")
     g.add_argument("--label-issues", action="store_true",
-                   help="rank photos whose label the rest of the data contradicts (needs cleanlab)")
+                   help="rank photos whose label the rest of the data contradicts (k-fold head, needs cleanlab)")
     g.add_argument("--model", default="efficientnet_lite0", help="backbone whose cached features are used")
     g.add_argument("--folds", type=int, default=5, help="out-of-fold folds (default 5)")
     g.add_argument("--top", type=int, default=20, help="suspects listed (default 20)")

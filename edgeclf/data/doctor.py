@@ -8,7 +8,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -18,12 +18,12 @@ from ..progress import progress
 from ..table import format_table
 from .dataset import Dataset, scan
 from .images import ImageDecodeError, load_rgb
+from .near_dups import (CONFIRM, MIN_COSINE, NEAR_DUP_BITS, NEIGHBOURS, OUTLIER_Z, THUMB, aligned_similarity, cliques,
+                        content_thumb, hash_pairs, nearest, outlier_scores, perceptual_hash, robust_z)
 from .parallel import imap
 from .split import SPLITS
 
 SMALL_CLASS = 20  # below this many images a class is too small to learn or evaluate reliably
-NEAR_DUP_BITS = 6  # max bit distance of both 64-bit hashes to call two photos near-duplicates
-_BANDS = 8  # 8 bands of 8 bits: two hashes within 7 bits share at least one band exactly
 
 
 @dataclass(frozen=True)
@@ -36,30 +36,7 @@ class ImageInfo:
     width: int | None
     height: int | None
     error: str | None
-
-
-_DCT = np.cos(np.pi * np.outer(np.arange(32), 2 * np.arange(32) + 1) / 64)
-
-
-def perceptual_hash(img: Image.Image) -> int:
-    """128-bit fingerprint: a DCT hash (64 bits, high) and a difference hash (64 bits, low).
-
-    Either alone merges unrelated low-detail photos; requiring both to agree keeps only true
-    near-duplicates (re-encodes, resizes, small crops or colour changes of one shot).
-    """
-    gray = img.convert("L")
-    g = np.asarray(gray.resize((32, 32), Image.BILINEAR), dtype=np.float64)
-    low = (_DCT @ g @ _DCT.T)[:8, :8].flatten()
-    ph = low > np.median(low[1:])
-    g9 = np.asarray(gray.resize((9, 8), Image.BILINEAR), dtype=np.int16)
-    dh = (g9[:, 1:] > g9[:, :-1]).flatten()
-    return int.from_bytes(np.packbits(np.concatenate([ph, dh])).tobytes(), "big")
-
-
-def hash_distance(a: int, b: int) -> int:
-    """Distance of two fingerprints: the larger of the DCT-hash and difference-hash bit distances."""
-    x = a ^ b
-    return max((x >> 64).bit_count(), (x & (2**64 - 1)).bit_count())
+    thumb: np.ndarray | None = None  # content thumbnail that confirms near-duplicates
 
 
 def inspect(path: str) -> ImageInfo:
@@ -72,12 +49,12 @@ def inspect(path: str) -> ImageInfo:
     try:
         with Image.open(path) as header:
             width, height = header.size
-        img = load_rgb(path, min_side=32)
+        img = load_rgb(path, min_side=THUMB)  # enough detail for the content thumbnail
     except ImageDecodeError as exc:
         return ImageInfo(path, sha, None, None, None, exc.reason)
     except Exception as exc:  # noqa: BLE001 - a header Pillow cannot parse at all
         return ImageInfo(path, sha, None, None, None, load_error_reason(path, exc))
-    return ImageInfo(path, sha, perceptual_hash(img), width, height, None)
+    return ImageInfo(path, sha, perceptual_hash(img), width, height, None, content_thumb(img))
 
 
 def load_error_reason(path: str, exc: Exception) -> str:
@@ -89,53 +66,41 @@ def load_error_reason(path: str, exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _near_pairs(hashes: list[int], max_bits: int) -> list[tuple[int, int, int]]:
-    """Index pairs (i, j, distance) whose fingerprints are within max_bits (see hash_distance)."""
-    assert max_bits < _BANDS
-    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, h in enumerate(hashes):
-        for b in range(_BANDS):  # bands of the DCT half; a match within max_bits shares one exactly
-            buckets[(b, (h >> (64 + 8 * b)) & 0xFF)].append(i)
-    seen: set[tuple[int, int]] = set()
-    pairs = []
-    for members in buckets.values():
-        if len(members) < 2:
-            continue
-        for a_pos, i in enumerate(members):
-            for j in members[a_pos + 1:]:
-                if (i, j) in seen:
-                    continue
-                seen.add((i, j))
-                d = hash_distance(hashes[i], hashes[j])
-                if d <= max_bits:
-                    pairs.append((i, j, d))
-    return pairs
-
-
-def _groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
-    """Connected components (size >= 2) of a graph given by edges."""
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i, j in pairs:
-        parent[find(i)] = find(j)
-    comp: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        comp[find(i)].append(i)
-    return sorted((sorted(c) for c in comp.values() if len(c) > 1), key=lambda c: c[0])
-
-
-def _describe_group(ds: Dataset, idx: list[int]) -> dict[str, Any]:
+def _describe_group(ds: Dataset, idx: list[int], sim: dict[tuple[int, int], float] | None = None) -> dict[str, Any]:
     samples = [ds.samples[i] for i in idx]
     splits = sorted({s.split for s in samples})
     classes = sorted({ds.classes[s.label] for s in samples})
-    return {"files": [str(s.path) for s in samples], "classes": classes, "splits": splits,
-            "cross_split": len(splits) > 1, "cross_class": len(classes) > 1}
+    out = {"files": [str(s.path) for s in samples], "classes": classes, "splits": splits,
+           "cross_split": len(splits) > 1, "cross_class": len(classes) > 1}
+    if sim is not None:  # the weakest confirmed pair of the group: every pair is at least this similar
+        out["min_similarity"] = round(min(sim[(a, b)] for k, a in enumerate(idx) for b in idx[k + 1:]), 3)
+    return out
+
+
+def _near_duplicates(infos: list[ImageInfo], reps: list[int], x: np.ndarray | None,
+                     near_bits: int) -> tuple[list[list[int]], dict[tuple[int, int], float]]:
+    """Confirmed near-duplicate cliques (indices into infos) and the similarity of each confirmed pair."""
+    cand = {(reps[a], reps[b]) for a, b, _ in hash_pairs([infos[i].phash for i in reps], near_bits)}
+    if x is not None:  # embedding neighbours find the altered copies the hash misses
+        idx, cos = nearest(x, NEIGHBOURS)
+        cand |= {(min(reps[a], reps[b]), max(reps[a], reps[b])) for a in range(len(reps))
+                 for b, c in zip(idx[a], cos[a]) if c >= MIN_COSINE}
+    pairs = sorted(cand)
+    score = aligned_similarity({i: infos[i].thumb for p in pairs for i in p}, pairs)
+    sim = {p: float(s) for p, s in zip(pairs, score) if s >= CONFIRM}
+    return cliques((i, j, s) for (i, j), s in sim.items()), sim
+
+
+def _outliers(ds: Dataset, reps: list[int], x: np.ndarray) -> list[dict[str, Any]]:
+    """Photos unlike every class (robust z of the distance to the nearest class centre >= OUTLIER_Z), worst first."""
+    labels = np.array([ds.samples[i].label for i in reps])
+    if len(reps) < 10:
+        return []
+    score = outlier_scores(x, labels)
+    z = robust_z(score)
+    order = [int(k) for k in np.argsort(-z) if z[k] >= OUTLIER_Z]
+    return [{"path": str(ds.samples[reps[k]].path), "class": ds.classes[labels[k]], "distance": round(float(score[k]), 4),
+             "z": round(float(z[k]), 1)} for k in order]
 
 
 def _stats(values: list[int]) -> dict[str, float]:
@@ -145,8 +110,14 @@ def _stats(values: list[int]) -> dict[str, float]:
 
 
 def diagnose(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: float = 10.0,
-             workers: int | None = None, near_bits: int = NEAR_DUP_BITS) -> dict[str, Any]:
-    """Scan and check a dataset; return a JSON-able report (see `format_report`)."""
+             workers: int | None = None, near_bits: int = NEAR_DUP_BITS,
+             embed: Callable[[list[str]], np.ndarray] | None = None) -> dict[str, Any]:
+    """Scan and check a dataset; return a JSON-able report (see `format_report`).
+
+    `embed(paths)` gives one backbone feature row per path (workflows.doctor passes the cached
+    ImageNet features): with it, near-duplicate candidates include embedding neighbours and
+    outliers are found; without it, candidates come from the perceptual hash alone.
+    """
     check("--workers", workers, NONE, POSITIVE_INT)
     ds = scan(root, val_percent, test_percent)
     paths = [str(s.path) for s in ds.samples]
@@ -161,15 +132,15 @@ def diagnose(root: str | os.PathLike[str], val_percent: float = 10.0, test_perce
     exact = [sorted(v) for v in by_sha.values() if len(v) > 1]
     # One representative per exact-duplicate set, so exact copies are not re-reported as near ones.
     reps = sorted({by_sha[infos[i].sha256][0] for i in good})
-    near = _near_pairs([infos[i].phash for i in reps], near_bits)
-    near_groups = [[reps[k] for k in g] for g in _groups(len(reps), [(a, b) for a, b, _ in near])]
+    x = embed([infos[i].path for i in reps]) if embed is not None and reps else None
+    near_groups, sim = _near_duplicates(infos, reps, x, near_bits)
 
     counts = ds.counts()
     totals = [counts[c]["total"] for c in ds.classes]
     widths = [infos[i].width for i in good]
     heights = [infos[i].height for i in good]
     exact_d = [_describe_group(ds, g) for g in exact]
-    near_d = [_describe_group(ds, g) for g in near_groups]
+    near_d = [_describe_group(ds, g, sim) for g in near_groups]
     report: dict[str, Any] = {
         "root": str(ds.root),
         "layout": ds.layout,
@@ -184,7 +155,9 @@ def diagnose(root: str | os.PathLike[str], val_percent: float = 10.0, test_perce
                        for i, info in bad],
         "exact_duplicates": exact_d,
         "near_duplicates": near_d,
-        "near_duplicate_max_bits": near_bits,
+        "near_duplicate_method": ("perceptual hash + embedding neighbours" if x is not None else "perceptual hash")
+                                 + f", confirmed by aligned band-pass correlation >= {CONFIRM}",
+        "outliers": _outliers(ds, reps, x) if x is not None else None,
         "leakage": {
             "exact_groups_across_splits": sum(g["cross_split"] for g in exact_d),
             "near_groups_across_splits": sum(g["cross_split"] for g in near_d),
@@ -210,11 +183,15 @@ def _warnings(r: dict[str, Any]) -> list[str]:
     leak = r["leakage"]
     if leak["exact_groups_across_splits"] or leak["near_groups_across_splits"]:
         out.append(f"leakage: {leak['exact_groups_across_splits']} exact and {leak['near_groups_across_splits']} "
-                   "near-duplicate group(s) span train/val/test; test accuracy will be optimistic — delete copies "
-                   "or rename shots as NAME_nohash_N.jpg so they split together")
+                   "near-duplicate group(s) span train/val/test; test accuracy will be optimistic — leave the copies out "
+                   "(doctor --suggest FILE.json, then train --exclude FILE.json) or rename shots as NAME_nohash_N.jpg "
+                   "so they split together")
     if leak["groups_across_classes"]:
         out.append(f"{leak['groups_across_classes']} duplicate group(s) appear in more than one class "
                    "(conflicting labels)")
+    if r.get("outliers"):
+        out.append(f"{len(r['outliers'])} photo(s) look unlike every class (blank, screenshot or another subject?); "
+                   "look at them before training")
     if r["imbalance"]["ratio"] >= 3:
         out.append(f"class imbalance {r['imbalance']['ratio']}:1 ({r['imbalance']['largest']} vs "
                    f"{r['imbalance']['smallest']}); training weights classes automatically")
@@ -258,9 +235,16 @@ def format_report(r: dict[str, Any]) -> str:
         parts.append(f"{label:<11} {len(groups)} group(s), {cross} across splits")
         for g in groups[:10]:
             flag = " [LEAK: " + "/".join(g["splits"]) + "]" if g["cross_split"] else ""
-            parts.append("  " + "  ==  ".join(os.path.relpath(f, r["root"]) for f in g["files"]) + flag)
+            sim = f"  (similarity {g['min_similarity']:.2f})" if "min_similarity" in g else ""
+            parts.append("  " + "  ==  ".join(os.path.relpath(f, r["root"]) for f in g["files"]) + flag + sim)
         if len(groups) > 10:
-            parts.append(f"  … {len(groups) - 10} more (use --json for all)")
+            parts.append(f"  … {len(groups) - 10} more (use --json or --html for all)")
+    if r.get("outliers") is not None:
+        parts.append(f"outliers    {len(r['outliers'])} photo(s) unlike every class")
+        for o in r["outliers"][:10]:
+            parts.append(f"  {os.path.relpath(o['path'], r['root'])}  (filed under {o['class']}, z {o['z']:g})")
+        if len(r["outliers"]) > 10:
+            parts.append(f"  … {len(r['outliers']) - 10} more (use --json or --html for all)")
     if r["warnings"]:
         parts.append("")
         parts += [f"warning: {w}" for w in r["warnings"]]
