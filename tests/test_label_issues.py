@@ -62,3 +62,16 @@ def test_small_class_falls_back_to_fewer_folds(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "d", {"a": 12, "b": 3})
     r = label_issues(data, model="mobilenet_v2_1.0_96", folds=5, workers=1, verbose=False)
     assert r["folds"] == 3 and "3-fold instead of 5-fold" in r["note"]
+
+
+def test_one_photo_class_is_left_unscored_and_the_report_still_written(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "d", {"a": 10, "b": 10, "solo": 1})
+    page = tmp_path / "page"
+    assert main(["doctor", str(data), "--label-issues", "--model", "mobilenet_v2_1.0_96", "--workers", "1",
+                 "--html", str(page), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)["label_issues"]
+    assert "not scored: the single photo of class(es) solo" in r["note"] and r["photos"] == 20
+    assert (page / "doctor.html").is_file()

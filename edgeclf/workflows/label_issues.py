@@ -96,15 +96,18 @@ def label_issues(data: str | os.PathLike[str], model: str = "efficientnet_lite0"
         if h is not None and h not in seen:
             seen.add(h)
             keep.append(i)
-    y = np.array([ds.samples[i].label for i in keep])
-    counts = np.bincount(y, minlength=len(ds.classes))
-    k = int(min(folds, counts[counts > 0].min())) if len(y) else 0
-    note = None
-    if k < 2:
-        raise EdgeclfError(f"--label-issues needs at least 2 photos in every class of {ds.root}; class "
-                           f"{ds.classes[int(np.argmin(np.where(counts > 0, counts, 10**9)))]} has fewer")
-    if k < folds:
-        note = f"a class has only {k} photos: {k}-fold instead of {folds}-fold"
+    counts = np.bincount([ds.samples[i].label for i in keep], minlength=len(ds.classes))
+    # A class with one photo cannot be held out and learned at once: its photo is left unscored.
+    lone = [c for c in range(len(ds.classes)) if counts[c] == 1]
+    keep = [i for i in keep if counts[ds.samples[i].label] >= 2]
+    y = np.array([ds.samples[i].label for i in keep], np.int64)
+    if len(np.unique(y)) < 2:
+        raise EdgeclfError(f"--label-issues needs at least two classes with 2 or more photos in {ds.root}")
+    k = int(min(folds, counts[counts >= 2].min()))
+    notes = [f"a class has only {k} photos: {k}-fold instead of {folds}-fold"] if k < folds else []
+    if lone:
+        notes.append(f"not scored: the single photo of class(es) {', '.join(ds.classes[c] for c in lone)}")
+    note = "; ".join(notes) or None
     x = feats.take(np.array(keep))
     probs = out_of_fold_probs(x, y, len(ds.classes), k, seed)
     flagged = set(find(labels=y, pred_probs=probs).nonzero()[0].tolist())
