@@ -159,6 +159,22 @@ def test_steps_and_fine_tune_keep_the_better_model(data3: Path, tmp_path: Path, 
     assert hist[0].endswith("stage") and hist[-1].endswith("fine-tune")
 
 
+def test_history_and_tensorboard_grow_while_training(data3: Path, tmp_path: Path) -> None:
+    """A run can be watched as it trains: each epoch is in history.csv and the event file when the next starts."""
+    seen: list[tuple[int, int]] = []
+    out = tmp_path / "run"
+
+    def look(row: dict) -> None:
+        rows = (out / "history.csv").read_text().splitlines()[1:]
+        events = next((out / "tensorboard").glob("events.out.tfevents.*")).read_bytes()
+        seen.append((len(rows), events.count(b"acc/train")))
+
+    run = train(data3, MODEL, out, weights="none", epochs=3, patience=0, workers=1, verbose=False,
+                cache_dir=tmp_path / "c", on_epoch=look)
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+    assert len((run / "history.csv").read_text().splitlines()) == 4  # header + the 3 epochs
+
+
 def test_interrupted_run_is_marked_and_rerun_completes(data3: Path, tmp_path: Path) -> None:
     def stop(row: dict) -> None:
         if row["epoch"] == 2:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Callable
 
 from .._io import atomic_path, write_text
 
@@ -21,12 +22,32 @@ def write_history_csv(path: Path, history: list[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
-def write_tensorboard(log_dir: Path, history: list[dict]) -> None:
-    """TensorBoard scalars of the history (`tensorboard --logdir RUN_DIR/tensorboard`)."""
-    from .tensorboard import write_scalars
+class LiveLog:
+    """The epoch callback of a run: history.csv and TensorBoard grow as each epoch ends (watch a run
+    while it trains: `tensorboard --logdir RUN_DIR/tensorboard`); fine-tuning epochs, minutes each
+    on a CPU, print a progress line. `stage` names the stage the next epochs belong to.
+    """
 
-    if history:
-        write_scalars(log_dir, history)
+    def __init__(self, out: Path | None, log: Callable[..., None] | None = None,
+                 user: Callable[[dict], None] | None = None) -> None:
+        from .tensorboard import ScalarWriter
+
+        self.out, self.log, self.user = out, log, user
+        self.rows: list[dict] = []
+        self.stage = "head"
+        self.tb = ScalarWriter(out / "tensorboard") if out is not None else None
+
+    def __call__(self, row: dict) -> None:
+        full = dict(row, epoch=len(self.rows) + 1, stage=self.stage)
+        self.rows.append(full)
+        if self.out is not None and self.tb is not None:
+            write_history_csv(self.out / "history.csv", self.rows)
+            self.tb.add(full)
+        if self.log is not None and self.stage != "head":
+            val = f", val acc {row['val_acc']:.4f}" if "val_acc" in row else ""
+            self.log(f"{self.stage} epoch {row['epoch']}: train acc {row['train_acc']:.4f}{val}")
+        if self.user is not None:
+            self.user(row)
 
 
 def plot_curves(path: Path, history: list[dict], title: str) -> None:

@@ -72,21 +72,39 @@ def _record(payload: bytes) -> bytes:
     return n + _masked(n) + payload + _masked(payload)
 
 
+def _scalars(row: dict) -> dict[str, float]:
+    """A history row's numeric columns as TensorBoard tags ('train_acc' → 'acc/train')."""
+    out = {}
+    for k, v in row.items():
+        if k == "epoch" or not isinstance(v, (int, float)):
+            continue
+        part, _, metric = k.partition("_")
+        out[f"{metric}/{part}" if metric else k] = float(v)
+    return out
+
+
+class ScalarWriter:
+    """One event file that grows by a record per epoch, so TensorBoard shows a run while it trains."""
+
+    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
+        d = Path(log_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        for old in d.glob("events.out.tfevents.*"):
+            old.unlink()  # one run dir, one event file: a rerun replaces its curves
+        now = time.time()
+        self.path = d / f"events.out.tfevents.{int(now)}.{socket.gethostname()}"
+        with atomic_path(self.path) as tmp:
+            tmp.write_bytes(_record(_event(now, file_version="brain.Event:2")))
+
+    def add(self, row: dict) -> None:
+        """Append one epoch's scalars (a crash leaves every finished epoch readable)."""
+        with open(self.path, "ab") as f:
+            f.write(_record(_event(time.time(), int(row["epoch"]), scalars=_scalars(row))))
+
+
 def write_scalars(log_dir: str | os.PathLike[str], history: list[dict]) -> Path:
     """One event file with every numeric column of `history` as a scalar per epoch ('train_acc' → 'acc/train')."""
-    now = time.time()
-    blob = _record(_event(now, file_version="brain.Event:2"))
+    w = ScalarWriter(log_dir)
     for row in history:
-        scalars = {}
-        for k, v in row.items():
-            if k == "epoch" or not isinstance(v, (int, float)):
-                continue
-            part, _, metric = k.partition("_")
-            scalars[f"{metric}/{part}" if metric else k] = float(v)
-        blob += _record(_event(now, int(row["epoch"]), scalars=scalars))
-    dest = Path(log_dir) / f"events.out.tfevents.{int(now)}.{socket.gethostname()}"
-    for old in Path(log_dir).glob("events.out.tfevents.*"):
-        old.unlink()  # one run dir, one event file: a rerun replaces its curves
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(blob)
-    return dest
+        w.add(row)
+    return w.path

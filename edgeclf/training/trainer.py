@@ -35,7 +35,7 @@ from .head import HeadConfig, class_weight_vector, predict_probs, train_head
 from ..artifacts.run import MANIFEST, MODEL_FILE, SPLIT_FILE, save_model
 from .config import TrainConfig
 from .run_setup import check_trainable, next_run_dir, versions, weights_id
-from .outputs import plot_curves, summary, write_history_csv, write_tensorboard
+from .outputs import LiveLog, plot_curves, summary
 
 
 def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.PathLike[str] = "runs/train",
@@ -175,6 +175,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
                               augment, root, cfg.feature_backend, threads, workers, (hashes, bad), world)
     t_head = time.perf_counter()
     result = None
+    live = LiveLog(out if world.main else None, log, on_epoch)  # history.csv and TensorBoard, epoch by epoch
     if world.main:  # seconds of work: one rank trains the head, every rank gets it
         args = (feats[0].subset(sel["train"]), labels[sel["train"]], feats[0].subset(sel["val"]), labels[sel["val"]],
                 len(ds.classes), head_cfg)
@@ -182,7 +183,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
         if soft is not None:
             metrics_distill = compare_teacher(teacher, distill, soft[0].subset(sel["val"]), labels[sel["val"]],
                                               train_head(*args, views=banks), log)
-        result = train_head(*args, views=banks, on_epoch=on_epoch, distill=distill,
+        result = train_head(*args, views=banks, on_epoch=live, distill=distill,
                             soft=[soft[v].subset(sel["train"]) for v in views] if soft is not None else None)
     result = world.broadcast(result)
     t_head = time.perf_counter() - t_head
@@ -200,6 +201,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     t_ft = 0.0
     if ft_blocks is not None:
         t_ft = time.perf_counter()
+        live.stage = "fine-tune"
         head_val = world.broadcast(_accuracy(probs_of.get("val"), labels[sel["val"]]))
         # Top blocks train on their cached input activations (on CPU); the whole network, or a GPU,
         # trains on the fly.
@@ -221,13 +223,13 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
             clf, ft_hist, ft_val = train_top_cached(
                 clf, k, shape, [acts[v].subset(sel["train"]) for v in views], labels[sel["train"]],
                 acts[0].subset(sel["val"]), labels[sel["val"]], ft_cfg, class_weights=weights_ft, head_lr=cfg.lr,
-                on_epoch=on_epoch, world=world, distill=distill,
+                on_epoch=live, world=world, distill=distill,
                 soft=[soft[v].subset(sel["train"]) for v in views] if soft is not None else None)
         else:
             clf, ft_hist, ft_val = fine_tune(
                 clf, spec.preprocess, [paths[i] for i in idx["train"]], labels[idx["train"]],
                 [paths[i] for i in idx["val"]], labels[idx["val"]], ft_cfg, augment, workers=cfg.workers,
-                on_epoch=on_epoch, class_weights=weights_ft, world=world, device=cfg.device)
+                on_epoch=live, class_weights=weights_ft, world=world, device=cfg.device)
         base = len(history)
         history += [dict(r, epoch=base + r["epoch"], stage="fine-tune") for r in ft_hist[1:]]
         improved = ft_val > head_val
@@ -259,8 +261,6 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     write_text(out / "labels.txt", "\n".join(ds.classes) + "\n")
     write_json(out / SPLIT_FILE, ds.split_record())
     write_json(out / "metrics.json", metrics)
-    write_history_csv(out / "history.csv", history)
-    write_tensorboard(out / "tensorboard", history)
     plot_curves(out / "curves.png", history, f"{spec.name}: head on cached features"
                 + (" + fine-tuning" if ft_blocks is not None else ""))
     manifest["status"] = "complete"
