@@ -93,6 +93,18 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 0 if all(r.get("status") == "ok" for r in rows) else 1
 
 
+def cmd_search(a: argparse.Namespace) -> int:
+    from .params import parse_duration
+    from .workflows.search import search
+
+    r = search(a.data, a.max_latency_ms, a.max_size_mb, a.threads, [q for q in a.quantize.split(",") if q],
+               [m for m in a.models.split(",") if m] if a.models else None, a.out, a.finalists,
+               parse_duration("--budget", a.budget) if a.budget else None, a.teacher, a.runs, verbose=not a.json)
+    if a.json:
+        print(json.dumps(r, indent=2))
+    return 0 if r["pick"] else 1
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     from .workflows.export import export
 
@@ -276,6 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input-fit mode of every trained model (see `edgeclf train --help`)")
     p.add_argument("--threads", default="1,2", help="thread counts to time")
     p.add_argument("--runs", type=int, default=50, help="timed runs per file and thread count")
+    p.add_argument("--json", action="store_true")
+
+    p = add("search", cmd_search, "the most accurate model within a latency and size limit, found for you")
+    p.add_argument("data")
+    p.add_argument("--max-latency-ms", type=float, required=True, help="p50 latency limit on this machine (LiteRT)")
+    p.add_argument("--max-size-mb", type=float, required=True, help="file size limit of the exported model")
+    p.add_argument("--threads", type=int, default=1, help="threads the latency is measured with (default 1)")
+    p.add_argument("--quantize", default="int8", help="comma-separated quantizations to consider (default int8)")
+    p.add_argument("--models", default=None, help="comma-separated candidates (default: every model with offline "
+                   "ImageNet weights, each input size)")
+    p.add_argument("--finalists", type=int, default=2, help="candidates trained with the stronger recipe")
+    p.add_argument("--budget", default=None, help="time budget (e.g. 20m): past it after the head round, no finalists")
+    p.add_argument("--teacher", default=None, metavar="RUN_DIR", help="distil this run into the finalists")
+    p.add_argument("--out", "-o", default="runs/search", help="search folder (rerun to resume)")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per candidate")
     p.add_argument("--json", action="store_true")
 
     p = add("demo", cmd_demo, "make a small dataset, train, export, evaluate and benchmark — the whole pipeline")

@@ -76,6 +76,19 @@ FRACTION = Interval(float, 0, 1, "left")
 UNIT = Interval(float, 0, 1)
 
 
+def parse_duration(option: str, text: str) -> float:
+    """'90s', '20m', '1.5h' or plain seconds → seconds; anything else is a one-line ConfigError."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = str(text).strip().lower()
+    try:
+        seconds = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise ConfigError(f"{option} takes a duration such as 90s, 20m or 1.5h, got {text!r}")
+    return seconds
+
+
 def check_split(val_percent: float, test_percent: float) -> None:
     """--val-percent and --test-percent: each in [0, 100), their sum below 100."""
     check("--val-percent", val_percent, PERCENT)

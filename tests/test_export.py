@@ -60,6 +60,17 @@ def test_sizes_and_io_types(exported: dict[str, Path]) -> None:
         assert it.get_output_details()[0]["dtype"] == (np.uint8 if q == "int8" else np.float32), q
 
 
+def test_tensor_names_do_not_weigh_on_the_file(exported: dict[str, Path]) -> None:
+    """The converter's PyTorch scope paths (~0.5 KB per tensor) are dropped; inputs and outputs keep their names."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    for q, p in exported.items():
+        it = Interpreter(model_path=str(p))
+        io = {d["index"] for d in it.get_input_details() + it.get_output_details()}
+        inner = [t["name"] for t in it.get_tensor_details() if t["index"] not in io]
+        assert inner and max(map(len, inner)) <= 16, (q, max(inner, key=len))
+
+
 def test_metadata_inside_the_file(exported: dict[str, Path]) -> None:
     from edgeclf.artifacts.metadata import read_metadata
 

@@ -147,6 +147,12 @@ def retype_io(model_bytes: bytes, io: str, input_qparams: tuple[float, int] | No
             new = twin(idx)
             sg.operators.append(op(quant if io == "uint8" else dequant, idx, new))
             sg.outputs[pos], remap[idx], changed = new, new, True
+    io_tensors = set(sg.inputs) | set(sg.outputs)
+    for idx, t in enumerate(sg.tensors):
+        # The converter names every tensor by its full PyTorch module path (~0.5 KB each): a third of
+        # a small model's file. Inside the graph nothing reads them; the inputs and outputs keep theirs.
+        if idx not in io_tensors and len(t.name or b"") > 16:
+            t.name, changed = f"t{idx}", True
     if not changed:
         return model_bytes
     for sig in model.signatureDefs or []:

@@ -14,21 +14,21 @@ _BASE = ["model", "quantize", "weights", "resize", "size_mb", "params_m", "macs_
 _HEADERS = {"quantize": "quant", "size_mb": "MB", "params_m": "params M", "macs_m": "MACs M", "test_acc": "test acc"}
 
 
-def columns(threads: list[int]) -> list[str]:
-    """The table's columns: one latency column per timed thread count."""
-    return _BASE + [f"p50_ms_{t}t" for t in threads] + ["status"]
+def columns(threads: list[int], extra: list[str] | None = None) -> list[str]:
+    """The table's columns: one latency column per timed thread count (then any `extra` ones)."""
+    return _BASE + [f"p50_ms_{t}t" for t in threads] + (extra or []) + ["status"]
 
 
 def latency_key(threads: list[int]) -> str:
     """The latency the Pareto front is drawn on: the most threads timed."""
     return f"p50_ms_{max(threads)}t"
 
-def format_results(rows: list[dict[str, Any]], threads: list[int]) -> str:
+def format_results(rows: list[dict[str, Any]], threads: list[int], extra: list[str] | None = None) -> str:
     """The comparison as a table a person reads at a glance."""
     def show(r: dict, k: str) -> Any:
         v = r.get(k, "")
         return "none (random init)" if k == "weights" and v == "none" else v
-    cols = columns(threads)
+    cols = columns(threads, extra)
     return format_table([_HEADERS.get(c, c.replace("p50_ms_", "p50 ms ")) for c in cols],
                         [[show(r, k) for k in cols] for r in rows])
 
@@ -40,8 +40,8 @@ def pareto_front(rows: list[dict[str, Any]], x: str, y: str = "test_acc") -> lis
     return sorted(front, key=lambda r: r[x])
 
 
-def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str) -> None:
-    """Accuracy vs latency, marker area ∝ file size, the Pareto front drawn."""
+def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str, limits: dict[str, float] | None = None) -> None:
+    """Accuracy vs latency, marker area ∝ file size, the Pareto front drawn (and a latency limit, if any)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,6 +62,9 @@ def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str) -> None:
     front = pareto_front(rows, x)
     if front:
         ax.plot([r[x] for r in front], [r["test_acc"] for r in front], "k--", lw=1, label="Pareto front")
+    if limits and limits.get("max_latency_ms"):
+        ax.axvline(limits["max_latency_ms"], color="r", ls=":", lw=1.2,
+                   label=f"limit {limits['max_latency_ms']:g} ms, {limits.get('max_size_mb', float('nan')):g} MB")
     n = x[len("p50_ms_"):-1]
     ax.set_xlabel(f"latency p50 (ms, batch 1, {n} thread{'s' if n != '1' else ''}, LiteRT)")
     ax.set_ylabel("test accuracy (exported file)")
@@ -80,13 +83,13 @@ def write_report(out: Path, rows: list[dict[str, Any]], info: dict[str, Any]) ->
     import html
 
     buf = io.StringIO()
-    cols, x = columns(info["threads"]), latency_key(info["threads"])
+    cols, x = columns(info["threads"], info.get("extra_columns")), latency_key(info["threads"])
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     write_text(out / "results.csv", buf.getvalue())
     write_json(out / "results.json", {"info": info, "results": rows})
-    plot_pareto(out / "pareto.png", rows, x)
+    plot_pareto(out / "pareto.png", rows, x, info.get("limits"))
 
     def img(p: Path, alt: str) -> str:
         data = base64.b64encode(p.read_bytes()).decode() if p.is_file() else ""

@@ -1,0 +1,65 @@
+"""edgeclf search: prunes by the graph, then by timing the untrained export, trains only what fits, resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeclf.cli import main
+from edgeclf.errors import EdgeclfError
+
+SMALL = ["mobilenet_v2_1.0_96", "mobilenet_v2_1.0_128"]
+FAST = {"feature_backend": "torch", "workers": 1}
+
+
+@pytest.fixture(scope="module")
+def data3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("t") / "data", {"red": 16, "green": 16, "blue": 16})
+
+
+def test_search_picks_within_limits_and_resumes(data3: Path, tmp_path: Path) -> None:
+    from edgeclf.workflows.search import search
+
+    out = tmp_path / "s"
+    r = search(data3, max_latency_ms=1000, max_size_mb=3.0, quantize=["int8", "float32"], models=SMALL, out=out,
+               finalists=1, runs=5, verbose=False, **FAST)
+    rows = r["rows"]
+    floats = [x for x in rows if x["quantize"] == "float32"]
+    # float32 MobileNetV2 is ~9 MB: ruled out from its parameter count, never exported or trained
+    assert len(floats) == 2 and all(x["status"].startswith("pruned (free)") for x in floats)
+    assert not any((out / "runs").glob("*float32*")) and not any((out / "probes").rglob("*float32*.tflite"))
+    pick = r["pick"]
+    assert pick["quantize"] == "int8" and pick["size_mb"] <= 3.0 and Path(pick["file"]).is_file()
+    trained = [x for x in rows if x.get("status") == "ok"]
+    assert pick["val_acc"] == max(x["val_acc"] for x in trained)  # chosen on validation
+    assert sum(x.get("stage", "").startswith("finalist") for x in rows) == 1 and r["pick"]["search"].startswith("PICK")
+    assert (out / "report.html").is_file() and json.loads((out / "search.json").read_text())["pick"]["file"]
+    mtimes = {p: p.stat().st_mtime for p in (out / "runs").rglob("model.pt")}
+    again = search(data3, max_latency_ms=1000, max_size_mb=3.0, quantize=["int8", "float32"], models=SMALL,
+                   out=out, finalists=1, runs=5, verbose=False, **FAST)
+    assert again["pick"]["file"] == pick["file"]
+    assert {p: p.stat().st_mtime for p in (out / "runs").rglob("model.pt")} == mtimes  # resumed: nothing retrained
+
+
+def test_limits_nothing_meets_name_the_fastest_and_train_nothing(data3: Path, tmp_path: Path) -> None:
+    from edgeclf.workflows.search import search
+
+    with pytest.raises(EdgeclfError, match=r"the fastest is mobilenet_v2_1.0_96 int8 .*no training was started"):
+        search(data3, max_latency_ms=0.01, max_size_mb=1.0, models=SMALL, out=tmp_path / "s", verbose=False)
+    assert not (tmp_path / "s" / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-latency-ms", "-1", "--max-size-mb", "1"], "--max-latency-ms must be a number in (0, inf), got -1.0"),
+    (["--max-latency-ms", "2", "--max-size-mb", "1", "--budget", "soon"], "--budget takes a duration such as"),
+    (["--max-latency-ms", "2", "--max-size-mb", "1", "--quantize", "int4"], "--quantize must be one of"),
+])
+def test_bad_limits_are_one_line_errors(data3: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                        args: list[str], message: str) -> None:
+    assert main(["search", str(data3), *args, "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
