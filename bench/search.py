@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default=None, help="keep the search/sweep here (default: a temp folder)")
     ap.add_argument("--out", default=str(BENCH / "search.json"))
+    ap.add_argument("--reuse-sweep", default=None, metavar="JSON",
+                    help="take the full sweep from an earlier output of this script (same recipe and seed)")
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="edgeclf-search-"))
     home = work / "home"
@@ -61,9 +63,9 @@ def main() -> None:
 
     key = f"p50_ms_{a.threads}t"
     fits = [r for r in res["rows"] if r.get("stage") == "head"]
-    sweep = []
+    sweep = json.loads(Path(a.reuse_sweep).read_text())["sweep"] if a.reuse_sweep else []
     t = time.perf_counter()
-    for r in fits:
+    for r in ([] if a.reuse_sweep else fits):
         run = out / "runs" / f"{r['model']}_final"  # a finalist's run is reused, the rest trained now
         row = {"model": r["model"], "quantize": r["quantize"], key: r[key], **_train_and_score(
             str(FLOWERS), r["model"], r["quantize"], run, dict(FINAL_RECIPE))}
@@ -84,7 +86,7 @@ def main() -> None:
               "candidates": len(res["rows"]), "pruned_free": sum("pruned (free)" in r.get("status", "") for r in res["rows"]),
               "pruned_timed": sum("pruned (timed)" in r.get("status", "") for r in res["rows"]),
               "fitting": len(fits), "pick": pick, "rows": res["rows"], "sweep": sweep,
-              "sweep_extra_s": sweep_s, "verdict": verdict}
+              "sweep_extra_s": None if a.reuse_sweep else sweep_s, "sweep_from": a.reuse_sweep, "verdict": verdict}
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(verdict), flush=True)
 

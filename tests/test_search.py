@@ -45,6 +45,14 @@ def test_search_picks_within_limits_and_resumes(data3: Path, tmp_path: Path) -> 
     assert {p: p.stat().st_mtime for p in (out / "runs").rglob("model.pt")} == mtimes  # resumed: nothing retrained
 
 
+def test_ties_on_validation_accuracy_go_to_the_lower_loss() -> None:
+    from edgeclf.workflows.search import better
+
+    rows = [{"val_acc": 0.93, "val_loss": 0.30, "p50_ms_1t": 0.7}, {"val_acc": 0.93, "val_loss": 0.25, "p50_ms_1t": 1.5},
+            {"val_acc": 0.92, "val_loss": 0.10, "p50_ms_1t": 0.2}]
+    assert max(rows, key=lambda r: better(r, "p50_ms_1t")) is rows[1]
+
+
 def test_limits_nothing_meets_name_the_fastest_and_train_nothing(data3: Path, tmp_path: Path) -> None:
     from edgeclf.workflows.search import search
 

@@ -84,10 +84,17 @@ def _train_and_score(data: str, model: str, q: str, run: Path, options: dict[str
     if not is_complete(run):
         train(data, model, run, verbose=False, exist_ok=True, **options)
     f = export(run, "tflite", q, verbose=False, max_drop=None)
-    val = evaluate(f, data, split="val", verbose=False, compare_to_run=False)["accuracy"]
+    val = evaluate(f, data, split="val", verbose=False, compare_to_run=False)
     test = evaluate(f, data, verbose=False, compare_to_run=False)["accuracy"]
-    return {"run": str(run), "file": str(f), "size_mb": round(f.stat().st_size / 1e6, 3), "val_acc": val,
-            "test_acc": test}
+    return {"run": str(run), "file": str(f), "size_mb": round(f.stat().st_size / 1e6, 3), "val_acc": val["accuracy"],
+            "val_loss": val["loss"], "test_acc": test}
+
+
+def better(row: dict[str, Any], latency_key: str) -> tuple[float, float, float]:
+    """What "more accurate" means when picking: validation accuracy of the exported file, then lower
+    validation loss (a few hundred validation photos tie often), then lower latency — the rule
+    training's keep-best uses, plus speed."""
+    return row["val_acc"], -row.get("val_loss", float("inf")), -row[latency_key]
 
 
 def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: float, threads: int = 1,
@@ -171,7 +178,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
                                                                                 out / "runs" / f"{m}_head", train_options)))
             r["status"], r["stage"] = "ok", "head"
             head[(m, r["quantize"])] = r
-    ranked = sorted(fits, key=lambda r: -r["val_acc"])
+    ranked = sorted(fits, key=lambda r: better(r, key), reverse=True)
     over = budget_s is not None and time.perf_counter() - t0 > budget_s
     final = [] if over else ranked[:min(finalists, max(1, math.ceil(len(ranked) / 2)))]
     if over:
@@ -186,7 +193,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
         if f[key] <= max_latency_ms and f["size_mb"] <= max_size_mb:
             rows.append(f)
     scored = [r for r in rows if r.get("status") == "ok" and r["size_mb"] <= max_size_mb]
-    pick = max(scored, key=lambda r: (r["val_acc"], -r[key])) if scored else None
+    pick = max(scored, key=lambda r: better(r, key)) if scored else None
     for r in rows:
         r["search"] = ("PICK: " if r is pick else "") + r.get("stage", "")
     info = {"data": data, "models": [r["model"] for r in rows], "quantize": quantize, "weights": "imagenet",

@@ -1,0 +1,162 @@
+"""What each `edgeclf` sub-command does with its parsed arguments (the parser is in __init__.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import ConfigError, EdgeclfError
+
+
+def _csv_ints(s: str, option: str = "--threads") -> list[int]:
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated whole numbers such as 1,2, got {s!r}") from None
+
+
+def cmd_doctor(a: argparse.Namespace) -> int:
+    from ..data.doctor import format_report
+    from ..workflows.doctor import doctor
+
+    r = doctor(a.data, a.val_percent, a.test_percent, embeddings=a.embeddings, model=a.model,
+               label_issues=a.label_issues, folds=a.folds, top=a.top, html=a.html, suggest=a.suggest,
+               workers=a.workers)
+    print(json.dumps(r, indent=2) if a.json else format_report(r))
+    if a.label_issues and not a.json:
+        from ..workflows.label_issues import format_issues
+
+        print("\n" + format_issues(r["label_issues"]))
+    info = sys.stderr if a.json else sys.stdout
+    if a.html:
+        print(f"report page: {r['html']}", file=info)
+    if a.suggest:
+        print(f"suggested exclusions: {r['suggested']['count']} file(s) in {a.suggest} (nothing deleted); "
+              f"train with --exclude {a.suggest}", file=info)
+    return 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from ..models.zoo import describe, list_models
+    from ..table import format_table
+
+    if a.weights:
+        from ..models.pretrained import inspect_tflite
+
+        info = inspect_tflite(a.weights)
+        if a.json:
+            print(json.dumps(info, indent=2))
+            return 0
+        fits = (f"fits {', '.join(info['fits'])} (any input size: --model NAME --weights {a.weights})"
+                if info["fits"] else "fits no edgeclf architecture (supported: MobileNet V1, V2, EfficientNet-Lite)")
+        inp = info["input"]
+        norm = f"(x - {inp['mean']:g}) / {inp['std']:g}" if inp["mean"] is not None else "not in the file"
+        print(f"{a.weights}: {info['convolutions']} convolutions; {fits}; input {inp['type']} {inp['shape']}, "
+              f"normalization {norm}; classifier: {info['classifier_outputs'] or 'none'}")
+        return 0
+    names = [n for n in list_models() if not a.filter or a.filter in n]
+    rows = [describe(n) for n in names]
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(["model", "input", "features", "params (M)", "MACs (M)", "ImageNet weights", "from"],
+                           [[r["name"], r["input_size"], r["features"], round(r["params"] / 1e6, 3),
+                             round(r["macs"] / 1e6, 1), r["weights"], r["weights_source"]] for r in rows]))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from ..training.config import read_config
+    from ..training.trainer import train
+
+    options = {k: v for k, v in vars(a).items() if k not in ("data", "out", "exist_ok", "config", "fn", "command")}
+    base = read_config(a.config) if a.config else None
+    data = a.data or (base or {}).get("data")
+    if data is None:
+        raise EdgeclfError("train needs DATA (a folder with one sub-folder per class), or --config RUN/manifest.json")
+    train(data, out=a.out, config=base, exist_ok=a.exist_ok, **options)
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from ..workflows.compare import compare
+
+    rows = compare(a.data, [m for m in a.models.split(",") if m], [q for q in a.quantize.split(",") if q], a.out,
+                   weights=a.weights, threads=_csv_ints(a.threads), runs=a.runs, verbose=not a.json,
+                   **({"resize": a.resize} if a.resize else {}))
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    return 0 if all(r.get("status") == "ok" for r in rows) else 1
+
+
+def cmd_search(a: argparse.Namespace) -> int:
+    from ..params import parse_duration
+    from ..workflows.search import search
+
+    r = search(a.data, a.max_latency_ms, a.max_size_mb, a.threads, [q for q in a.quantize.split(",") if q],
+               [m for m in a.models.split(",") if m] if a.models else None, a.out, a.finalists,
+               parse_duration("--budget", a.budget) if a.budget else None, a.teacher, a.runs, verbose=not a.json)
+    if a.json:
+        print(json.dumps(r, indent=2))
+    return 0 if r["pick"] else 1
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from ..workflows.export import export
+
+    quants = a.quantize.split(",")
+    if a.output and len(quants) > 1:
+        raise EdgeclfError("--output names one file; export one --quantize at a time with it, or drop --output")
+    for q in quants:
+        export(a.run_dir, a.format, q, a.output, io=a.io, calibration_size=a.calibration_size,
+               calibration_data=a.calibration_data, max_drop=None if a.no_int8_check else a.max_drop)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from ..runtime.evaluate import evaluate
+
+    m = evaluate(a.model, a.data, a.split, a.top_k, a.out, a.threads, verbose=not a.json, client=a.client,
+                 roi=a.roi)
+    if a.json:
+        print(json.dumps(m, indent=2))
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from ..runtime.predict import format_predictions, predict
+
+    rows = predict(a.model, a.images, a.top_k, a.threads)
+    print(format_predictions(rows, "json" if a.json else "csv" if a.csv else "text"))
+    bad = sum("error" in r for r in rows)
+    if bad:
+        print(f"{bad} image(s) could not be read and were skipped", file=sys.stderr)
+    return 0
+
+
+def cmd_benchmark(a: argparse.Namespace) -> int:
+    from ..workflows.benchmark import benchmark
+
+    runtimes = [r for r in a.runtime.split(",") if r] if a.runtime else None
+    rows = benchmark(a.models, _csv_ints(a.threads), a.runs, a.warmup, runtimes, verbose=not a.json)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from ..runtime.verify import verify
+
+    clients = tuple(c for c in a.clients.split(",") if c) if a.clients else None
+    r = verify(a.run_dir, a.data, a.split, clients, a.threads, verbose=not a.json)
+    if a.json:
+        print(json.dumps(r, indent=2))
+    return 1 if r["golden_failed"] else 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from ..workflows.demo import demo
+
+    demo(a.out, a.model, a.per_class, a.epochs)
+    return 0
