@@ -27,7 +27,7 @@ INT8_SPEEDUP = 4.0  # int8 kernels do at most ~4x the float32 multiply-accumulat
 FINAL_RECIPE = {"aug_views": 4, "fine_tune": 4}  # the strongest cached recipe on CPU (bench/README.md)
 
 
-def _probe(model: str, data: str, classes: list[str], split: dict, probes: Path) -> Path:
+def _probe(model: str, classes: list[str], split: dict, probes: Path) -> Path:
     """A run directory holding the candidate untrained: what export needs to time it."""
     from ..artifacts.run import save_model
     from ..models.builder import Classifier
@@ -154,7 +154,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     split = ds.split_record()
     for r in live:
         r.update(cell(f"{r['model']}_{r['quantize']}_timed_{threads}t",
-                      lambda: _measure(dict(r), _probe(r["model"], data, ds.classes, split, out / "probes"),
+                      lambda: _measure(dict(r), _probe(r["model"], ds.classes, split, out / "probes"),
                                        threads, runs)))
         if r[key] > max_latency_ms:
             r["status"] = f"pruned (timed): {r[key]:g} ms > {max_latency_ms:g} ms"
