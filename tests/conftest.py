@@ -48,6 +48,12 @@ def make_dataset(root: Path, classes: dict[str, int], size: tuple[int, int] = (6
     return root
 
 
+@pytest.fixture(scope="module")
+def data3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three colour classes of 16 photos (red, green, blue), one per test module."""
+    return make_dataset(tmp_path_factory.mktemp("t") / "data", {"red": 16, "green": 16, "blue": 16})
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """Two classes of 12 images each."""

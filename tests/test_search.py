@@ -14,13 +14,6 @@ SMALL = ["mobilenet_v2_1.0_96", "mobilenet_v2_1.0_128"]
 FAST = {"feature_backend": "torch", "workers": 1}
 
 
-@pytest.fixture(scope="module")
-def data3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import make_dataset
-
-    return make_dataset(tmp_path_factory.mktemp("t") / "data", {"red": 16, "green": 16, "blue": 16})
-
-
 def test_search_picks_within_limits_and_resumes(data3: Path, tmp_path: Path) -> None:
     from edgeclf.workflows.search import search
 

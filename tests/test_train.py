@@ -112,11 +112,6 @@ def test_litert_features_match_pytorch(tmp_path: Path, backbone) -> None:
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
 
 
-@pytest.fixture(scope="module")
-def data3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("t") / "data", {"red": 16, "green": 16, "blue": 16})
-
-
 def test_aug_views_are_cached_per_view_and_reused(data3: Path, tmp_path: Path) -> None:
     kw = dict(weights="none", epochs=3, aug_views=2, workers=1, verbose=False, cache_dir=tmp_path / "c",
               feature_backend="torch")

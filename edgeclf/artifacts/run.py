@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .._io import read_json, write_bytes
+from .._io import read_json, write_bytes, write_json, write_text
 from ..errors import EdgeclfError
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
@@ -33,6 +33,18 @@ def save_model(run_dir: Path, model: Classifier, meta: dict[str, Any]) -> Path:
     # a RuntimeError, where write_bytes gives the one-line "free disk space" error.
     torch.save(payload, buf)
     return write_bytes(Path(run_dir) / MODEL_FILE, buf.getvalue())
+
+
+def write_model_files(run_dir: Path, model: Classifier, spec: Any, classes: list[str], split: dict[str, Any],
+                      weights: str, dropout: float, hidden: int, score_threshold: float | None = None) -> Path:
+    """model.pt with the metadata that rebuilds it, labels.txt and the split record: all export and evaluate read."""
+    meta = {"model": spec.name, "pad": spec.arch.pad, "classes": classes, "preprocess": spec.preprocess.to_dict(),
+            "head": {"dropout": dropout, "hidden": hidden}, "weights": weights,
+            "features": model.backbone.num_features, "score_threshold": score_threshold}
+    path = save_model(run_dir, model, meta)
+    write_text(Path(run_dir) / "labels.txt", "\n".join(classes) + "\n")
+    write_json(Path(run_dir) / SPLIT_FILE, split)
+    return path
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any]]:

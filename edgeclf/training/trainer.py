@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .._io import write_json, write_text
+from .._io import write_json
 from ..data.dataset import Dataset, scan
 from ..data.exclusions import apply_exclusions, read_exclusions
 from ..errors import ConfigError
@@ -32,7 +32,7 @@ from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, pre
 from .finetune_cached import Bottom, activation_shape, split_point
 from .finetune_cached import fine_tune_cached as train_top_cached
 from .head import HeadConfig, class_weight_vector, predict_probs, train_head
-from ..artifacts.run import MANIFEST, MODEL_FILE, SPLIT_FILE, save_model
+from ..artifacts.run import MANIFEST, MODEL_FILE, write_model_files
 from .config import TrainConfig
 from .run_setup import check_trainable, next_run_dir, versions, weights_id
 from .outputs import LiveLog, plot_curves, summary
@@ -253,13 +253,8 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
         m = classification_metrics(labels[sel[sp]], probs, ds.classes)
         metrics[sp] = m if sp == "test" else {k: m[k] for k in ("n", "accuracy", "loss")}
     metrics["skipped_images"] = [{"path": p, "reason": r} for p, r in bad.items()]
-    meta = {"model": spec.name, "pad": spec.arch.pad, "classes": ds.classes, "preprocess": spec.preprocess.to_dict(),
-            "head": {"dropout": cfg.dropout, "hidden": cfg.hidden}, "weights": cfg.weights,
-            "features": clf.backbone.num_features,
-            "score_threshold": unknown["threshold"] if unknown else None}
-    save_model(out, clf, meta)
-    write_text(out / "labels.txt", "\n".join(ds.classes) + "\n")
-    write_json(out / SPLIT_FILE, ds.split_record())
+    write_model_files(out, clf, spec, ds.classes, ds.split_record(), cfg.weights, cfg.dropout, cfg.hidden,
+                      unknown["threshold"] if unknown else None)
     write_json(out / "metrics.json", metrics)
     plot_curves(out / "curves.png", history, f"{spec.name}: head on cached features"
                 + (" + fine-tuning" if ft_blocks is not None else ""))

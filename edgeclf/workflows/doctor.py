@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.doctor import diagnose
 from ..errors import EdgeclfError
-from ..params import NONE, POSITIVE_INT, Interval, check
+from ..params import NONE, POSITIVE_INT, check
 
 
 class _Embeddings:
@@ -68,7 +68,10 @@ def doctor(data: str | os.PathLike[str], val_percent: float = 10.0, test_percent
     """Check a dataset: the report `edgeclf doctor` prints (JSON-able); optionally write an HTML page and exclusions."""
     check("--workers", workers, NONE, POSITIVE_INT)
     check("--top", top, POSITIVE_INT)
-    check("--folds", folds, Interval(int, 2, 20))
+    if label_issues:
+        from .label_issues import FOLDS
+
+        check("--folds", folds, FOLDS)
     if label_issues and not embeddings:
         raise EdgeclfError("--label-issues needs the backbone features; drop --no-embeddings")
     emb = _Embeddings(model, workers, cache_dir) if embeddings else None

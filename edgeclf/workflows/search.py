@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._io import read_json, write_json, write_text
+from .._io import read_json, write_json
 from ..errors import EdgeclfError
 from ..params import POSITIVE, POSITIVE_INT, Interval, Options, check
 from ..report.compare import format_results, write_report
@@ -29,21 +29,14 @@ FINAL_RECIPE = {"aug_views": 4, "fine_tune": 4}  # the strongest cached recipe o
 
 def _probe(model: str, classes: list[str], split: dict, probes: Path) -> Path:
     """A run directory holding the candidate untrained: what export needs to time it."""
-    from ..artifacts.run import save_model
+    from ..artifacts.run import write_model_files
     from ..models.builder import Classifier
     from ..models.zoo import get_spec
 
     run = probes / model
-    if (run / "model.pt").is_file():
-        return run
-    spec = get_spec(model)
-    clf = Classifier(spec.build(), len(classes)).eval()
-    meta = {"model": model, "pad": spec.arch.pad, "classes": classes, "preprocess": spec.preprocess.to_dict(),
-            "head": {"dropout": 0.2, "hidden": 0}, "weights": "none", "features": clf.backbone.num_features,
-            "score_threshold": None}
-    save_model(run, clf, meta)
-    write_text(run / "labels.txt", "\n".join(classes) + "\n")
-    write_json(run / "split.json", split)
+    if not (run / "model.pt").is_file():
+        spec = get_spec(model)
+        write_model_files(run, Classifier(spec.build(), len(classes)).eval(), spec, classes, split, "none", 0.2, 0)
     return run
 
 
