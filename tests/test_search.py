@@ -58,6 +58,8 @@ def test_limits_nothing_meets_name_the_fastest_and_train_nothing(data3: Path, tm
     (["--max-latency-ms", "-1", "--max-size-mb", "1"], "--max-latency-ms must be a number in (0, inf), got -1.0"),
     (["--max-latency-ms", "2", "--max-size-mb", "1", "--budget", "soon"], "--budget takes a duration such as"),
     (["--max-latency-ms", "2", "--max-size-mb", "1", "--quantize", "int4"], "--quantize must be one of"),
+    (["--max-latency-ms", "2", "--max-size-mb", "1", "--teacher", "no_such_run"],
+     "--teacher no_such_run is not a finished edgeclf run"),
 ])
 def test_bad_limits_are_one_line_errors(data3: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
                                         args: list[str], message: str) -> None:

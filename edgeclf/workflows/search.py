@@ -116,6 +116,10 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     t0 = time.perf_counter()
     data = str(data)
     ds = scan(data)
+    if teacher:  # checked before minutes of work: a finished run on these classes and this dataset
+        from ..training.distill import load_teacher
+
+        load_teacher(teacher, ds)
     models = models or [m for m in list_models() if availability(get_spec(m)) == "offline"]
     for m in models:
         get_spec(m)
