@@ -12,7 +12,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 
 from edgeclf.cli import main
-from edgeclf.data.near_dups import cliques
+from edgeclf.data.near_dups import THUMB, aligned_similarity, cliques, nearest, outlier_scores
+from edgeclf.data.rowfile import TempRows
 
 MODEL = "mobilenet_v2_1.0_96"  # the smallest backbone with ImageNet weights: real features, fast
 
@@ -66,6 +67,40 @@ def test_cliques_never_chain() -> None:
     # 0~1 and 1~2 are confirmed, 0~2 is not: connected components would make one group of three.
     assert cliques([(0, 1, 0.95), (1, 2, 0.9)]) == [[0, 1]]
     assert cliques([(0, 1, 0.9), (1, 2, 0.95), (0, 2, 0.85), (3, 4, 0.99)]) == [[0, 1, 2], [3, 4]]
+
+
+def _on_disk(x: np.ndarray) -> TempRows:
+    rows = TempRows(x.shape[1:], x.dtype)
+    for i, r in enumerate(x):
+        rows.put(i, r)
+    return rows
+
+
+def test_geometry_streams_from_disk_in_chunks() -> None:
+    """Neighbours, outlier scores and pair similarities read a chunk of rows at a time from a file
+    (how doctor stays in bounded memory past 100k photos) and equal the all-in-memory answers."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    full = xn @ xn.T
+    np.fill_diagonal(full, -np.inf)
+    want = np.argsort(-full, axis=1)[:, :5]
+    idx, sim = nearest(_on_disk(x), 5, chunk=64, target_chunk=50)  # 5 x 6 chunks, the last ones short
+    assert (idx == want).all()
+    assert np.allclose(sim, np.take_along_axis(full, want, 1), atol=1e-5)
+
+    labels = rng.integers(0, 4, 300)
+    centres = np.stack([xn[labels == c].mean(0) for c in range(4)])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    assert np.allclose(outlier_scores(_on_disk(x), labels, chunk=70), 1 - (xn @ centres.T).max(1), atol=1e-5)
+
+    thumbs = rng.integers(0, 256, (40, THUMB, THUMB), dtype=np.uint8)
+    thumbs[1] = np.clip(thumbs[0].astype(int) + 20, 0, 255)  # a brightened copy
+    pairs = [(0, 1), (2, 3), (0, 39), (5, 30), (1, 2)]
+    whole = aligned_similarity(thumbs, pairs, chunk=1000)
+    streamed = aligned_similarity(_on_disk(thumbs), pairs, chunk=3)
+    assert np.allclose(whole, streamed, atol=1e-5)
+    assert whole[0] > 0.9 > max(whole[1:])
 
 
 def test_copies_found_lookalikes_not_grouped(shots: tuple[Path, list[tuple[str, str]]], tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import os
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,8 +19,9 @@ from ..table import format_table
 from .dataset import Dataset, scan
 from .images import ImageDecodeError, load_rgb
 from .near_dups import (CONFIRM, MIN_COSINE, NEAR_DUP_BITS, NEIGHBOURS, OUTLIER_Z, THUMB, aligned_similarity, cliques,
-                        content_thumb, hash_pairs, nearest, outlier_scores, perceptual_hash, robust_z)
+                        Rows, content_thumb, hash_pairs, nearest, outlier_scores, perceptual_hash, robust_z)
 from .parallel import imap
+from .rowfile import TempRows
 from .split import SPLITS
 
 SMALL_CLASS = 20  # below this many images a class is too small to learn or evaluate reliably
@@ -77,21 +78,23 @@ def _describe_group(ds: Dataset, idx: list[int], sim: dict[tuple[int, int], floa
     return out
 
 
-def _near_duplicates(infos: list[ImageInfo], reps: list[int], x: np.ndarray | None,
+def _near_duplicates(infos: list[ImageInfo], thumbs: TempRows, reps: list[int], x: Rows | None,
                      near_bits: int) -> tuple[list[list[int]], dict[tuple[int, int], float]]:
     """Confirmed near-duplicate cliques (indices into infos) and the similarity of each confirmed pair."""
-    cand = {(reps[a], reps[b]) for a, b, _ in hash_pairs([infos[i].phash for i in reps], near_bits)}
+    rep = np.asarray(reps, np.int64)
+    cand = [rep[np.array([(a, b) for a, b, _ in hash_pairs([infos[i].phash for i in reps], near_bits)],
+                         np.int64).reshape(-1, 2)]]
     if x is not None:  # embedding neighbours find the altered copies the hash misses
         idx, cos = nearest(x, NEIGHBOURS)
-        cand |= {(min(reps[a], reps[b]), max(reps[a], reps[b])) for a in range(len(reps))
-                 for b, c in zip(idx[a], cos[a]) if c >= MIN_COSINE}
-    pairs = sorted(cand)
-    score = aligned_similarity({i: infos[i].thumb for p in pairs for i in p}, pairs)
-    sim = {p: float(s) for p, s in zip(pairs, score) if s >= CONFIRM}
-    return cliques((i, j, s) for (i, j), s in sim.items()), sim
+        a, b = np.nonzero(cos >= MIN_COSINE)
+        cand.append(np.stack([rep[a], rep[idx[a, b]]], 1))
+    pairs = np.unique(np.sort(np.concatenate(cand), 1), axis=0)
+    score = aligned_similarity(thumbs, pairs)
+    sim = {(int(i), int(j)): float(v) for (i, j), v in zip(pairs[score >= CONFIRM], score[score >= CONFIRM])}
+    return cliques((i, j, v) for (i, j), v in sim.items()), sim
 
 
-def _outliers(ds: Dataset, reps: list[int], x: np.ndarray) -> list[dict[str, Any]]:
+def _outliers(ds: Dataset, reps: list[int], x: Rows) -> list[dict[str, Any]]:
     """Photos unlike every class (robust z of the distance to the nearest class centre >= OUTLIER_Z), worst first."""
     labels = np.array([ds.samples[i].label for i in reps])
     if len(reps) < 10:
@@ -111,17 +114,34 @@ def _stats(values: list[int]) -> dict[str, float]:
 
 def diagnose(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: float = 10.0,
              workers: int | None = None, near_bits: int = NEAR_DUP_BITS,
-             embed: Callable[[list[str]], np.ndarray] | None = None) -> dict[str, Any]:
+             embed: Callable[[list[str]], Rows | None] | None = None) -> dict[str, Any]:
     """Scan and check a dataset; return a JSON-able report (see `format_report`).
 
     `embed(paths)` gives one backbone feature row per path (workflows.doctor passes the cached
-    ImageNet features): with it, near-duplicate candidates include embedding neighbours and
-    outliers are found; without it, candidates come from the perceptual hash alone.
+    ImageNet features, read from disk as needed): with it, near-duplicate candidates include
+    embedding neighbours and outliers are found; without it, candidates come from the perceptual
+    hash alone. Memory stays flat as the dataset grows: thumbnails go to a temporary file and
+    features are read a chunk at a time (bench/doctor_scale.py).
     """
     check("--workers", workers, NONE, POSITIVE_INT)
     ds = scan(root, val_percent, test_percent)
     paths = [str(s.path) for s in ds.samples]
-    infos = list(progress(imap(inspect, paths, workers, chunksize=32), "checking images", len(paths), "img"))
+    thumbs = TempRows((THUMB, THUMB))
+    try:
+        return _diagnose(ds, paths, thumbs, val_percent, test_percent, workers, near_bits, embed)
+    finally:
+        thumbs.close()
+
+
+def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: float, test_percent: float,
+              workers: int | None, near_bits: int, embed: Callable[[list[str]], Rows | None] | None) -> dict[str, Any]:
+    infos = []
+    for i, info in enumerate(progress(imap(inspect, paths, workers, chunksize=32), "checking images", len(paths),
+                                      "img")):
+        if info.thumb is not None:  # on disk, not in memory: 4 KB a photo is 400 MB at 100k photos
+            thumbs.put(i, info.thumb)
+            info = replace(info, thumb=None)
+        infos.append(info)
     bad = [(i, info) for i, info in enumerate(infos) if info.error]
     good = [i for i, info in enumerate(infos) if not info.error]
 
@@ -133,7 +153,7 @@ def diagnose(root: str | os.PathLike[str], val_percent: float = 10.0, test_perce
     # One representative per exact-duplicate set, so exact copies are not re-reported as near ones.
     reps = sorted({by_sha[infos[i].sha256][0] for i in good})
     x = embed([infos[i].path for i in reps]) if embed is not None and reps else None
-    near_groups, sim = _near_duplicates(infos, reps, x, near_bits)
+    near_groups, sim = _near_duplicates(infos, thumbs, reps, x, near_bits)
 
     counts = ds.counts()
     totals = [counts[c]["total"] for c in ds.classes]

@@ -18,7 +18,7 @@ confirmed against every member, so a chain of look-alikes never becomes one grou
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 from PIL import Image
@@ -138,30 +138,52 @@ def band_pass_crops(thumbs: np.ndarray) -> np.ndarray:
     return _unit(np.stack([_LEFT[r] @ cols[:, c] for r, c in _PICK], axis=1))
 
 
-def aligned_similarity(thumbs: dict[int, np.ndarray], pairs: list[tuple[int, int]], chunk: int = 128) -> np.ndarray:
+Rows = Any  # an ndarray, or an object with take(index array) -> ndarray and len() (rows kept on disk)
+
+
+def take_rows(x: Rows, idx: np.ndarray) -> np.ndarray:
+    """Rows idx of an in-memory array or of a disk-backed one (FeatureRows, TempRows)."""
+    idx = np.asarray(idx, np.int64)
+    return np.asarray(x[idx]) if isinstance(x, np.ndarray) else x.take(idx)
+
+
+def _whole_views(thumbs: np.ndarray) -> np.ndarray:
+    """[n, _SIDE²] unit vectors: each whole thumbnail, band-passed and normalised (crop box 0)."""
+    r0, c0 = _PICK[0]
+    t = np.asarray(thumbs, np.float32).reshape(-1, 1, THUMB, THUMB)
+    return _unit(_LEFT[r0] @ (t @ _RIGHT_T[c0]))[:, 0]
+
+
+def aligned_similarity(thumbs: Rows, pairs: np.ndarray | list[tuple[int, int]], chunk: int = 128) -> np.ndarray:
     """For each pair (i, j): the best band-pass correlation of a crop of one photo with the whole other.
 
-    Each photo's crops are made once, a chunk of photos at a time, and compared with the whole views
-    of all its partners: memory is one chunk of crops however many photos there are.
+    `thumbs` holds a THUMB×THUMB thumbnail per photo index (in memory or on disk). Photos are taken a
+    chunk at a time: their crops are made once and compared with the whole views of their partners,
+    read for that chunk only, so memory is one chunk's crops and partners however many photos there are.
     """
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     best = np.full(len(pairs), -1.0, np.float32)
-    if not pairs:
+    if not len(pairs):
         return best
-    keys = sorted({k for p in pairs for k in p})
-    row = {k: n for n, k in enumerate(keys)}
-    t = np.stack([thumbs[k] for k in keys]).astype(np.float32)[:, None]
-    r0, c0 = _PICK[0]  # box 0: the whole photo
-    whole = _unit(_LEFT[r0] @ (t @ _RIGHT_T[c0]))[:, 0]
-    partners: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for n, (i, j) in enumerate(pairs):
-        partners[i].append((n, row[j]))
-        partners[j].append((n, row[i]))
+    # Each pair seen from both ends, sorted by the photo whose crops are tried.
+    src = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    dst = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    pid = np.concatenate([np.arange(len(pairs))] * 2)
+    order = np.argsort(src, kind="stable")
+    src, dst, pid = src[order], dst[order], pid[order]
+    keys = np.unique(src)
     for s in range(0, len(keys), chunk):
-        crops = band_pass_crops(t[s:s + chunk])
-        for local, k in enumerate(keys[s:s + chunk]):
-            idx = np.array([n for n, _ in partners[k]])
-            sims = (crops[local] @ whole[[r for _, r in partners[k]]].T).max(0)
-            best[idx] = np.maximum(best[idx], sims)
+        ks = keys[s:s + chunk]
+        lo, hi = np.searchsorted(src, ks[0]), np.searchsorted(src, ks[-1], side="right")
+        e_src, e_dst, e_pid = src[lo:hi], dst[lo:hi], pid[lo:hi]
+        others, col = np.unique(e_dst, return_inverse=True)
+        crops = band_pass_crops(take_rows(thumbs, ks))  # [chunk, boxes, _SIDE²]
+        whole = _whole_views(take_rows(thumbs, others))
+        starts = np.searchsorted(e_src, ks)
+        ends = np.searchsorted(e_src, ks, side="right")
+        for j, (a, b) in enumerate(zip(starts, ends)):
+            sims = (crops[j] @ whole[col[a:b]].T).max(0)
+            best[e_pid[a:b]] = np.maximum(best[e_pid[a:b]], sims)
     return best
 
 
@@ -171,23 +193,34 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def nearest(x: np.ndarray, k: int, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest other rows of each row by cosine: (indices [n, k], similarities [n, k]); memory O(chunk·n)."""
-    xn = unit_rows(x)
-    n = len(xn)
+def nearest(x: Rows, k: int, chunk: int = 2048, target_chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest other rows of each row by cosine: (indices [n, k], similarities [n, k]).
+
+    Both sides are read a chunk at a time (rows may live on disk): memory is O(chunk · target_chunk)
+    (~50 MB with the defaults), not O(n).
+    """
+    n = len(x)
     k = min(k, n - 1)
     idx = np.zeros((n, max(k, 0)), np.int64)
     sim = np.zeros((n, max(k, 0)), np.float32)
     if k <= 0:
         return idx, sim
-    for s in range(0, n, chunk):
-        block = xn[s:s + chunk] @ xn.T
-        block[np.arange(len(block)), np.arange(s, s + len(block))] = -np.inf  # not its own neighbour
-        part = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(block, part, 1)
-        order = np.argsort(-vals, axis=1)
-        idx[s:s + chunk] = np.take_along_axis(part, order, 1)
-        sim[s:s + chunk] = np.take_along_axis(vals, order, 1)
+    for qs in range(0, n, chunk):
+        q = unit_rows(take_rows(x, np.arange(qs, min(n, qs + chunk))))
+        top_i = np.full((len(q), k), -1, np.int64)
+        top_s = np.full((len(q), k), -np.inf, np.float32)
+        for ts in range(0, n, target_chunk):
+            block = q @ unit_rows(take_rows(x, np.arange(ts, min(n, ts + target_chunk)))).T
+            mine = np.arange(qs, qs + len(q))
+            inside = (mine >= ts) & (mine < ts + block.shape[1])
+            block[np.flatnonzero(inside), mine[inside] - ts] = -np.inf  # not its own neighbour
+            cand_s = np.concatenate([top_s, block], 1)
+            cand_i = np.concatenate([top_i, np.broadcast_to(np.arange(ts, ts + block.shape[1]), block.shape)], 1)
+            part = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]
+            top_s, top_i = np.take_along_axis(cand_s, part, 1), np.take_along_axis(cand_i, part, 1)
+        order = np.argsort(-top_s, axis=1, kind="stable")
+        idx[qs:qs + len(q)] = np.take_along_axis(top_i, order, 1)
+        sim[qs:qs + len(q)] = np.take_along_axis(top_s, order, 1)
     return idx, sim
 
 
@@ -214,16 +247,25 @@ def cliques(scored: Iterable[tuple[int, int, float]]) -> list[list[int]]:
     return sorted((g for g in members.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def outlier_scores(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def outlier_scores(x: Rows, labels: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """1 − cosine similarity to the nearest class centre: high for photos unlike every class.
 
     Class centres rather than nearest neighbours: a few blank frames or screenshots resemble each
     other, so their neighbours are each other; no class centre is near them (bench/doctor_dups.py).
+    Rows are read a chunk at a time, twice (centres, then distances).
     """
-    xn = unit_rows(x)
-    centres = unit_rows(np.stack([xn[labels == c].mean(0) if (labels == c).any() else np.zeros(xn.shape[1])
-                                  for c in range(int(labels.max()) + 1)]))
-    return 1.0 - (xn @ centres.T).max(1)
+    labels = np.asarray(labels, np.int64)
+    n, n_cls = len(labels), int(labels.max()) + 1
+    sums = None
+    for s in range(0, n, chunk):
+        xn = unit_rows(take_rows(x, np.arange(s, min(n, s + chunk))))
+        part = np.eye(n_cls, dtype=np.float32)[labels[s:s + chunk]].T @ xn  # per-class sums of this chunk
+        sums = part if sums is None else sums + part
+    centres = unit_rows(sums)
+    out = np.empty(n, np.float32)
+    for s in range(0, n, chunk):
+        out[s:s + chunk] = 1.0 - (unit_rows(take_rows(x, np.arange(s, min(n, s + chunk)))) @ centres.T).max(1)
+    return out
 
 
 def robust_z(scores: np.ndarray) -> np.ndarray:

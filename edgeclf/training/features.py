@@ -23,6 +23,7 @@ from ..data.augment import Augment, view_seed
 from ..data.crops import Crops
 from ..data.images import ImageDecodeError, file_size
 from ..data.parallel import imap
+from ..data.rowfile import read_rows
 from ..errors import EdgeclfError
 from ..models.preprocess import Preprocess
 from ..progress import bar
@@ -106,20 +107,10 @@ class FeatureCache:
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Vectors of the given rows, [len(rows), dim], read from disk (no memory map stays behind)."""
         rows = np.asarray(rows, np.int64)
-        out = np.empty((len(rows), self.dim), np.float32)
         if not len(rows):
-            return out
-        width = 4 * self.dim
-        order = np.argsort(rows, kind="stable")
-        srt = rows[order]
-        # One read per run of consecutive rows: sequential scans cost one syscall per run, not per row.
-        breaks = np.flatnonzero(np.diff(srt) != 1) + 1
+            return np.empty((0, self.dim), np.float32)
         with open(self.dir / "feats.f32", "rb", buffering=0) as f:
-            fd = f.fileno()
-            for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(srt)]):
-                buf = os.pread(fd, width * int(b - a), int(srt[a]) * width)
-                out[order[a:b]] = np.frombuffer(buf, np.float32).reshape(b - a, self.dim)
-        return out
+            return read_rows(f.fileno(), rows, 4 * self.dim).view(np.float32)
 
     def add(self, hashes: list[str], feats: np.ndarray) -> list[int]:
         """Append new vectors; returns each hash's row (a hash already stored keeps its first row).

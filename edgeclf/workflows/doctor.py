@@ -25,10 +25,10 @@ class _Embeddings:
     def __init__(self, model: str, workers: int | None, cache_dir: str | os.PathLike[str] | None) -> None:
         self.model, self.workers, self.cache_dir = model, workers, cache_dir
         self.paths: list[str] = []
-        self.x: np.ndarray | None = None
+        self.x: Any = None  # FeatureRows: read from the on-disk cache a chunk at a time
         self.error: str | None = None
 
-    def __call__(self, paths: list[str]) -> np.ndarray | None:
+    def __call__(self, paths: list[str]) -> Any:
         from .label_issues import plain_features
 
         try:
@@ -36,19 +36,18 @@ class _Embeddings:
         except EdgeclfError as exc:  # e.g. no ImageNet weights installed: hash-only checks still run
             self.error = str(exc)
             return None
-        self.paths, self.x = list(paths), rows.take(np.arange(len(paths)))
-        return self.x
+        self.paths, self.x = list(paths), rows
+        return rows
 
 
 def _neighbours(r: dict[str, Any], emb: _Embeddings | None, class_of: dict[str, str], per: int = 3) -> None:
     """For each listed label suspect: the photos of its suspected class that look most like it."""
     if emb is None or emb.x is None or not r.get("label_issues"):
         return
-    from ..data.near_dups import unit_rows
+    from ..data.near_dups import take_rows, unit_rows
 
     row = {p: k for k, p in enumerate(emb.paths)}
     cls = np.array([class_of.get(p, "") for p in emb.paths])
-    xn = unit_rows(emb.x)
     for s in r["label_issues"]["suspects"]:
         k = row.get(s["path"])
         if k is None:
@@ -56,7 +55,8 @@ def _neighbours(r: dict[str, Any], emb: _Embeddings | None, class_of: dict[str, 
         same = np.flatnonzero(cls == s["predicted"])
         if not len(same):
             continue
-        sims = xn[same] @ xn[k]
+        me = unit_rows(take_rows(emb.x, np.array([k])))[0]
+        sims = np.concatenate([unit_rows(take_rows(emb.x, same[c:c + 4096])) @ me for c in range(0, len(same), 4096)])
         s["neighbours"] = [emb.paths[int(same[j])] for j in np.argsort(-sims)[:per]]
 
 
