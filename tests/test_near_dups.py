@@ -12,7 +12,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 
 from edgeclf.cli import main
-from edgeclf.data.near_dups import THUMB, aligned_similarity, cliques, nearest, outlier_scores
+from edgeclf.data.near_dups import (THUMB, aligned_similarity, cliques, hash_distance, hash_pairs, nearest,
+                                    outlier_scores)
 from edgeclf.data.rowfile import TempRows
 
 MODEL = "mobilenet_v2_1.0_96"  # the smallest backbone with ImageNet weights: real features, fast
@@ -67,6 +68,21 @@ def test_cliques_never_chain() -> None:
     # 0~1 and 1~2 are confirmed, 0~2 is not: connected components would make one group of three.
     assert cliques([(0, 1, 0.95), (1, 2, 0.9)]) == [[0, 1]]
     assert cliques([(0, 1, 0.9), (1, 2, 0.95), (0, 2, 0.85), (3, 4, 0.99)]) == [[0, 1, 2], [3, 4]]
+
+
+def test_hash_pairs_are_every_pair_within_the_bits() -> None:
+    """The banded search finds exactly the pairs a brute-force comparison finds, crowded buckets included."""
+    import random
+
+    rng = random.Random(0)
+    base = rng.getrandbits(128)
+    hashes = [base ^ (1 << rng.randrange(128)) ^ (1 << rng.randrange(128)) for _ in range(150)]  # one crowd
+    hashes += [rng.getrandbits(128) for _ in range(600)]
+    hashes += [hashes[k] ^ (1 << rng.randrange(64)) for k in range(150, 200)]  # a few far-away pairs
+    for bits in (0, 3, 6):
+        want = [(i, j, hash_distance(a, b)) for i, a in enumerate(hashes) for j, b in enumerate(hashes)
+                if i < j and hash_distance(a, b) <= bits]
+        assert sorted(hash_pairs(hashes, bits)) == want
 
 
 def _on_disk(x: np.ndarray) -> TempRows:

@@ -62,27 +62,43 @@ def hash_distance(a: int, b: int) -> int:
 
 
 def hash_pairs(hashes: list[int], max_bits: int) -> list[tuple[int, int, int]]:
-    """Index pairs (i, j, distance) whose fingerprints are within max_bits (see hash_distance)."""
-    assert max_bits < _BANDS
-    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, h in enumerate(hashes):
-        for b in range(_BANDS):  # bands of the DCT half; a match within max_bits shares one exactly
-            buckets[(b, (h >> (64 + 8 * b)) & 0xFF)].append(i)
-    seen: set[tuple[int, int]] = set()
-    pairs = []
-    for members in buckets.values():
-        if len(members) < 2:
-            continue
-        for a_pos, i in enumerate(members):
-            for j in members[a_pos + 1:]:
-                if (i, j) in seen:
-                    continue
-                seen.add((i, j))
-                d = hash_distance(hashes[i], hashes[j])
-                if d <= max_bits:
-                    pairs.append((i, j, d))
-    return pairs
+    """Index pairs (i, j, distance) whose fingerprints are within max_bits (see hash_distance).
 
+    Multi-index hashing: each 64-bit half splits into 8 bands of 8 bits, and a pair within
+    max_bits < 8 on both halves agrees exactly on at least one band of each. So every pair is
+    found among photos sharing a (DCT band, difference-hash band) key of 16 bits, 64 keys per
+    photo. Keys are sorted per band pair in numpy: memory O(n), no dict of buckets, and buckets
+    of 16-bit keys stay small where 8-bit ones held n/256 photos each (bench/doctor_scale.py).
+    """
+    assert max_bits < _BANDS
+    n = len(hashes)
+    if n < 2:
+        return []
+    hi = np.array([h >> 64 for h in hashes], np.uint64)
+    lo = np.array([h & (2**64 - 1) for h in hashes], np.uint64)
+    found = []
+    for bh in range(_BANDS):
+        kh = ((hi >> np.uint64(8 * bh)) & np.uint64(0xFF)).astype(np.int64) << 8
+        for bl in range(_BANDS):
+            key = kh | ((lo >> np.uint64(8 * bl)) & np.uint64(0xFF)).astype(np.int64)
+            order = np.argsort(key, kind="stable")
+            srt = key[order]
+            starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
+            run_end = np.repeat(np.r_[starts[1:], n], np.diff(np.r_[starts, n]))
+            pos = np.flatnonzero(run_end - np.arange(n) > 1)
+            offset = 1
+            while len(pos):  # sorted position p against p + offset, within its bucket: every pair once
+                i, j = order[pos], order[pos + offset]
+                d = np.maximum(np.bitwise_count(hi[i] ^ hi[j]), np.bitwise_count(lo[i] ^ lo[j]))
+                close = d <= max_bits
+                if close.any():
+                    found.append(np.stack([np.minimum(i, j)[close], np.maximum(i, j)[close], d[close]], 1))
+                offset += 1
+                pos = pos[run_end[pos] - pos > offset]
+    if not found:
+        return []
+    pairs = np.unique(np.concatenate(found).astype(np.int64), axis=0)
+    return [(int(i), int(j), int(d)) for i, j, d in pairs]
 
 
 def content_thumb(img: Image.Image) -> np.ndarray:
