@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..params import (COUNT, FRACTION, NON_NEGATIVE, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Options, check,
-                      check_split)
+                      check_split, parse_duration)
 
 # Imported by the CLI at start-up: nothing here may pull in torch (no models/ or backends imports).
 _GROUPS = {
@@ -50,6 +50,9 @@ class TrainConfig:
     exclude: str | None = _opt(None, "--exclude", metavar="FILE.json",
                                help="leave out the files an exclusion list names "
                                     "(`edgeclf doctor DATA --suggest FILE.json`)")
+    time_budget: str | None = _opt(None, "--time-budget", metavar="DURATION",
+                                   help="plan the recipe (augmented views, cached fine-tune epochs) to finish within "
+                                        "this wall time on this machine, e.g. 3m, 10m, 1h")
     epochs: int = _opt(30, "--epochs", check=(POSITIVE_INT,), help="head epochs (Model Maker: epochs)")
     steps: int | None = _opt(None, "--steps", "--how_many_training_steps", check=(NONE, POSITIVE_INT),
                              help="head training steps instead of epochs (retrain.py)")
@@ -123,6 +126,8 @@ class TrainConfig:
             if f.metadata["check"]:
                 check(f.metadata["flags"][0], getattr(self, f.name), *f.metadata["check"])
         check_split(self.val_percent, self.test_percent)
+        if self.time_budget is not None:
+            parse_duration("--time-budget", self.time_budget)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, as the manifest stores it."""

@@ -84,6 +84,10 @@ def summary(log, out: Path, metrics: dict, manifest: dict) -> None:
     log(f"trained {metrics['model']} head (best epoch {metrics['best_epoch']}) in {t['total']:.1f}s "
         f"(features {t['features']:.1f}s, head {t['head']:.1f}s)")
     log("accuracy  " + "  ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+    r = manifest.get("recipe")
+    if r:
+        ft = f", fine-tune top {r['fine_tune']} x {r['fine_tune_epochs'] or 'default'} epochs" if r["fine_tune"] else ""
+        log(f"recipe    {r['aug_views']} augmented views, hidden {r['hidden']}{ft} — {r['why']}")
     d = metrics.get("distillation")
     if d:
         log(f"teacher   {d['model']} (val {d['val_accuracy']:.3f}): head val {d['val_acc_head_without_teacher']:.3f} "

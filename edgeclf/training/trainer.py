@@ -38,6 +38,10 @@ from .run_setup import check_trainable, next_run_dir, versions, weights_id
 from .outputs import LiveLog, plot_curves, summary
 
 
+_RECIPE = ("aug_views", "hidden", "fine_tune", "fine_tune_epochs", "epochs")
+DEFAULT_WHY = "defaults, chosen on validation (bench/README.md, Accuracy by default)"
+
+
 def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.PathLike[str] = "runs/train",
           *, config: TrainConfig | dict[str, Any] | None = None, exist_ok: bool = False,
           on_epoch: Callable[[dict], None] | None = None, verbose: bool = True, **options: Any) -> Path:
@@ -69,6 +73,8 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
     spec = replace(spec, preprocess=replace(spec.preprocess, resize=cfg.resize))
     ft_blocks = parse_blocks(cfg.fine_tune)
     check_device(cfg.device)
+    if cfg.time_budget is not None:
+        _check_budget_options(cfg, options)
     augment = Augment(cfg.flip, cfg.random_crop, cfg.random_scale, cfg.random_brightness)
     ds = scan(data, cfg.val_percent, cfg.test_percent)
     excluded = None
@@ -104,6 +110,8 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
             "command": " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("edgeclf") else None,
             "config": config_record, "exclusions": excluded, "versions": versions(),
             "dataset_fingerprint": ds.fingerprint(),
+            "recipe": {"why": "as given (options or --config)" if set(_RECIPE) & (set(options) | set(
+                config.to_dict() if isinstance(config, TrainConfig) else config or {})) else DEFAULT_WHY},
         }
         # Written first, finished last: an interrupted run is visibly marked incomplete.
         if world.main:
@@ -135,6 +143,21 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     backbone.eval()
     wid = weights_id(spec.weights, cfg.weights, cfg.seed)
     root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
+    threads = world.cores()
+    # Fine-tuning decodes in-process unless asked (cfg.workers): beside torch's threads, workers oversubscribe.
+    workers = cfg.workers if cfg.workers is not None else (threads if world.distributed else None)
+    ready: list = []  # a feature backend the budget probe already built (and converted)
+    recipe: dict[str, Any] = manifest["recipe"]
+    if cfg.time_budget is not None:
+        from .budget import plan_for_run
+
+        budget_plan, fn = plan_for_run(cfg, ds, spec, backbone, wid, root, augment, threads, workers, t0, log)
+        ready.append(fn)
+        cfg.aug_views, cfg.fine_tune_epochs = budget_plan.aug_views, budget_plan.fine_tune_epochs
+        ft_blocks = budget_plan.fine_tune
+        recipe.update(budget_plan.to_dict(), why=budget_plan.why)
+    recipe.update(aug_views=cfg.aug_views, hidden=cfg.hidden, fine_tune=ft_blocks,
+                  fine_tune_epochs=cfg.fine_tune_epochs)
     views = list(range(cfg.aug_views + 1))
     caches = {v: FeatureCache(root, cache_key(spec.name, wid, spec.preprocess, v, augment)) for v in views}
     paths = [str(s.path) for s in ds.samples]
@@ -144,12 +167,9 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     t_feat = time.perf_counter()
     used: list[str] = []
 
-    threads = world.cores()
-    # Fine-tuning decodes in-process unless asked (cfg.workers): beside torch's threads, workers oversubscribe.
-    workers = cfg.workers if cfg.workers is not None else (threads if world.distributed else None)
-
     def backend():  # built only when some feature is missing: a warm run never converts anything
-        fn = make_backend(cfg.feature_backend, backbone, spec.preprocess, caches[0].key, root, threads)
+        fn = ready[0] if ready else make_backend(cfg.feature_backend, backbone, spec.preprocess, caches[0].key, root,
+                                                 threads)
         used.append(fn.name)
         return fn
 
@@ -268,6 +288,17 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     write_json(out / MANIFEST, manifest)
     summary(log, out, metrics, manifest)
     return out
+
+
+def _check_budget_options(cfg: TrainConfig, options: dict[str, Any]) -> None:
+    """--time-budget chooses the recipe: the options it plans cannot be given beside it."""
+    planned = [f"--{k.replace('_', '-')}" for k in ("aug_views", "fine_tune", "fine_tune_epochs") if k in options]
+    if planned:
+        raise ConfigError(f"--time-budget plans {', '.join(planned)} itself: drop {planned[0]} or --time-budget")
+    if cfg.device != "cpu" or not cfg.fine_tune_cached:
+        raise ConfigError("--time-budget plans for this machine's CPU with cached fine-tuning: drop --device "
+                          f"{cfg.device}" if cfg.device != "cpu" else "--time-budget plans cached fine-tuning: "
+                          "drop --fine-tune-on-the-fly")
 
 
 def _accuracy(probs: np.ndarray | None, y: np.ndarray) -> float:
