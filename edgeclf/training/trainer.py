@@ -151,6 +151,9 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     if cfg.time_budget is not None:
         from .budget import plan_for_run
 
+        if world.distributed:  # every rank must follow one plan; the probe times one process
+            raise ConfigError("--time-budget plans for one process on this machine: run it without torchrun")
+
         budget_plan, fn = plan_for_run(cfg, ds, spec, backbone, wid, root, augment, threads, workers, t0, log)
         ready.append(fn)
         cfg.aug_views, cfg.fine_tune_epochs = budget_plan.aug_views, budget_plan.fine_tune_epochs
