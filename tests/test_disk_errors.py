@@ -90,7 +90,8 @@ def test_feature_cache_on_a_full_disk(tmp_path: Path) -> None:
     mount = _mount(tmp_path / "small", "size=64k")  # 20 vectors of 1,280 floats need 100 KiB
     small = next(mount)
     try:
-        kw = dict(weights="none", epochs=1, workers=1, verbose=False, cache_dir=small, feature_backend="torch")
+        kw = dict(weights="none", epochs=1, workers=1, verbose=False, cache_dir=small, feature_backend="torch",
+                  aug_views=0)  # the plain view only: 20 vectors
         with pytest.raises(EdgeclfError, match="feature cache .*No space left on device.*--cache-dir"):
             train(data, MODEL, tmp_path / "run", **kw)
         # Room again (a remount keeps the files): the same cache recovers, the failed append's tail cut off.

@@ -67,7 +67,7 @@ def test_loss_mixes_labels_and_teacher() -> None:
 
 
 def test_student_follows_the_teacher_and_its_labels_are_cached(colours: Path, liar: Path, tmp_path: Path) -> None:
-    honest = train(colours, MODEL, tmp_path / "alone", cache_dir=tmp_path / "c", **KW)
+    honest = train(colours, MODEL, tmp_path / "alone", cache_dir=tmp_path / "c", aug_views=1, **KW)
     acc_alone, _ = _test_predictions(honest)
     assert acc_alone >= 0.8  # the colours are learnable without a teacher
     taught = train(colours, MODEL, tmp_path / "taught", cache_dir=tmp_path / "c", teacher=liar,

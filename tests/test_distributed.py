@@ -43,7 +43,7 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     # No dropout: its masks come from each process's own random stream; without it both runs take
     # the same gradient steps, so their losses can be compared tightly.
     args = ["train", str(data), "--model", MODEL, "--feature-backend", "torch", "--epochs", "10",
-            "--fine-tune", "3", "--fine-tune-epochs", "3", "--batch-size", "16", "--dropout", "0"]
+            "--fine-tune", "3", "--fine-tune-epochs", "3", "--batch-size", "16", "--dropout", "0", "--aug-views", "0"]
     env = dict(os.environ, EDGECLF_PROGRESS="0", OMP_NUM_THREADS="1")
     one = subprocess.run([sys.executable, "-m", "edgeclf", *args, "--out", str(tmp_path / "one"),
                           "--cache-dir", str(tmp_path / "cache1")], env=env, capture_output=True, text=True, timeout=600)

@@ -234,7 +234,8 @@ def test_two_runs_sharing_one_cache_at_once(data3: Path, tmp_path: Path) -> None
     cache = tmp_path / "cache"
     other = make_dataset(tmp_path / "other", {"x": 16, "y": 16, "z": 16}, seed=7)  # different images, same key
     cmd = [sys.executable, "-m", "edgeclf", "train", "--model", MODEL, "--weights", "none",
-           "--feature-backend", "torch", "--cache-dir", str(cache), "--workers", "1", "--epochs", "2"]
+           "--feature-backend", "torch", "--cache-dir", str(cache), "--workers", "1", "--epochs", "2",
+           "--aug-views", "0"]  # one cache key: the plain view
     env = dict(os.environ, EDGECLF_PROGRESS="0")
     procs = [subprocess.Popen([*cmd, str(d), "--out", str(tmp_path / f"r{i}")], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for i, d in enumerate((data3, other))]
@@ -247,5 +248,5 @@ def test_two_runs_sharing_one_cache_at_once(data3: Path, tmp_path: Path) -> None
     # Both runs' vectors survive (appends under a lock: neither writer overwrites the other's), rows aligned.
     assert len(stored) == 96 and (keys[0] / "feats.f32").stat().st_size == 96 * stored.dim * 4
     run = train(data3, MODEL, tmp_path / "r3", weights="none", epochs=2, workers=1, verbose=False, cache_dir=cache,
-                feature_backend="torch")
+                feature_backend="torch", aug_views=0)
     assert json.loads((run / "manifest.json").read_text())["feature_backend"] == "cache"

@@ -75,7 +75,7 @@ class TrainConfig:
                                     "validation photos (e.g. 0.05); written into the export, where MediaPipe's "
                                     "ImageClassifier applies it (0 = off)")
     seed: int = _opt(0, "--seed", check=(COUNT,), help="random seed")
-    aug_views: int = _opt(0, "--aug-views", "--augment", check=(COUNT,), group="aug", metavar="K",
+    aug_views: int = _opt(4, "--aug-views", "--augment", check=(COUNT,), group="aug", metavar="K",
                           help="augmented views per training image, cached like the plain one (0 = none)")
     flip: bool = _opt(True, "--flip", "--flip_left_right", group="aug", help="random horizontal flips")
     random_crop: float = _opt(10.0, "--random-crop", "--random_crop", check=(PERCENT,), group="aug", metavar="PCT",
