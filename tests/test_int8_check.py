@@ -20,7 +20,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("int8")
     data = _colour_dataset(root / "data", n=120)
     return train(data, "mobilenet_v2_0.35_96", root / "run", weights="none", epochs=10, val_percent=30,
-                 feature_backend="torch", verbose=False)
+                 feature_backend="torch", verbose=False, aug_views=0, hidden=0, dropout=0.2)  # a linear head
 
 
 def test_int8_file_is_checked_against_float(run: Path) -> None:

@@ -31,6 +31,12 @@ def choose_threshold(val_probs: np.ndarray | None, val_y: np.ndarray, rate: floa
     top = np.sort(val_probs.max(1))
     # The k-th smallest score: the k photos below it are rejected, every other one accepted (score >= t).
     k = int(np.floor(rate * len(top)))
+    if k > 0 and top[k] >= 1.0:
+        # float32 softmax rounds to 1: a threshold there would turn away nothing (score >= 1 passes)
+        log(f"warning: --unknown-rate {rate:g}: {np.mean(top >= 1.0):.0%} of the validation photos "
+            "score a top probability of 1.0, so no threshold turns away that share; the model keeps answering "
+            "every photo (a harder validation split, or --hidden 0 --dropout 0.2, gives softer scores)")
+        return None
     return float(top[k]) if k > 0 else 0.0
 
 
