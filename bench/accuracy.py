@@ -3,7 +3,7 @@
     python bench/accuracy.py sweep [--data DIR] [--seeds 0,1,2,3] [--out bench/accuracy_sweep.json]
     python bench/accuracy.py defaults [--data DIR] [--seeds 0,1,2,3] [--out bench/accuracy.json]
     python bench/accuracy.py others [--seeds 0,1,2,3] [--out bench/accuracy_others.json]
-    python bench/accuracy.py defaults --seeds 0 --out bench/accuracy_budget10m.json -- --time-budget 10m
+    python bench/accuracy.py defaults --seeds 0 --cold-only --out bench/accuracy_budget10m.json --train-args '--time-budget 10m'
 
 `sweep` trains every candidate recipe of EfficientNet-Lite0 (head variants on cached features:
 hidden layer, augmented views, dropout, epochs) for each seed through the Python API on a warm
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -210,7 +211,7 @@ def defaults(a: argparse.Namespace) -> None:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, EDGECLF_FEATURE_CACHE=str(Path(tmp) / "cache"), EDGECLF_PROGRESS="0")
-        for k, seed in enumerate([a.seeds[0], *a.seeds]):
+        for k, seed in enumerate([a.seeds[0]] + ([] if a.cold_only else a.seeds)):
             out = Path(tmp) / f"run{k}"
             t = time.perf_counter()
             subprocess.run([sys.executable, "-m", "edgeclf", "train", str(a.data), "--seed", str(seed), "--out",
@@ -223,7 +224,7 @@ def defaults(a: argparse.Namespace) -> None:
                          "recipe": man.get("recipe"), "timings_s": man.get("timings_s")})
             print(runs[-1], flush=True)
         files = None if a.extra else _export_and_time(Path(tmp) / "run1", Path(tmp), env, a.data)
-    warm = runs[1:]
+    warm = runs[1:] or runs
     result = {"exports": files, "data": str(a.data), "extra_options": a.extra, "cpus": os.cpu_count(), "runs": runs,
               "test": _stats([r["test"] for r in warm]), "val": _stats([r["val"] for r in warm]),
               "cold_wall_s": runs[0]["wall_s"], "warm_wall_s": _stats([r["wall_s"] for r in warm]),
@@ -242,9 +243,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=FLOWERS)
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2, 3])
     ap.add_argument("--only", help="sweep: candidate names separated by ';'")
+    ap.add_argument("--cold-only", action="store_true", help="defaults: the cold run only")
     ap.add_argument("--out")
-    ap.add_argument("extra", nargs="*", help="defaults: options added to `edgeclf train` (after --)")
+    ap.add_argument("--train-args", default="", help="defaults: options added to `edgeclf train`, e.g. '--time-budget 10m'")
     a = ap.parse_args()
+    a.extra = shlex.split(a.train_args)
     if not a.data.is_dir():
         raise SystemExit(f"no dataset at {a.data}: pass --data DIR (this benchmark uses ../shared/datasets/flowers)")
     a.out = a.out or str(ROOT / "bench" / {"sweep": "accuracy_sweep.json", "defaults": "accuracy.json",
