@@ -33,11 +33,12 @@ def measure(tfl: Path, data: str) -> dict:
     import numpy as np
 
     from edgeclf.data.dataset import scan
-    from edgeclf.runtime.evaluate import _split_percents, client_engine, client_predict
+    from edgeclf.runtime.evaluate import _split_record, client_engine, client_predict
 
     engine, _ = client_engine(tfl, "litert")
-    ds = scan(data, *_split_percents(engine))
-    test = ds.split("test")
+    rec = _split_record(engine)
+    ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
+    test = ds.recorded("test", rec)  # the run's own test list, as `edgeclf evaluate` reads it
     paths = [str(s.path) for s in test]
     y = np.array([engine.labels.index(ds.classes[s.label]) for s in test])
     lite, _, _ = client_predict(engine, "litert", paths)
