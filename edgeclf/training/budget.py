@@ -150,7 +150,7 @@ def probe_costs(backbone: Any, pre: Any, augment: Any, paths: list[str], feature
     batch = np.stack(crops) if crops else np.zeros((1, pre.size, pre.size, 3), np.uint8)
     feature_fn(batch[:2])  # first call pays one-off set-up
     t = time.perf_counter()
-    feature_fn(batch)
+    dim = int(feature_fn(batch).shape[1])
     feature = (time.perf_counter() - t) / len(batch)
     x = pre.normalize(batch)
     with torch.inference_mode():
@@ -173,7 +173,6 @@ def probe_costs(backbone: Any, pre: Any, augment: Any, paths: list[str], feature
                 t = time.perf_counter()
             model.head(backbone.top(acts, k)).logsumexp(1).mean().backward()
         ft_sample = (time.perf_counter() - t) / 64
-    dim = int(feature_fn(batch[:1]).shape[1])
     head = make_head(dim, n_classes, 0.2, hidden)
     t = time.perf_counter()
     for _ in range(3):
@@ -185,11 +184,12 @@ def probe_costs(backbone: Any, pre: Any, augment: Any, paths: list[str], feature
 
 
 def plan_for_run(cfg: Any, ds: Any, spec: Any, backbone: Any, wid: str, root: Any, augment: Any, threads: int,
-                 workers: int | None, t0: float, log: Any) -> tuple[Plan, Any]:
+                 workers: int | None, t0: float, log: Any) -> tuple[Plan, Any, tuple[list, dict]]:
     """Probe this run's costs, count what its caches hold, and plan within cfg.time_budget.
 
-    Returns the plan and the feature backend the probe built (converting the backbone, if it was
-    not cached, is part of the run's work anyway).
+    Returns the plan, the feature backend the probe built (converting the backbone, if it was
+    not cached, is part of the run's work anyway) and the files' (content hashes, unreadable), so
+    extraction does not read every file again to hash it.
     """
     import os
     from pathlib import Path
@@ -217,7 +217,9 @@ def plan_for_run(cfg: Any, ds: Any, spec: Any, backbone: Any, wid: str, root: An
                         n_classes)
     costs.convert = convert
     splits = [s.split for s in ds.samples]
-    digests = [content_hash(p)[0] for p in paths]
+    hashed = [content_hash(p) for p in paths]
+    digests = [d for d, _ in hashed]
+    unreadable = {p: why for p, (d, why) in zip(paths, hashed) if d is None}
     missing_plain = sum(d is not None and feats[0].row(d) is None for d in digests)
 
     def missing(caches: dict, views: int, with_val: bool) -> int:
@@ -232,4 +234,4 @@ def plan_for_run(cfg: Any, ds: Any, spec: Any, backbone: Any, wid: str, root: An
     p = plan(budget, costs, work, aug, spent=time.perf_counter() - t0)
     p.stages = {"probe": round(time.perf_counter() - t0, 1)} | p.stages
     log(f"time budget {_fmt(budget)}: {p.why}; estimated {_fmt(p.estimate_s)}")
-    return p, fn
+    return p, fn, (digests, unreadable)

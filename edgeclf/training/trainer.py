@@ -147,6 +147,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     # Fine-tuning decodes in-process unless asked (cfg.workers): beside torch's threads, workers oversubscribe.
     workers = cfg.workers if cfg.workers is not None else (threads if world.distributed else None)
     ready: list = []  # a feature backend the budget probe already built (and converted)
+    hashed = None  # the budget probe's (content hashes, unreadable files), re-used by extraction
     recipe: dict[str, Any] = manifest["recipe"]
     if cfg.time_budget is not None:
         from .budget import plan_for_run
@@ -154,7 +155,8 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
         if world.distributed:  # every rank must follow one plan; the probe times one process
             raise ConfigError("--time-budget plans for one process on this machine: run it without torchrun")
 
-        budget_plan, fn = plan_for_run(cfg, ds, spec, backbone, wid, root, augment, threads, workers, t0, log)
+        budget_plan, fn, hashed = plan_for_run(cfg, ds, spec, backbone, wid, root, augment, threads, workers, t0,
+                                               log)
         ready.append(fn)
         cfg.aug_views, cfg.fine_tune_epochs = budget_plan.aug_views, budget_plan.fine_tune_epochs
         ft_blocks = budget_plan.fine_tune
@@ -178,7 +180,8 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
 
     feats, hashes, bad = extract_shared(world, backend, cfg.feature_backend != "torch", spec.preprocess, paths,
                                         caches, views_of, augment, workers,
-                                        f"{spec.name} features ({len(views)} view{'s' if len(views) > 1 else ''})")
+                                        f"{spec.name} features ({len(views)} view{'s' if len(views) > 1 else ''})",
+                                        hashed=hashed)
     backend_name = used[0] if used else "cache"
     t_feat = time.perf_counter() - t_feat
     for p, reason in bad.items():
