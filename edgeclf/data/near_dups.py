@@ -18,10 +18,12 @@ confirmed against every member, so a chain of look-alikes never becomes one grou
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
+
+from .rowfile import Rows, as_rows
 
 THUMB = 64  # side of the stored grey thumbnail
 _SIDE = 32  # side of each compared crop
@@ -154,15 +156,6 @@ def band_pass_crops(thumbs: np.ndarray) -> np.ndarray:
     return _unit(np.stack([_LEFT[r] @ cols[:, c] for r, c in _PICK], axis=1))
 
 
-Rows = Any  # an ndarray, or an object with take(index array) -> ndarray and len() (rows kept on disk)
-
-
-def take_rows(x: Rows, idx: np.ndarray) -> np.ndarray:
-    """Rows idx of an in-memory array or of a disk-backed one (FeatureRows, TempRows)."""
-    idx = np.asarray(idx, np.int64)
-    return np.asarray(x[idx]) if isinstance(x, np.ndarray) else x.take(idx)
-
-
 def _whole_views(thumbs: np.ndarray) -> np.ndarray:
     """[n, _SIDE²] unit vectors: each whole thumbnail, band-passed and normalised (crop box 0)."""
     r0, c0 = _PICK[0]
@@ -178,6 +171,7 @@ def aligned_similarity(thumbs: Rows, pairs: np.ndarray | list[tuple[int, int]], 
     read for that chunk only, so memory is one chunk's crops and partners however many photos there are.
     """
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    thumbs = as_rows(thumbs)
     best = np.full(len(pairs), -1.0, np.float32)
     if not len(pairs):
         return best
@@ -193,8 +187,8 @@ def aligned_similarity(thumbs: Rows, pairs: np.ndarray | list[tuple[int, int]], 
         lo, hi = np.searchsorted(src, ks[0]), np.searchsorted(src, ks[-1], side="right")
         e_src, e_dst, e_pid = src[lo:hi], dst[lo:hi], pid[lo:hi]
         others, col = np.unique(e_dst, return_inverse=True)
-        crops = band_pass_crops(take_rows(thumbs, ks))  # [chunk, boxes, _SIDE²]
-        whole = _whole_views(take_rows(thumbs, others))
+        crops = band_pass_crops(thumbs.take(ks))  # [chunk, boxes, _SIDE²]
+        whole = _whole_views(thumbs.take(others))
         starts = np.searchsorted(e_src, ks)
         ends = np.searchsorted(e_src, ks, side="right")
         for j, (a, b) in enumerate(zip(starts, ends)):
@@ -215,6 +209,7 @@ def nearest(x: Rows, k: int, chunk: int = 2048, target_chunk: int = 1024) -> tup
     Both sides are read a chunk at a time (rows may live on disk): memory is O(chunk · target_chunk)
     (~50 MB with the defaults), not O(n).
     """
+    x = as_rows(x)
     n = len(x)
     k = min(k, n - 1)
     idx = np.zeros((n, max(k, 0)), np.int64)
@@ -222,11 +217,11 @@ def nearest(x: Rows, k: int, chunk: int = 2048, target_chunk: int = 1024) -> tup
     if k <= 0:
         return idx, sim
     for qs in range(0, n, chunk):
-        q = unit_rows(take_rows(x, np.arange(qs, min(n, qs + chunk))))
+        q = unit_rows(x.take(np.arange(qs, min(n, qs + chunk))))
         top_i = np.full((len(q), k), -1, np.int64)
         top_s = np.full((len(q), k), -np.inf, np.float32)
         for ts in range(0, n, target_chunk):
-            block = q @ unit_rows(take_rows(x, np.arange(ts, min(n, ts + target_chunk)))).T
+            block = q @ unit_rows(x.take(np.arange(ts, min(n, ts + target_chunk)))).T
             mine = np.arange(qs, qs + len(q))
             inside = (mine >= ts) & (mine < ts + block.shape[1])
             block[np.flatnonzero(inside), mine[inside] - ts] = -np.inf  # not its own neighbour
@@ -271,16 +266,17 @@ def outlier_scores(x: Rows, labels: np.ndarray, chunk: int = 4096) -> np.ndarray
     Rows are read a chunk at a time, twice (centres, then distances).
     """
     labels = np.asarray(labels, np.int64)
+    x = as_rows(x)
     n, n_cls = len(labels), int(labels.max()) + 1
     sums = None
     for s in range(0, n, chunk):
-        xn = unit_rows(take_rows(x, np.arange(s, min(n, s + chunk))))
+        xn = unit_rows(x.take(np.arange(s, min(n, s + chunk))))
         part = np.eye(n_cls, dtype=np.float32)[labels[s:s + chunk]].T @ xn  # per-class sums of this chunk
         sums = part if sums is None else sums + part
     centres = unit_rows(sums)
     out = np.empty(n, np.float32)
     for s in range(0, n, chunk):
-        out[s:s + chunk] = 1.0 - (unit_rows(take_rows(x, np.arange(s, min(n, s + chunk)))) @ centres.T).max(1)
+        out[s:s + chunk] = 1.0 - (unit_rows(x.take(np.arange(s, min(n, s + chunk)))) @ centres.T).max(1)
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Protocol, Union
 
 import numpy as np
 
@@ -55,3 +56,26 @@ class TempRows:
     def close(self) -> None:
         """Delete the file."""
         self._file.close()
+
+
+class Rows(Protocol):
+    """Per-image vectors read on demand (FeatureRows, TempRows, or an array through as_rows)."""
+
+    def __len__(self) -> int: ...
+    def take(self, idx: np.ndarray) -> np.ndarray: ...
+
+
+class _ArrayRows:
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = np.asarray(a, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        return self.a[idx]
+
+
+def as_rows(x: Union[np.ndarray, Rows]) -> Rows:
+    """Arrays (as float32) and on-disk rows behind one interface."""
+    return _ArrayRows(x) if isinstance(x, np.ndarray) else x

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..data.rowfile import Rows, as_rows
 from ..models.builder import make_head
 from .loop import EarlyStopping, fit, step, warmup_cosine
 
@@ -46,29 +47,6 @@ class HeadResult:
     def val_accuracy(self) -> float:
         """Validation accuracy of the best epoch (0 without validation)."""
         return max((r.get("val_acc", 0.0) for r in self.history), default=0.0)
-
-
-class Rows(Protocol):
-    """Feature vectors read on demand (edgeclf.training.features.FeatureRows, or an array through as_rows)."""
-
-    def __len__(self) -> int: ...
-    def take(self, idx: np.ndarray) -> np.ndarray: ...
-
-
-class _ArrayRows:
-    def __init__(self, a: np.ndarray) -> None:
-        self.a = np.asarray(a, np.float32)
-
-    def __len__(self) -> int:
-        return len(self.a)
-
-    def take(self, idx: np.ndarray) -> np.ndarray:
-        return self.a[idx]
-
-
-def as_rows(x: Union[np.ndarray, Rows]) -> Rows:
-    """Arrays and on-disk feature rows behind one interface."""
-    return _ArrayRows(x) if isinstance(x, np.ndarray) else x
 
 
 def predict_probs(head: nn.Module, x: Union[np.ndarray, Rows], chunk: int = 4096) -> np.ndarray:

@@ -44,7 +44,7 @@ def _neighbours(r: dict[str, Any], emb: _Embeddings | None, class_of: dict[str, 
     """For each listed label suspect: the photos of its suspected class that look most like it."""
     if emb is None or emb.x is None or not r.get("label_issues"):
         return
-    from ..data.near_dups import take_rows, unit_rows
+    from ..data.near_dups import unit_rows
 
     row = {p: k for k, p in enumerate(emb.paths)}
     cls = np.array([class_of.get(p, "") for p in emb.paths])
@@ -55,8 +55,8 @@ def _neighbours(r: dict[str, Any], emb: _Embeddings | None, class_of: dict[str, 
         same = np.flatnonzero(cls == s["predicted"])
         if not len(same):
             continue
-        me = unit_rows(take_rows(emb.x, np.array([k])))[0]
-        sims = np.concatenate([unit_rows(take_rows(emb.x, same[c:c + 4096])) @ me for c in range(0, len(same), 4096)])
+        me = unit_rows(emb.x.take(np.array([k])))[0]
+        sims = np.concatenate([unit_rows(emb.x.take(same[c:c + 4096])) @ me for c in range(0, len(same), 4096)])
         s["neighbours"] = [emb.paths[int(same[j])] for j in np.argsort(-sims)[:per]]
 
 
