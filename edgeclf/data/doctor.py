@@ -19,9 +19,9 @@ from ..table import format_table
 from .dataset import Dataset, scan
 from .images import ImageDecodeError, load_rgb
 from .near_dups import (CONFIRM, MIN_COSINE, NEAR_DUP_BITS, NEIGHBOURS, OUTLIER_Z, THUMB, aligned_similarity, cliques,
-                        Rows, content_thumb, hash_pairs, nearest, outlier_scores, perceptual_hash, robust_z)
+                        content_thumb, hash_pairs, nearest, outlier_scores, perceptual_hash, robust_z)
 from .parallel import imap
-from .rowfile import TempRows
+from .rowfile import Rows, TempRows
 from .split import SPLITS
 
 SMALL_CLASS = 20  # below this many images a class is too small to learn or evaluate reliably
