@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,29 +35,75 @@ def test_int8_file_is_checked_against_float(run: Path) -> None:
     assert c["passed"] == (c["drop_points"] <= 50) and 0 <= c["top1_agreement"] <= 1
 
 
-def test_int8_over_budget_is_retried_then_refused(run: Path, tmp_path: Path) -> None:
-    """Logits shrunk 10,000x: float keeps every argmax, int8's 1/256 output steps tie them all."""
+def _flat_logits(run: Path, dest: Path) -> Path:
+    """A copy of `run` whose logits are shrunk 10,000x: float keeps every argmax, int8 probabilities tie them."""
     from edgeclf.artifacts.run import load_run, save_model
-    from edgeclf.workflows.export import Int8DropError, export
 
     model, meta = load_run(run)
     with torch.no_grad():
         model.head[-1].weight.mul_(1e-4)
         model.head[-1].bias.mul_(1e-4)
-    flat = tmp_path / "flat"
-    flat.mkdir()
+    dest.mkdir()
     for name in ("split.json", "labels.txt", "manifest.json", "metrics.json"):
-        (flat / name).write_bytes((run / name).read_bytes())
-    save_model(flat, model, meta)
+        (dest / name).write_bytes((run / name).read_bytes())
+    save_model(dest, model, meta)
+    return dest
+
+
+def test_int8_over_budget_keeps_the_worst_ops_in_float(run: Path, tmp_path: Path) -> None:
+    """Re-calibrating cannot untie the probabilities; the per-layer errors name the softmax, kept in float."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import vision
+
+    from edgeclf.workflows.export import export
+
+    flat = _flat_logits(run, tmp_path / "flat")
+    f = export(flat, quantize="int8", max_drop=1.0, verbose=False)
+    c = json.loads(f.with_suffix(".json").read_text())
+    check = c["int8_check"]
+    assert check["passed"] and check["drop_points"] <= 1 and check["top1_agreement"] >= 0.99
+    assert [t["calibration_images"] for t in check["tries"]] == [100, 400]
+    assert all(t["drop_points"] > 1 for t in check["tries"]) and check["calibration_images"] == 400
+    assert "output" in check["float_ops"] and len(check["float_ops"]) == 3 and c["float_ops"] == check["float_ops"]
+    rows = list(csv.DictReader(open(f.with_suffix(".layers.csv"))))  # the table the choice came from
+    assert sorted(int(r["rank"]) for r in rows) == list(range(1, len(rows) + 1))
+    # A phone app runs the mixed file as it is: uint8 pixels in, float probabilities out.
+    img = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.full((96, 96, 3), (200, 30, 30), np.uint8))
+    with vision.ImageClassifier.create_from_options(vision.ImageClassifierOptions(
+            base_options=mp.tasks.BaseOptions(model_asset_path=str(f)), max_results=3)) as clf:
+        assert len(clf.classify(img).classifications[0].categories) == 3
+
+
+def test_int8_over_budget_with_no_float_ops_is_refused(run: Path, tmp_path: Path) -> None:
+    from edgeclf.workflows.export import Int8DropError, export
+
+    flat = _flat_logits(run, tmp_path / "flat")
     with pytest.raises(Int8DropError, match=r"loses .* points .*> --max-drop 1\).*the file is kept"):
-        export(flat, quantize="int8", max_drop=1.0, verbose=False)
-    f = flat / "export" / f"{meta['model']}_int8.tflite"
+        export(flat, quantize="int8", max_drop=1.0, max_float_ops=0, verbose=False)
+    f = next((flat / "export").glob("*_int8.tflite"))
     c = json.loads(f.with_suffix(".json").read_text())["int8_check"]
     assert f.is_file() and c["passed"] is False and c["drop_points"] > 1 and "first_try" in c
-    assert c["calibration_images"] == 400
+    assert c["calibration_images"] == 400 and c["float_ops"] == []
     # The CLI says it in one line and exits non-zero; --no-int8-check exports without the check.
-    assert main(["export", str(flat), "--quantize", "int8"]) == 2
+    assert main(["export", str(flat), "--quantize", "int8", "--max-float-ops", "0"]) == 2
     assert main(["export", str(flat), "--quantize", "int8", "--no-int8-check"]) == 0
+
+
+def test_report_names_the_error_each_op_adds(run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["export", str(run), "--quantize", "int8", "--report", "--max-drop", "50"]) == 0
+    out = capsys.readouterr().out
+    f = next((run / "export").glob("*_int8.tflite"))
+    rows = list(csv.DictReader(open(f.with_suffix(".layers.csv"))))
+    assert {"rank", "layer", "op", "snr_db", "added_db", "cosine"} <= set(rows[0])
+    assert rows[0]["layer"] == "backbone.stem" and rows[-1]["op"] == "SOFTMAX"  # graph order, readable names
+    assert sorted(int(r["rank"]) for r in rows) == list(range(1, len(rows) + 1))
+    top = min(rows, key=lambda r: int(r["rank"]))
+    assert float(top["added_db"]) == max(float(r["added_db"]) for r in rows) and top["layer"] in out
+    # Without --report the table of an older export goes: it would describe another file.
+    assert main(["export", str(run), "--quantize", "int8", "--max-drop", "50"]) == 0
+    assert not f.with_suffix(".layers.csv").exists()
+    assert main(["export", str(run), "--quantize", "int8", "--max-float-ops", "-1"]) == 2
+    assert "--max-float-ops must be an int in [0, 1000], got -1" in capsys.readouterr().err
 
 
 def test_max_drop_is_validated(run: Path) -> None:

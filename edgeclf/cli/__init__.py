@@ -77,8 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-data", default=None, help="dataset folder, if it moved since training")
     p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
                    help="int8: the most validation accuracy (points) the file may lose against the float model; "
-                        "beyond it edgeclf re-calibrates on more images, and if that fails keeps the file, marks "
-                        "it and exits non-zero (default 1.0)")
+                        "beyond it edgeclf re-calibrates on more images, then keeps the ops that add the most "
+                        "error in float, and if that fails keeps the file, marks it and exits non-zero (default 1.0)")
+    p.add_argument("--max-float-ops", type=int, default=3, metavar="N",
+                   help="int8: at most N ops kept in float when the file misses --max-drop; 0 keeps every op "
+                        "integer, as NPUs and microcontrollers need (default 3)")
+    p.add_argument("--report", action="store_true",
+                   help="int8: write FILE.layers.csv, the error each op adds against the float graph, and print "
+                        "the worst")
     p.add_argument("--no-int8-check", action="store_true", help="int8: skip the validation check against float")
     p.add_argument("--output", "-o", default=None, help="output file (default RUN_DIR/export/MODEL_QUANT.tflite)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -14,8 +15,14 @@ from ..errors import EdgeclfError
 from ..params import POSITIVE_INT, Options, check
 from ..models.preprocess import Preprocess
 from ..artifacts.run import load_run, read_split, run_preprocess
+from .int8_layers import short_name
 
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}
+
+
+def layers_report(dest: str | os.PathLike[str]) -> Path:
+    """Where the per-layer int8 error table of exported file `dest` goes (FILE-stem.layers.csv)."""
+    return Path(dest).with_suffix(".layers.csv")
 
 
 def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int = 100,
@@ -42,8 +49,13 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
 
 def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: str = "float32",
            out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
-           calibration_data: str | os.PathLike[str] | None = None, verbose: bool = True) -> Path:
-    """Export a trained run; writes FILE (with metadata + labels inside), labels.txt and FILE-stem.json beside it."""
+           calibration_data: str | os.PathLike[str] | None = None, verbose: bool = True,
+           keep_float: Sequence[str] = (), report: bool = False) -> Path:
+    """Export a trained run; writes FILE (with metadata + labels inside), labels.txt and FILE-stem.json beside it.
+
+    int8 only: `keep_float` (float-graph tensor names, as in the report) leaves those ops in float;
+    `report` writes FILE-stem.layers.csv, the error each op adds against the float graph.
+    """
     check("--format", format, Options(*FORMATS))
     check("--calibration-size", calibration_size, POSITIVE_INT)
     model, meta = load_run(run_dir)
@@ -58,7 +70,8 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         if calib is not None and io == "float32":
             calib = calib.astype(np.float32)
         to_tflite(model, pre, dest, quantize, io, labels=list(meta["classes"]), calibration=calib,
-                  score_threshold=meta.get("score_threshold"),
+                  score_threshold=meta.get("score_threshold"), keep_float=keep_float,
+                  report=layers_report(dest) if report else None,
                   name=f"{meta['model']} classifier ({len(meta['classes'])} classes)",
                   description=f"Trained with edgeclf {__version__}; {quantize} weights; "
                               f"input {io} NHWC {pre.size}x{pre.size} RGB 0..255, normalization inside; "
@@ -69,12 +82,15 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         if quantize != "float32" or io != "uint8":
             raise EdgeclfError("ONNX export is float32 with uint8 input; drop --quantize/--io or use --format tflite")
         to_onnx(model, pre, dest, list(meta["classes"]), {"model": meta["model"], "version": __version__})
+    if not report:
+        layers_report(dest).unlink(missing_ok=True)  # an older table would describe another file
     write_text(dest.parent / "labels.txt", "\n".join(meta["classes"]) + "\n")
     write_json(dest.with_suffix(".json"), {
         "model": meta["model"], "format": format, "quantize": quantize, "classes": meta["classes"],
         "input": {"layout": "NHWC", "dtype": io, "size": pre.size, "range": [0, 255]},
         "preprocess": pre.to_dict(), "output": "probabilities", "run_dir": str(Path(run_dir).resolve()),
         "score_threshold": meta.get("score_threshold"),
+        **({"float_ops": [short_name(t) for t in keep_float]} if keep_float and quantize == "int8" else {}),
     })
     if verbose:
         print(f"exported {dest} ({dest.stat().st_size / 1e6:.2f} MB, {format} {quantize}, {io} input) "

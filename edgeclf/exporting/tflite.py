@@ -19,11 +19,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from .._io import quiet_fds, write_bytes
+from .int8_layers import SAMPLES, keep_float_recipe, layer_errors, write_report
 from ..errors import EdgeclfError
 from ..litert import convert
 from ..models.builder import Classifier
@@ -54,8 +56,12 @@ def _recipe(quantize: str):
     return rm.get_quantization_recipe()
 
 
-def quantize_tflite(float_bytes: bytes, quantize: str, calibration: np.ndarray | None = None) -> bytes:
-    """Quantize float32 .tflite bytes; `calibration` (uint8 or float NHWC images) is needed for int8."""
+def quantize_tflite(float_bytes: bytes, quantize: str, calibration: np.ndarray | None = None,
+                    keep_float: Sequence[str] = ()) -> bytes:
+    """Quantize float32 .tflite bytes; `calibration` (uint8 or float NHWC images) is needed for int8.
+
+    `keep_float` names the output tensors (float graph's names) of ops left in float.
+    """
     if quantize == "float32":
         return float_bytes
     from ai_edge_litert.interpreter import Interpreter
@@ -65,7 +71,7 @@ def quantize_tflite(float_bytes: bytes, quantize: str, calibration: np.ndarray |
         src, dst = Path(tmp) / "f.tflite", Path(tmp) / "q.tflite"
         src.write_bytes(float_bytes)
         qt = quantizer.Quantizer(str(src))
-        qt.load_quantization_recipe(_recipe(quantize))
+        qt.load_quantization_recipe(keep_float_recipe(_recipe(quantize), keep_float))
         if quantize == "int8":
             if calibration is None or not len(calibration):
                 raise EdgeclfError("int8 export needs calibration images; the run's training split provides them")
@@ -161,11 +167,13 @@ def retype_io(model_bytes: bytes, io: str, input_qparams: tuple[float, int] | No
     return pack_model(model)
 
 
-def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None) -> bytes:
+def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None,
+            keep_float: Sequence[str] = ()) -> tuple[bytes, bytes, bytes, np.ndarray | None]:
     """uint8-input graph whose input tensor's quantization does the normalization (see fold.py).
 
     The float graph is converted with a float input u = (x - m0) / s0 and quantized; the uint8
     input (scale 1/s0, zero point m0) then feeds it through one QUANTIZE (int8) or DEQUANTIZE op.
+    Returns (file bytes, float graph, quantized graph before the uint8 wrapping, calibration in u).
     """
     from .fold import fold_normalization
     from ..models.deploy import Prenormalized
@@ -175,24 +183,35 @@ def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.n
     folded, m0, s0 = fold_normalization(model, pre)
     float_bytes = convert(Prenormalized(folded).eval(), torch.zeros(1, pre.size, pre.size, 3))
     u = None if calibration is None else (calibration.astype(np.float32) - m0) / s0
-    return retype_io(quantize_tflite(float_bytes, quantize, u), "uint8", input_qparams=(1.0 / s0, m0))
+    q = quantize_tflite(float_bytes, quantize, u, keep_float)
+    return retype_io(q, "uint8", input_qparams=(1.0 / s0, m0)), float_bytes, q, u
 
 
 def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], quantize: str = "float32",
               io: str = "uint8", labels: list[str] | None = None, calibration: np.ndarray | None = None,
               name: str = "edgeclf classifier", description: str = "", version: str = "1",
-              score_threshold: float | None = None) -> Path:
-    """Convert, quantize, add metadata (with labels) and write `dest` atomically."""
+              score_threshold: float | None = None, keep_float: Sequence[str] = (),
+              report: str | os.PathLike[str] | None = None) -> Path:
+    """Convert, quantize, add metadata (with labels) and write `dest` atomically.
+
+    int8 only: `keep_float` leaves the ops producing those tensors in float; `report` is a CSV
+    path for the error each op adds against the float graph (int8_layers.py).
+    """
     if quantize not in QUANTIZE:
         raise EdgeclfError(f"--quantize {quantize} is not supported for .tflite; use one of {', '.join(QUANTIZE)}")
     if io not in IO_TYPES:
         raise EdgeclfError(f"--io {io} is not supported; use one of {', '.join(IO_TYPES)}")
+    if quantize != "int8":
+        keep_float, report = (), None
     if io == "uint8":
-        data = _folded(model, pre, quantize, calibration)
+        data, float_bytes, q, calib = _folded(model, pre, quantize, calibration, keep_float)
     else:
-        data = quantize_tflite(convert_float(model, pre, io), quantize, calibration)
+        float_bytes, calib = convert_float(model, pre, io), calibration
+        q = data = quantize_tflite(float_bytes, quantize, calibration, keep_float)
         if quantize == "int8":
             data = retype_io(data, io)
+    if report is not None and calib is not None:
+        write_report(report, layer_errors(float_bytes, q, calib[:SAMPLES]))
     if labels:
         from ..artifacts.metadata import attach_metadata, build_metadata
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 from pathlib import Path
@@ -10,14 +11,17 @@ from typing import Any
 from .._io import read_json, write_json
 from ..artifacts.run import read_split
 from ..errors import EdgeclfError
-from ..exporting.exporter import export as export_file
+from ..exporting.exporter import export as export_file, layers_report
+from ..exporting.int8_layers import worst
 from ..params import NONE, Interval, check
 from ..runtime.evaluate import evaluate
 from ..runtime.golden import pick_images, remove_stale, write_golden
+from ..table import format_table
 
 DEFAULT_MAX_DROP = 1.0  # points of validation accuracy an int8 file may lose against the float model
 MIN_VAL_IMAGES = 100  # below this one image is > 1 point: the check would judge noise, so it is skipped
 RETRY_CALIBRATION = 400  # images the second calibration uses when the first misses --max-drop
+MAX_FLOAT_OPS = 3  # ops the third try may keep in float: the stem alone lifted int8 agreement most (bench/README.md)
 
 
 class Int8DropError(EdgeclfError):
@@ -27,26 +31,34 @@ class Int8DropError(EdgeclfError):
 def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: str = "float32",
            out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
            calibration_data: str | os.PathLike[str] | None = None, max_drop: float | None = DEFAULT_MAX_DROP,
-           verbose: bool = True) -> Path:
+           verbose: bool = True, max_float_ops: int = MAX_FLOAT_OPS, report: bool = False) -> Path:
     """Export a trained run (FILE, labels.txt, FILE-stem.json) and write FILE.golden.json beside it.
 
     An int8 file is checked on the validation split against the float model: when it loses more
-    than `max_drop` points it is re-calibrated on more images; if it still does, the file is kept,
+    than `max_drop` points it is re-calibrated on more images, then up to `max_float_ops` of the
+    ops that add the most error are kept in float; if it still loses too much, the file is kept,
     its sidecar says so, and Int8DropError is raised (the CLI exits non-zero). None skips the check.
+    `report` writes FILE-stem.layers.csv (int8: the error each op adds) and prints its worst rows.
     """
     check("--max-drop", max_drop, NONE, Interval(float, 0, 100))
-    dest = export_file(run_dir, format, quantize, out, io, calibration_size, calibration_data, verbose)
+    check("--max-float-ops", max_float_ops, Interval(int, 0, 1000))
+    dest = export_file(run_dir, format, quantize, out, io, calibration_size, calibration_data, verbose,
+                       report=report)
     if quantize == "int8" and max_drop is not None:
-        dest = _int8_guarantee(dest, run_dir, out, io, calibration_size, calibration_data, max_drop, verbose)
+        dest = _int8_guarantee(dest, run_dir, out, io, calibration_size, calibration_data, max_drop, verbose,
+                               max_float_ops, report)
+    if report and verbose and layers_report(dest).is_file():
+        print_worst(layers_report(dest))
     golden = golden_vectors(dest, run_dir, quantize, calibration_data)
     if verbose and golden is not None:
         print(f"golden vectors {golden}")
     result = read_json(dest.with_suffix(".json")).get("int8_check", {})
     if result and not result.get("passed", True):
+        floats = f" and {len(result['float_ops'])} ops in float" if result.get("float_ops") else ""
         raise Int8DropError(f"{dest} loses {result['drop_points']:.2f} points of validation accuracy against the "
                             f"float model (> --max-drop {max_drop:g}) even with {result['calibration_images']} "
-                            "calibration images; the file is kept and marked in its .json; use float16/dynamic, "
-                            "or raise --max-drop")
+                            f"calibration images{floats}; the file is kept and marked in its .json; use "
+                            "float16/dynamic, raise --max-float-ops, or raise --max-drop")
     return dest
 
 
@@ -70,17 +82,34 @@ def int8_check(dest: Path, run_dir: str | os.PathLike[str], data: str | os.PathL
 
 def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None, io: str,
                     calibration_size: int, data: str | os.PathLike[str] | None, max_drop: float,
-                    verbose: bool) -> Path:
+                    verbose: bool, max_float_ops: int = MAX_FLOAT_OPS, report: bool = False) -> Path:
+    """Check the int8 file; past --max-drop, re-calibrate on more images, then keep the worst ops in float."""
     result = int8_check(dest, run_dir, data, max_drop)
-    if result["checked"] and not result["passed"] and calibration_size < RETRY_CALIBRATION:
+    tries: list[dict[str, Any]] = []
+
+    def retry(why: str, calibration: int, keep: list[dict[str, Any]]) -> None:
+        nonlocal dest, result, calibration_size
         if verbose:
-            print(f"int8 loses {result['drop_points']:.2f} points on validation (> --max-drop {max_drop:g}); "
-                  f"re-calibrating on up to {RETRY_CALIBRATION} training images")
-        dest = export_file(run_dir, "tflite", "int8", out, io, RETRY_CALIBRATION, data, verbose)
-        first = result
+            print(f"int8 loses {result['drop_points']:.2f} points on validation (> --max-drop {max_drop:g}); {why}")
+        tries.append({"calibration_images": calibration_size, "float_ops": result.get("float_ops", []),
+                      **{k: result[k] for k in ("val_acc_int8", "drop_points", "top1_agreement")}})
+        dest = export_file(run_dir, "tflite", "int8", out, io, calibration, data, verbose,
+                           keep_float=[r["tensor"] for r in keep], report=True)
+        calibration_size = calibration
         result = int8_check(dest, run_dir, data, max_drop)
-        result["first_try"] = {k: first[k] for k in ("val_acc_int8", "drop_points", "top1_agreement")}
-        calibration_size = RETRY_CALIBRATION
+        result["float_ops"] = [r["layer"] for r in keep]
+
+    if result["checked"] and not result["passed"] and calibration_size < RETRY_CALIBRATION:
+        retry(f"re-calibrating on up to {RETRY_CALIBRATION} training images", RETRY_CALIBRATION, [])
+    if result["checked"] and not result["passed"] and max_float_ops > 0:
+        if not layers_report(dest).is_file():  # the first export ran without the report
+            dest = export_file(run_dir, "tflite", "int8", out, io, calibration_size, data, False, report=True)
+        keep = worst(read_report(layers_report(dest)), max_float_ops)
+        retry(f"keeping the {len(keep)} ops that add the most error in float: "
+              f"{', '.join(r['layer'] for r in keep)}", calibration_size, keep)
+    if tries:
+        result["first_try"] = tries[0]
+        result["tries"] = tries
     result["calibration_images"] = calibration_size
     side = dest.with_suffix(".json")
     write_json(side, {**read_json(side), "int8_check": result})
@@ -92,6 +121,25 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
                   f"{result['val_acc_int8']:.4f} ({result['drop_points']:+.2f} points lost), top-1 agreement "
                   f"{result['top1_agreement']} — {'within' if result['passed'] else 'OVER'} --max-drop {max_drop:g}")
     return dest
+
+
+def read_report(path: Path) -> list[dict[str, Any]]:
+    """The rows of a FILE-stem.layers.csv, numbers parsed."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["rank"], r["index"] = int(r["rank"]), int(r["index"])
+        r["snr_db"], r["added_db"], r["cosine"] = float(r["snr_db"]), float(r["added_db"]), float(r["cosine"])
+    return rows
+
+
+def print_worst(path: Path, n: int = 5) -> None:
+    """Print the `n` ops of a layers report that add the most error, and where the full table is."""
+    rows = worst(read_report(path), n)
+    print(format_table(["rank", "layer", "op", "SNR dB", "added dB", "cosine"],
+                       [[r["rank"], r["layer"], r["op"], f"{r['snr_db']:.1f}", f"{r['added_db']:.1f}",
+                         f"{r['cosine']:.4f}"] for r in rows]))
+    print(f"per-layer int8 error (every op, graph order): {path}")
 
 
 def golden_vectors(dest: Path, run_dir: str | os.PathLike[str], quantize: str,
