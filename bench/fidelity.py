@@ -3,7 +3,8 @@
     python bench/fidelity.py [--models efficientnet_lite0,mobilenet_v2_1.0_224] [--seeds 0,1,2,3]
                              [--recipes head,aug4] [--int8-seeds 0] [--out bench/fidelity.json]
 
-For every model x recipe (head = defaults; aug4 = --aug-views 4) x resize mode (squash, crop) x seed:
+For every model x recipe (head = linear head, the defaults before issue #17; aug4 = the same with
+--aug-views 4; default = today's defaults: 4 views, hidden 512, dropout 0.5) x resize mode (squash, crop) x seed:
 train on ../shared/datasets/flowers, export float32 (and int8 for --int8-seeds), and run the test
 split through edgeclf's LiteRT runtime (the number `edgeclf evaluate` reports) and through
 MediaPipe Tasks' ImageClassifier fed the whole RGB image, as an app does. Crop-mode files are served
@@ -97,7 +98,9 @@ def main() -> None:
     out = Path(a.out)
     rows = json.loads(out.read_text()) if out.is_file() else []
     done = {r["cell"] for r in rows}
-    recipes = {"head": {}, "aug4": {"aug_views": 4}}
+    # Pinned: train()'s defaults changed under issue #17 (head/aug4 rows were measured with a linear head).
+    recipes = {"head": {"aug_views": 0, "hidden": 0, "dropout": 0.2}, "aug4": {"aug_views": 4, "hidden": 0, "dropout": 0.2},
+               "default": {"aug_views": 4, "hidden": 512, "dropout": 0.5}}
     int8_seeds = {int(s) for s in a.int8_seeds.split(",") if s}
     for model in a.models.split(","):
         for recipe in a.recipes.split(","):
