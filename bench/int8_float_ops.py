@@ -50,10 +50,9 @@ def main() -> None:
     from fidelity import measure
 
     from edgeclf.exporting.exporter import export, layers_report
-    from edgeclf.exporting.int8_layers import worst
+    from edgeclf.exporting.int8_layers import read_report, worst
     from edgeclf.runtime.benchmark import benchmark_file
     from edgeclf.runtime.evaluate import evaluate
-    from edgeclf.workflows.export import read_report
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)

@@ -98,6 +98,16 @@ def keep_float_recipe(base: list[dict[str, Any]], tensors: Sequence[str]) -> lis
                    for t in tensors]
 
 
+def read_report(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The rows of a FILE-stem.layers.csv, numbers parsed."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["rank"], r["index"] = int(r["rank"]), int(r["index"])
+        r["snr_db"], r["added_db"], r["cosine"] = float(r["snr_db"]), float(r["added_db"]), float(r["cosine"])
+    return rows
+
+
 def write_report(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
     """The per-layer table as CSV, graph order, atomically."""
     buf = io.StringIO()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from .._io import read_json, write_json
 from ..artifacts.run import read_split
 from ..errors import EdgeclfError
 from ..exporting.exporter import export as export_file, layers_report
-from ..exporting.int8_layers import worst
+from ..exporting.int8_layers import read_report, worst
 from ..params import NONE, Interval, check
 from ..runtime.evaluate import evaluate
 from ..runtime.golden import pick_images, remove_stale, write_golden
@@ -21,7 +20,7 @@ from ..table import format_table
 DEFAULT_MAX_DROP = 1.0  # points of validation accuracy an int8 file may lose against the float model
 MIN_VAL_IMAGES = 100  # below this one image is > 1 point: the check would judge noise, so it is skipped
 RETRY_CALIBRATION = 400  # images the second calibration uses when the first misses --max-drop
-MAX_FLOAT_OPS = 3  # ops the third try may keep in float: the stem alone lifted int8 agreement most (bench/README.md)
+MAX_FLOAT_OPS = 3  # ops the third try may keep in float: enough for one broken op and its neighbours (bench/README.md)
 
 
 class Int8DropError(EdgeclfError):
@@ -121,16 +120,6 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
                   f"{result['val_acc_int8']:.4f} ({result['drop_points']:+.2f} points lost), top-1 agreement "
                   f"{result['top1_agreement']} — {'within' if result['passed'] else 'OVER'} --max-drop {max_drop:g}")
     return dest
-
-
-def read_report(path: Path) -> list[dict[str, Any]]:
-    """The rows of a FILE-stem.layers.csv, numbers parsed."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r["rank"], r["index"] = int(r["rank"]), int(r["index"])
-        r["snr_db"], r["added_db"], r["cosine"] = float(r["snr_db"]), float(r["added_db"]), float(r["cosine"])
-    return rows
 
 
 def print_worst(path: Path, n: int = 5) -> None:
