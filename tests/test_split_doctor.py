@@ -25,6 +25,15 @@ def test_adding_images_never_moves_existing_ones(tmp_path: Path) -> None:
     assert counts["train"] > counts["val"] > 0 and counts["test"] > 0
 
 
+def test_split_record_names_the_dataset_from_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run trained on a relative DATA path is exported and evaluated from other folders."""
+    make_dataset(tmp_path / "d", {"a": 3, "b": 3})
+    monkeypatch.chdir(tmp_path)
+    root = scan("d").split_record()["root"]
+    monkeypatch.chdir("/")
+    assert Path(root).is_absolute() and Path(root, "a").is_dir()
+
+
 def test_nohash_groups_land_together() -> None:
     spec = SplitSpec(30, 30)
     assert hash_key("a/x_nohash_1.jpg") == hash_key("a/x_nohash_2.jpg") == "a/x"

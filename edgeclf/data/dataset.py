@@ -66,7 +66,7 @@ class Dataset:
     def split_record(self) -> dict:
         """A JSON-able record of the split, written into a run so evaluation can recompute it."""
         return {
-            "root": str(self.root),
+            "root": os.path.abspath(self.root),  # the run is used from other folders than the one it was trained in
             "layout": self.layout,
             "val_percent": self.spec.val_percent,
             "test_percent": self.spec.test_percent,
