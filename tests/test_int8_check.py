@@ -104,6 +104,8 @@ def test_report_names_the_error_each_op_adds(run: Path, capsys: pytest.CaptureFi
     assert not f.with_suffix(".layers.csv").exists()
     assert main(["export", str(run), "--quantize", "int8", "--max-float-ops", "-1"]) == 2
     assert "--max-float-ops must be an int in [0, 1000], got -1" in capsys.readouterr().err
+    assert main(["export", str(run), "--quantize", "float32", "--report"]) == 0
+    assert "is float32: no table written" in capsys.readouterr().err
 
 
 def test_max_drop_is_validated(run: Path) -> None:

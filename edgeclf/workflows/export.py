@@ -48,6 +48,9 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
                                max_float_ops, report)
     if report and verbose and layers_report(dest).is_file():
         print_worst(layers_report(dest))
+    elif report and quantize != "int8":
+        print(f"warning: --report compares an int8 file with its float graph; {dest.name} is {quantize}: "
+              "no table written", file=sys.stderr)
     golden = golden_vectors(dest, run_dir, quantize, calibration_data)
     if verbose and golden is not None:
         print(f"golden vectors {golden}")
