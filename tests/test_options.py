@@ -106,6 +106,22 @@ def test_train_options_come_from_one_config(tmp_path: Path) -> None:
         TrainConfig.build({"learning_rate": 0.1})
 
 
+def test_every_cli_argument_says_what_it_does() -> None:
+    """`edgeclf CMD --help` explains every argument and option, not just names it."""
+    import argparse
+
+    from edgeclf.cli import build_parser
+
+    missing = []
+    for name, sub in build_parser()._subparsers._group_actions[0].choices.items():
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                continue
+            if not (action.help or "").strip():
+                missing.append(f"{name} {action.option_strings[0] if action.option_strings else action.dest}")
+    assert not missing, missing
+
+
 def test_train_config_replays_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import json
 

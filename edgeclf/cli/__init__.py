@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("filter", nargs="?", default="", help="only names containing this text")
     p.add_argument("--weights", default=None, metavar="FILE.tflite",
                    help="instead of the list: which architectures a .tflite file's weights fit")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = add("train", cmd_train, "train a classifier (transfer learning on cached backbone features)")
     p.add_argument("data", nargs="?", default=None, help="DATA/<class>/ images (default with --config: its data)")
@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(p)
 
     p = add("export", cmd_export, "export a run to .tflite, with labels.txt and a preprocessing JSON beside it")
-    p.add_argument("run_dir")
-    p.add_argument("--format", choices=("tflite", "onnx"), default="tflite")
+    p.add_argument("run_dir", help="a finished `edgeclf train` run directory")
+    p.add_argument("--format", choices=("tflite", "onnx"), default="tflite", help="file format (default tflite)")
     p.add_argument("--quantize", default="float32",
                    help="float32 | float16 | dynamic | int8, or several comma-separated")
     p.add_argument("--io", choices=("uint8", "float32"), default="uint8",
@@ -90,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", cmd_evaluate, "accuracy of an exported file (or run dir) on a split of the dataset")
     p.add_argument("model", help=".tflite file or run directory")
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", choices=("train", "val", "test"), default="test")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--data", required=True, help="dataset folder the run was trained on (its split is reused)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split scored (default test)")
+    p.add_argument("--top-k", type=int, default=5, help="top-k accuracy reported beside top-1 (default 5)")
     p.add_argument("--client", default=None, metavar="{litert,mediapipe,onnxruntime,torch}",
                    help="run the model the way this client does: mediapipe = MediaPipe Tasks' ImageClassifier fed "
                         "the whole RGB image, as an app does (reports agreement with edgeclf's LiteRT runtime); "
@@ -101,38 +101,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --client mediapipe: feed a crop-mode file the whole image instead of the centre "
                         "region of interest (what an app that ignores the mode gets)")
     p.add_argument("--out", default=None, help="write metrics.json and the confusion matrix (CSV, PNG) here")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = add("verify", cmd_verify, "every exported file of a run x every client (LiteRT, MediaPipe, ONNX Runtime) "
                                   "on its test split: accuracy, agreement with PyTorch, golden vectors")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory with exported files")
     p.add_argument("--data", default=None, help="dataset folder, if it moved since training")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split scored (default test)")
     p.add_argument("--clients", default=None, help="comma-separated subset of litert,mediapipe,onnxruntime")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = add("predict", cmd_predict, "top-k labels for images or folders of images")
-    p.add_argument("model")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("model", help=".tflite or .onnx file, or a run directory")
+    p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("--top-k", type=int, default=3, help="labels listed per image (default 3)")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--json", action="store_true")
-    g.add_argument("--csv", action="store_true")
+    g.add_argument("--json", action="store_true", help="machine-readable output")
+    g.add_argument("--csv", action="store_true", help="one row per image and rank: path,rank,label,score")
 
     p = add("benchmark", cmd_benchmark, "latency of model files (mean, p50, p90, p99) per thread count")
-    p.add_argument("models", nargs="+")
+    p.add_argument("models", nargs="+", help=".tflite/.onnx files or run directories")
     p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
-    p.add_argument("--runs", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=100, help="timed runs per file and thread count (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.add_argument("--runtime", default=None,
                    help="for a run dir: time it in each of litert,onnxruntime,torch (float32 files exported on demand)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = add("compare", cmd_compare, "train, export, evaluate and benchmark several models: table, Pareto plot, HTML")
-    p.add_argument("data")
+    p.add_argument("data", help="dataset folder: DATA/<class>/<images>")
     p.add_argument("--models", required=True, help="comma-separated, e.g. mobilenet_v2_1.0_224,efficientnet_lite0")
     p.add_argument("--quantize", default="float32,int8", help="comma-separated quantizations to export")
     p.add_argument("--out", "-o", default="runs/compare", help="report folder (rerun to resume)")
@@ -142,10 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input-fit mode of every trained model (see `edgeclf train --help`)")
     p.add_argument("--threads", default="1,2", help="thread counts to time")
     p.add_argument("--runs", type=int, default=50, help="timed runs per file and thread count")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = add("search", cmd_search, "the most accurate model within a latency and size limit, found for you")
-    p.add_argument("data")
+    p.add_argument("data", help="dataset folder: DATA/<class>/<images>")
     p.add_argument("--max-latency-ms", type=float, required=True, help="p50 latency limit on this machine (LiteRT)")
     p.add_argument("--max-size-mb", type=float, required=True, help="file size limit of the exported model")
     p.add_argument("--threads", type=int, default=1, help="threads the latency is measured with (default 1)")
@@ -157,13 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None, metavar="RUN_DIR", help="distil this run into the finalists")
     p.add_argument("--out", "-o", default="runs/search", help="search folder (rerun to resume)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per candidate")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = add("demo", cmd_demo, "make a small dataset, train, export, evaluate and benchmark — the whole pipeline")
-    p.add_argument("--out", default="edgeclf-demo")
-    p.add_argument("--model", default="efficientnet_lite0")
-    p.add_argument("--per-class", type=int, default=60)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--out", default="edgeclf-demo", help="folder for the dataset, run and report (default edgeclf-demo)")
+    p.add_argument("--model", default="efficientnet_lite0", help="backbone (default efficientnet_lite0)")
+    p.add_argument("--per-class", type=int, default=60, help="generated images per class (default 60)")
+    p.add_argument("--epochs", type=int, default=30, help="head epochs (default 30)")
     return ap
 
 
