@@ -2,6 +2,7 @@
 
     python bench/distill.py [--student mobilenet_v1_0.25_128] [--teacher-model efficientnet_lite2]
                             [--recipe "--aug-views 4 --fine-tune 4"] [--seeds 4] [--weight 0.5] [--temperature 2]
+                            [--first-seed 0] [--append] [--out FILE.json]
 
 The teacher is trained once (default recipe, seed 0) unless --teacher RUN_DIR names one. Each
 student run is exported to int8 and its test accuracy is measured by MediaPipe's ImageClassifier
@@ -51,10 +52,13 @@ def main() -> None:
     ap.add_argument("--teacher", default=None, help="an existing teacher run (else one is trained)")
     ap.add_argument("--recipe", default="--aug-views 4 --fine-tune 4", help="the student's train options")
     ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--weight", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "edgeclf-bench-distill"))
     ap.add_argument("--out", default=str(BENCH / "distill.json"))
+    ap.add_argument("--append", action="store_true",
+                    help="add these seeds' rows to --out (same student, recipe and teacher) and re-summarize")
     a = ap.parse_args()
     runs = Path(a.runs)
     width = a.student.split("_")[2] if a.student.startswith("mobilenet_v1_") else None
@@ -67,8 +71,15 @@ def main() -> None:
                    "train_s": round(time.perf_counter() - t, 1)}
     print(json.dumps({"teacher": teacher_row}), flush=True)
     recipe = _recipe(a.recipe)
-    rows = []
-    for seed in range(a.seeds):
+    out, rows, commands = Path(a.out), [], []
+    if a.append and out.is_file():
+        prior = json.loads(out.read_text())
+        same = (a.student, a.recipe, a.weight, a.temperature, teacher_row["model"], teacher_row["val_acc"])
+        if (prior["student"], prior["recipe"], prior["weight"], prior["temperature"], prior["teacher"]["model"],
+                prior["teacher"]["val_acc"]) != same:
+            sys.exit(f"{out} holds another student, recipe, loss or teacher: drop --append or pick another --out")
+        rows, commands = prior["rows"], prior["command"].split(" && ")
+    for seed in range(a.first_seed, a.first_seed + a.seeds):
         for taught in (False, True):
             t = time.perf_counter()
             kw = dict(recipe, seed=seed, weights=weights, verbose=False, exist_ok=True)
@@ -92,14 +103,13 @@ def main() -> None:
         rs = [r for r in rows if r["teacher"] == taught]
         summary["with teacher" if taught else "without"] = {
             k: _mean_std([r[k] for r in rs]) for k in ("val_acc", "test_acc_float", "test_acc_int8_mediapipe")}
-    gain = [b["test_acc_int8_mediapipe"] - a_["test_acc_int8_mediapipe"]
-            for a_, b in zip(rows[::2], rows[1::2])]
-    summary["int8_gain_points"] = _mean_std([100 * g for g in gain])
+    for key, name in (("test_acc_int8_mediapipe", "int8_gain_points"), ("test_acc_float", "float_gain_points")):
+        summary[name] = _mean_std([100 * (b[key] - a_[key]) for a_, b in zip(rows[::2], rows[1::2])])
     print(json.dumps(summary), flush=True)
-    Path(a.out).write_text(json.dumps({"command": "python bench/distill.py " + " ".join(sys.argv[1:]),
-                                       "student": a.student, "recipe": a.recipe, "weight": a.weight,
-                                       "temperature": a.temperature, "teacher": teacher_row, "rows": rows,
-                                       "summary": summary}, indent=2) + "\n")
+    commands.append("python bench/distill.py " + shlex.join(sys.argv[1:]))
+    out.write_text(json.dumps({"command": " && ".join(commands), "student": a.student, "recipe": a.recipe,
+                               "weight": a.weight, "temperature": a.temperature, "teacher": teacher_row,
+                               "rows": rows, "summary": summary}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
