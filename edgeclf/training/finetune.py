@@ -47,8 +47,8 @@ def backbone_units(model: Classifier) -> list[nn.Module]:
     return [b.stem, *b.blocks, nn.ModuleList([b.head, b.pre_logits])]
 
 
-def parse_blocks(value: str | int | None) -> int | str | None:
-    """'--fine-tune' value: None/'0' → off, 'all', or a positive count of top units."""
+def parse_blocks(value: str | int | None, units: int | None = None) -> int | str | None:
+    """'--fine-tune' value: None/'0' → off, 'all', or a count of top units below `units` (the backbone's)."""
     if value in (None, "", 0, "0", "none"):
         return None
     if value == "all":
@@ -59,6 +59,9 @@ def parse_blocks(value: str | int | None) -> int | str | None:
         raise ConfigError(f"--fine-tune takes a number of top blocks or 'all', got {value!r}") from None
     if n < 0:
         raise ConfigError(f"--fine-tune takes a positive number of top blocks or 'all', got {n}")
+    if units is not None and n >= units:  # silently training the stem too would not be the recipe asked for
+        raise ConfigError(f"--fine-tune must be 'all' or an int in [1, {units - 1}] (this backbone has {units} "
+                          f"units: the stem, its blocks and the head), got {n}")
     return n
 
 

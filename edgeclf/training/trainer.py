@@ -71,7 +71,7 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
     # The input-fit mode is part of the preprocessing: it reaches the cache keys, the run and every export.
     cfg.resize = check_resize(cfg.resize or DEFAULT_RESIZE)
     spec = replace(spec, preprocess=replace(spec.preprocess, resize=cfg.resize))
-    ft_blocks = parse_blocks(cfg.fine_tune)
+    ft_blocks = parse_blocks(cfg.fine_tune, spec.build().n_units if cfg.fine_tune not in (None, "all") else None)
     check_device(cfg.device)
     if cfg.time_budget is not None:
         _check_budget_options(cfg, options)
