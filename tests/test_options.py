@@ -31,6 +31,8 @@ BAD = [
     (["benchmark", "{data}/x.tflite", "--runs", "0"], "--runs must be an int in [1, inf), got 0"),
     (["compare", "{data}", "--models", "efficientnet_lite0", "--threads", "1,x"], "--threads takes comma-separated"),
     (["compare", "{data}", "--models", "efficientnet_lite0", "--threads", "0"], "--threads must be an int in"),
+    (["compare", "{data}", "--models", "efficientnet_lite0", "--quantize", "int3", "--out", "{data}/../cmp"],
+     "--quantize must be one of"),
     (["export", "{data}", "--calibration-size", "0"], "--calibration-size must be an int in [1, inf), got 0"),
 ]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json
-from ..params import POSITIVE_INT, check
+from ..params import POSITIVE_INT, Options, check
 from ..progress import progress
 from ..report.compare import format_results, write_report
 
@@ -49,8 +49,9 @@ def compare(data: str | os.PathLike[str], models: list[str], quantize: list[str]
             out: str | os.PathLike[str] = "runs/compare", weights: str = "imagenet", threads: list[int] | None = None,
             runs: int = 50, verbose: bool = True, **train_kwargs: Any) -> list[dict[str, Any]]:
     """Train each model (sharing the feature cache), export each quantization, evaluate and benchmark; writes a report."""
-    from ..models.zoo import get_spec
     from ..artifacts.run import is_complete
+    from ..exporting.tflite import QUANTIZE
+    from ..models.zoo import get_spec
     from ..training.trainer import train
 
     log = print if verbose else (lambda *a, **k: None)
@@ -60,6 +61,8 @@ def compare(data: str | os.PathLike[str], models: list[str], quantize: list[str]
         check("--threads", t, POSITIVE_INT)
     check("--runs", runs, POSITIVE_INT)
     quantize = quantize or ["float32", "int8"]
+    for q in quantize:  # a typo must not cost a training run per model before it shows
+        check("--quantize", q, Options(*QUANTIZE))
     threads = threads or [1, 2]
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
