@@ -34,6 +34,7 @@ BAD = [
     (["compare", "{data}", "--models", "efficientnet_lite0", "--quantize", "int3", "--out", "{data}/../cmp"],
      "--quantize must be one of"),
     (["export", "{data}", "--calibration-size", "0"], "--calibration-size must be an int in [1, inf), got 0"),
+    (["export", "{data}", "--quantize", "float32,int9"], "--quantize must be one of float32, float16, dynamic, int8, got 'int9'"),
 ]
 
 
