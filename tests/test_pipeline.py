@@ -69,6 +69,15 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     m_run = evaluate(run, data, verbose=False)
     assert m_file["n"] == m_run["n"] > 0 and m_file["accuracy"] == m_run["accuracy"]
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
+    # Without DATA: the dataset the file's run was trained on (its split.json), the same figures.
+    m_default = evaluate(tfl, verbose=False)
+    assert (m_default["n"], m_default["accuracy"]) == (m_file["n"], m_file["accuracy"])
+    orphan = tmp_path / "orphan" / "m.tflite"
+    orphan.parent.mkdir()
+    orphan.write_bytes(tfl.read_bytes())
+    (orphan.parent / "labels.txt").write_text((tmp_path / "labels.txt").read_text())
+    with pytest.raises(EdgeclfError, match="no run record names its dataset; pass --data DATA"):
+        evaluate(orphan, verbose=False)
 
     # predict: folders walked, a bad image reported and skipped
     bad = tmp_path / "imgs" / "broken.jpg"
@@ -80,6 +89,15 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     rows = predict(tfl, [tmp_path / "imgs"], top_k=2)
     assert [Path(r["path"]).name for r in rows] == ["broken.jpg", "ok.jpg"]
     assert "error" in rows[0] and len(rows[1]["top"]) == 2
+    # One path, not a list: that image (a str used to be walked character by character, "/" included).
+    one = predict(tfl, str(tmp_path / "imgs" / "ok.jpg"), top_k=1)
+    assert [Path(r["path"]).name for r in one] == ["ok.jpg"]
+    # Nothing readable: the CLI says so and exits non-zero, so a script notices.
+    assert main(["predict", str(tfl), str(bad)]) == 1
+    assert main(["predict", str(tfl), str(bad), str(tmp_path / "imgs" / "ok.jpg")]) == 0
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no image files in .*empty; pass image files or folders"):
+        predict(tfl, tmp_path / "empty")
 
     from edgeclf.runtime.benchmark import benchmark_file
 

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", cmd_evaluate, "accuracy of an exported file (or run dir) on a split of the dataset")
     p.add_argument("model", help=".tflite file or run directory")
-    p.add_argument("--data", required=True, help="dataset folder the run was trained on (its split is reused)")
+    p.add_argument("--data", default=None,
+                   help="dataset folder (default: the one the model's run was trained on; its split is reused)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split scored (default test)")
     p.add_argument("--top-k", type=int, default=5, help="top-k accuracy reported beside top-1 (default 5)")
     p.add_argument("--client", default=None, metavar="{litert,mediapipe,onnxruntime,torch}",

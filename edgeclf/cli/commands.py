@@ -138,7 +138,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     bad = sum("error" in r for r in rows)
     if bad:
         print(f"{bad} image(s) could not be read and were skipped", file=sys.stderr)
-    return 0
+    return 1 if bad and bad == len(rows) else 0
 
 
 def cmd_benchmark(a: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from ..data.dataset import scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
 from ..progress import progress
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..table import format_table
 from .engine import Engine, load_engine
 from ..metrics import classification_metrics, coverage_report
@@ -90,7 +90,7 @@ def client_predict(engine: Engine, client: str, paths: list[str], workers: int |
     return predict_files(engine, paths, workers, desc=client)
 
 
-def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split: str = "test", top_k: int = 5,
+def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None = None, split: str = "test", top_k: int = 5,
              out: str | os.PathLike[str] | None = None, threads: int | None = None, workers: int | None = None,
              compare_to_run: bool = True, verbose: bool = True, client: str | None = None,
              roi: bool = True) -> dict[str, Any]:
@@ -99,7 +99,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
     `client` (litert | mediapipe | onnxruntime | torch; default: edgeclf's runtime for the file type)
     runs the model as that client does; `mediapipe` is the app's ImageClassifier, and its top-1
     agreement with edgeclf's LiteRT runtime is reported. `roi=False` feeds MediaPipe the whole image
-    even for a crop-mode file (what an app that ignores the mode gets).
+    even for a crop-mode file (what an app that ignores the mode gets). `data` defaults to the
+    dataset the model's run was trained on.
     """
     check("--split", split, Options("train", "val", "test"))
     check("--top-k", top_k, POSITIVE_INT)
@@ -107,6 +108,10 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], split:
     check("--workers", workers, NONE, POSITIVE_INT)
     engine, client = client_engine(model, client, threads)
     rec = _split_record(engine)
+    if data is None:
+        if not rec.get("root"):
+            raise ConfigError(f"{model}: no run record names its dataset; pass --data DATA")
+        data = rec["root"]
     ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
     samples = ds.recorded(split, rec)  # the run's own list: images added since training do not join its test split
     index = {c: i for i, c in enumerate(engine.labels)}

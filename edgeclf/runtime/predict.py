@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import is_image_file
+from ..errors import DatasetError
 from ..params import NONE, POSITIVE_INT, check
 from .engine import load_engine
 from .evaluate import predict_files
@@ -27,13 +28,18 @@ def collect_images(inputs: list[str | os.PathLike[str]]) -> list[str]:
     return out
 
 
-def predict(model: str | os.PathLike[str], inputs: list[str | os.PathLike[str]], top_k: int = 3,
-            threads: int | None = None) -> list[dict[str, Any]]:
+def predict(model: str | os.PathLike[str], inputs: str | os.PathLike[str] | list[str | os.PathLike[str]],
+            top_k: int = 3, threads: int | None = None) -> list[dict[str, Any]]:
     """Top-k predictions per image; unreadable images get an `error` instead."""
     check("--top-k", top_k, POSITIVE_INT)
     check("--threads", threads, NONE, POSITIVE_INT)
+    if isinstance(inputs, (str, os.PathLike)):  # one path, not its characters (a "/" would walk the disk)
+        inputs = [inputs]
     engine = load_engine(model, threads)
     paths = collect_images(inputs)
+    if not paths:
+        raise DatasetError(f"no image files in {', '.join(map(str, inputs)) or 'the inputs'}; "
+                           "pass image files or folders that hold them")
     probs, bad, good = predict_files(engine, paths)
     k = min(top_k, len(engine.labels))
     rows: list[dict[str, Any]] = [{"path": p, "error": bad[p]} for p in paths if p in bad]
