@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # Heavy modules (torch, LiteRT) load on first use, and only the stage asked for: `edgeclf.doctor`
 # and `--help` never import torch.
 _API = {
-    "doctor": ("edgeclf.data.doctor", "diagnose"),
+    "doctor": ("edgeclf.workflows.doctor", "doctor"),  # the command's: embeddings, --label-issues, --suggest
     "scan": ("edgeclf.data.dataset", "scan"),
     "list_models": ("edgeclf.models.zoo", "list_models"),
     "create_model": ("edgeclf.models.zoo", "create_model"),
@@ -29,6 +29,7 @@ _API = {
     "predict": ("edgeclf.runtime.predict", "predict"),
     "benchmark": ("edgeclf.workflows.benchmark", "benchmark"),
     "compare": ("edgeclf.workflows.compare", "compare"),
+    "search": ("edgeclf.workflows.search", "search"),
     "verify": ("edgeclf.runtime.verify", "verify"),
     "EdgeclfError": ("edgeclf.errors", "EdgeclfError"),
     "ConfigError": ("edgeclf.errors", "ConfigError"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,15 @@ class Options:
 
 
 NONE = None  # in a constraint list: the value may be None
+
+
+def as_list(value: Any) -> list[Any] | None:
+    """An option taking several values, given one: a lone str, path or number is a one-item list, not its letters."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, os.PathLike, numbers.Number)):
+        return [value]
+    return list(value)
 
 
 def check(option: str, value: Any, *constraints: Any) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgeclf.cli import main
-from edgeclf.errors import ConfigError
+from edgeclf.errors import ConfigError, EdgeclfError
 from edgeclf.params import Interval, check
 
 BAD = [
@@ -55,6 +55,26 @@ def test_api_raises_the_same_error(tmp_path: Path) -> None:
         edgeclf.train(tmp_path, batch_size=0)
     with pytest.raises(ConfigError, match="--val-percent"):
         edgeclf.doctor(tmp_path, val_percent=-5)
+
+
+def test_api_takes_one_value_where_it_takes_several(tmp_path: Path) -> None:
+    """A lone str for a list option is that one value, never its letters (a "/" once walked the disk)."""
+    import edgeclf
+    from edgeclf.params import as_list
+
+    assert as_list("a,b") == ["a,b"] and as_list(tmp_path) == [tmp_path] and as_list(2) == [2]
+    assert as_list(("x", "y")) == ["x", "y"] and as_list(None) is None
+    with pytest.raises(EdgeclfError, match="unknown model .nosuch_model."):
+        edgeclf.compare(tmp_path, "nosuch_model", out=tmp_path / "c")
+    with pytest.raises(ConfigError, match="--quantize must be one of .*, got 'int9'"):
+        edgeclf.compare(tmp_path, "efficientnet_lite0", quantize="int9", out=tmp_path / "c")
+    with pytest.raises(ConfigError, match="--quantize must be one of .*, got 'int9'"):
+        edgeclf.search(tmp_path, 2, 1, quantize="int9", out=tmp_path / "s")
+    with pytest.raises(EdgeclfError, match=f"model file {tmp_path / 'm.tflite'} does not exist"):
+        edgeclf.benchmark(str(tmp_path / "m.tflite"), threads=1)
+    with pytest.raises(ConfigError, match="--clients must be one of litert, mediapipe, onnxruntime, got 'lite'"):
+        edgeclf.verify(tmp_path, clients="lite")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "s").exists()
 
 
 def test_intervals() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from ..progress import progress
 from ..table import format_table
 from ..litert import open_interpreter
-from .engine import load_engine
+from .engine import load_engine, require_model
 
 
 def _stats(ms: np.ndarray) -> dict[str, float]:
@@ -104,7 +104,7 @@ def peak_gmacs(threads: int) -> float:
 def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 100, warmup: int = 10,
                    seed: int = 0) -> dict[str, Any]:
     """Time one model file (.tflite of any origin, .onnx, or a run dir): batch-1 latency after warm-up."""
-    p = Path(path)
+    p = require_model(path)
     rss0 = _rss_mb()
     if p.suffix == ".tflite":
         fn, inp = _raw_tflite(p, threads)

@@ -79,6 +79,14 @@ def _tflite_runner(path: Path, threads: int | None):
     return run, int(out["shape"][-1])
 
 
+def require_model(path: str | os.PathLike[str]) -> Path:
+    """The path of a model file or run directory that exists, or a one-line error saying what to pass."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file {path} does not exist; pass a .tflite or .onnx file or a run directory")
+    return path
+
+
 def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Engine:
     """Open a .tflite file or a run directory for inference."""
     path = Path(path)
@@ -95,8 +103,7 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
                 return torch.softmax(model(pre.normalize(batch)), -1).numpy()
 
         return Engine(path, "torch", list(meta["classes"]), pre, run, threads, meta.get("score_threshold"))
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist; pass a .tflite file or a run directory")
+    require_model(path)
     if path.suffix == ".tflite":
         pre, classes, threshold = _sidecar(path)
         runner, n_out = _tflite_runner(path, threads)

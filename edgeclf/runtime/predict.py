@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.images import is_image_file
 from ..errors import DatasetError
-from ..params import NONE, POSITIVE_INT, check
+from ..params import NONE, POSITIVE_INT, as_list, check
 from .engine import load_engine
 from .evaluate import predict_files
 
@@ -33,8 +33,7 @@ def predict(model: str | os.PathLike[str], inputs: str | os.PathLike[str] | list
     """Top-k predictions per image; unreadable images get an `error` instead."""
     check("--top-k", top_k, POSITIVE_INT)
     check("--threads", threads, NONE, POSITIVE_INT)
-    if isinstance(inputs, (str, os.PathLike)):  # one path, not its characters (a "/" would walk the disk)
-        inputs = [inputs]
+    inputs = as_list(inputs) or []  # one path, not its characters (a "/" would walk the disk)
     engine = load_engine(model, threads)
     paths = collect_images(inputs)
     if not paths:

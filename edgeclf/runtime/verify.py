@@ -12,6 +12,7 @@ from .._io import write_json
 from ..artifacts.run import read_split
 from ..data.dataset import scan
 from ..errors import EdgeclfError
+from ..params import NONE, POSITIVE_INT, Options, as_list, check
 from ..table import format_table
 from .engine import load_engine
 from .evaluate import _agreement, client_engine, client_predict, predict_files
@@ -23,9 +24,15 @@ CLIENTS_OF = {kind: tuple(c for c in RUNS[kind] if c != "torch") for kind in (".
 
 
 def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None = None, split: str = "test",
-           clients: tuple[str, ...] | None = None, threads: int | None = None, workers: int | None = None,
-           verbose: bool = True) -> dict[str, Any]:
+           clients: str | tuple[str, ...] | list[str] | None = None, threads: int | None = None,
+           workers: int | None = None, verbose: bool = True) -> dict[str, Any]:
     """Accuracy, top-1 agreement with PyTorch, max |Δ probability| and golden vectors per (file, client)."""
+    check("--split", split, Options("train", "val", "test"))
+    check("--threads", threads, NONE, POSITIVE_INT)
+    check("--workers", workers, NONE, POSITIVE_INT)
+    clients = as_list(clients)
+    for c in clients or []:  # a substring ("lite") must not pass for a client
+        check("--clients", c, Options(*sorted({k for kind in CLIENTS_OF.values() for k in kind})))
     run_dir = Path(run_dir)
     files = sorted(p for p in (run_dir / "export").glob("*") if p.suffix in CLIENTS_OF) if run_dir.is_dir() else []
     if not files:

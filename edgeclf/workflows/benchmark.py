@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from ..artifacts.run import load_run
-from ..params import COUNT, POSITIVE_INT, Options, check
+from ..params import COUNT, POSITIVE_INT, Options, as_list, check
 from ..runtime.benchmark import benchmark_file, format_benchmark
+from ..runtime.engine import require_model
 from .export import export
 
 RUNTIMES = ("litert", "onnxruntime", "torch")
@@ -29,15 +31,17 @@ def runtime_files(run_dir: Path, runtimes: list[str]) -> list[Path]:
     return out
 
 
-def benchmark(paths: list[str], threads: list[int] | None = None, runs: int = 100, warmup: int = 10,
-              runtimes: list[str] | None = None, verbose: bool = True) -> list[dict[str, Any]]:
+def benchmark(paths: str | os.PathLike[str] | list[str | os.PathLike[str]], threads: int | list[int] | None = None,
+              runs: int = 100, warmup: int = 10, runtimes: str | list[str] | None = None,
+              verbose: bool = True) -> list[dict[str, Any]]:
     """Benchmark every file at every thread count; a run dir with `runtimes` is timed in each runtime. Prints a table."""
+    paths, threads, runtimes = as_list(paths) or [], as_list(threads), as_list(runtimes)
     for t in threads or [1]:
         check("--threads", t, POSITIVE_INT)
     check("--runs", runs, POSITIVE_INT)
     check("--warmup", warmup, COUNT)
     files: list[Path] = []
-    for p in map(Path, paths):
+    for p in map(require_model, paths):  # every path checked before the first is timed
         files += runtime_files(p, runtimes) if p.is_dir() and runtimes else [p]
     rows = [benchmark_file(f, t, runs, warmup) for f in files for t in (threads or [1])]
     if verbose:

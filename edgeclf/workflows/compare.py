@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json
-from ..params import POSITIVE_INT, Options, check
+from ..params import POSITIVE_INT, Options, as_list, check
 from ..progress import progress
 from ..report.compare import format_results, write_report
 
@@ -45,10 +45,12 @@ def _time(row: dict[str, Any], threads: list[int], runs: int) -> dict[str, Any]:
     return row
 
 
-def compare(data: str | os.PathLike[str], models: list[str], quantize: list[str] | None = None,
-            out: str | os.PathLike[str] = "runs/compare", weights: str = "imagenet", threads: list[int] | None = None,
-            runs: int = 50, verbose: bool = True, **train_kwargs: Any) -> list[dict[str, Any]]:
+def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str | list[str] | None = None,
+            out: str | os.PathLike[str] = "runs/compare", weights: str = "imagenet",
+            threads: int | list[int] | None = None, runs: int = 50, verbose: bool = True,
+            **train_kwargs: Any) -> list[dict[str, Any]]:
     """Train each model (sharing the feature cache), export each quantization, evaluate and benchmark; writes a report."""
+    models, quantize, threads = as_list(models) or [], as_list(quantize), as_list(threads)
     from ..artifacts.run import is_complete
     from ..exporting.tflite import QUANTIZE
     from ..models.zoo import get_spec

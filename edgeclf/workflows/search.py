@@ -19,7 +19,7 @@ from typing import Any
 
 from .._io import read_json, write_json
 from ..errors import EdgeclfError
-from ..params import POSITIVE, POSITIVE_INT, Interval, Options, check
+from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check
 from ..report.compare import format_results, write_report
 
 BYTES = {"float32": 4, "float16": 2, "dynamic": 1, "int8": 1}
@@ -94,7 +94,8 @@ def better(row: dict[str, Any], latency_key: str) -> tuple[float, float, float]:
 
 
 def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: float, threads: int = 1,
-           quantize: list[str] | None = None, models: list[str] | None = None, out: str | os.PathLike[str] = "runs/search",
+           quantize: str | list[str] | None = None, models: str | list[str] | None = None,
+           out: str | os.PathLike[str] = "runs/search",
            finalists: int = 2, budget_s: float | None = None, teacher: str | None = None, runs: int = 30,
            verbose: bool = True, **train_options: Any) -> dict[str, Any]:
     """Find the most accurate model within the limits; returns {'pick': row or None, 'rows': every candidate}.
@@ -105,6 +106,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     from ..models.weights import availability
     from ..models.zoo import get_spec, list_models
 
+    quantize, models = as_list(quantize), as_list(models)
     check("--max-latency-ms", max_latency_ms, POSITIVE)
     check("--max-size-mb", max_size_mb, POSITIVE)
     check("--threads", threads, POSITIVE_INT)
