@@ -38,6 +38,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def make_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Create an output folder (and its parents), or a one-line error naming the option that gave it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        bad = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise EdgeclfError(f"{option} {path}: {bad} is a file, not a folder; choose another {option}") from None
+    except OSError as exc:
+        raise EdgeclfError(f"{option} {path}: cannot create the folder ({exc.strerror}); "
+                           f"choose a writable {option}") from None
+    return path
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write bytes atomically."""
     with atomic_path(path) as tmp:

@@ -48,6 +48,23 @@ def test_bad_option_is_one_line(argv: list[str], message: str, tmp_path: Path,
     assert err.count("\n") == 0 and message in err, err
 
 
+def test_an_output_path_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--out/--html naming a file (or a path under one): one line naming it, before any work, nothing written."""
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"a": 4, "b": 4})
+    f = tmp_path / "f"
+    f.write_text("mine")
+    cases = [["train", str(data), "--out", str(f)], ["train", str(data), "--out", str(f / "run")],
+             ["doctor", str(data), "--no-embeddings", "--html", str(f / "page")],
+             ["compare", str(data), "--models", "mobilenet_v2_0.35_96", "--out", str(f)]]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{f} is a file, not a folder; choose another --" in err, err
+    assert f.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["data", "f"]
+
+
 def test_api_raises_the_same_error(tmp_path: Path) -> None:
     import edgeclf
 

@@ -176,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeclfError as exc:
         print(f"edgeclf: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the last line of defence: a path the system refused, in one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgeclf: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("edgeclf: interrupted", file=sys.stderr)
         return 130

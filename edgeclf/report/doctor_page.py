@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json, write_text
+from .._io import make_dir, write_json, write_text
 from ..data.images import ImageDecodeError, load_rgb
 
 _THUMB = 160  # px, longer side of each thumbnail
@@ -79,7 +79,7 @@ def _suspects(li: dict[str, Any], root: str) -> str:
 def write_page(out: Path, r: dict[str, Any]) -> Path:
     """DIR/doctor.html (self-contained) and DIR/doctor.json; returns the page's path."""
     root = r["root"]
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "--html")
     write_json(out / "doctor.json", r)
     unreadable = "".join(f"<li><code>{html.escape(os.path.relpath(u['path'], root))}</code>: {html.escape(u['reason'])}</li>"
                          for u in r["unreadable"]) or "<li>none</li>"

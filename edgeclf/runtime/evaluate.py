@@ -12,7 +12,7 @@ import numpy as np
 
 from ..plots import plot_reliability, plot_risk_coverage
 from ..params import NONE, POSITIVE_INT, Options, check
-from .._io import atomic_path, read_json, write_json, write_text
+from .._io import atomic_path, make_dir, read_json, write_json, write_text
 from ..artifacts.run import SPLIT_FILE, read_split
 from ..data.dataset import scan
 from ..data.crops import Crops, plain
@@ -106,6 +106,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check("--top-k", top_k, POSITIVE_INT)
     check("--threads", threads, NONE, POSITIVE_INT)
     check("--workers", workers, NONE, POSITIVE_INT)
+    if out is not None:  # before the predictions, not after
+        make_dir(out)
     engine, client = client_engine(model, client, threads)
     rec = _split_record(engine)
     if data is None:
@@ -157,7 +159,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
 def write_reports(out: Path, m: dict[str, Any], labels: list[str], y: np.ndarray | None = None,
                   probs: np.ndarray | None = None, threshold: float | None = None) -> None:
     """metrics.json, confusion_matrix.csv/.png and (given y, probs) reliability.png and risk_coverage.png."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     write_json(out / "metrics.json", m)
     buf = io.StringIO()
     w = csv.writer(buf)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..artifacts.run import is_complete
 from ..data.dataset import Dataset, class_counts
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 from ..models.weights import locate, sha256_file
 
 
@@ -17,6 +17,8 @@ def next_run_dir(out: Path, exist_ok: bool = False) -> Path:
 
     Ultralytics' rule; an interrupted run holds nothing worth keeping, so its rerun reuses the folder.
     """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
     if exist_ok or not is_complete(out):
         return out
     n = 2

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .._io import write_json
+from .._io import make_dir, write_json
 from ..data.dataset import Dataset, scan
 from ..data.exclusions import apply_exclusions, read_exclusions
 from ..errors import ConfigError
@@ -100,7 +100,7 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
             log(f"skipped {len(ds.skipped_links)} folder link(s) that loop or leave their class folder: "
                 f"{', '.join(ds.skipped_links[:3])}", file=sys.stderr)
         if world.main:
-            out.mkdir(parents=True, exist_ok=True)
+            make_dir(out)
         if tutor:
             cfg.teacher = str(tutor.run_dir)
         # The config replays as it is (`train --config manifest.json`); the rest records what it resolved to.

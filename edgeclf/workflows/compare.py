@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .._io import read_json, write_json
+from .._io import make_dir, read_json, write_json
 from ..params import POSITIVE_INT, Options, as_list, check
 from ..progress import progress
 from ..report.compare import format_results, write_report
@@ -67,7 +67,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
         check("--quantize", q, Options(*QUANTIZE))
     threads = threads or [1, 2]
     out = Path(out)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
+    make_dir(out / "cells")
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for model in progress(models, "compare", len(models), "model"):

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.doctor import diagnose
+from .._io import make_dir
 from ..errors import EdgeclfError
 from ..params import NONE, POSITIVE_INT, check
 
@@ -74,6 +75,8 @@ def doctor(data: str | os.PathLike[str], val_percent: float = 10.0, test_percent
         check("--folds", folds, FOLDS)
     if label_issues and not embeddings:
         raise EdgeclfError("--label-issues needs the backbone features; drop --no-embeddings")
+    if html is not None:  # before minutes of checks, not after
+        make_dir(html, "--html")
     emb = _Embeddings(model, workers, cache_dir) if embeddings else None
     if emb is not None:
         from ..models.zoo import get_spec

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._io import read_json, write_json
+from .._io import make_dir, read_json, write_json
 from ..errors import EdgeclfError
 from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check
 from ..report.compare import format_results, write_report
@@ -130,7 +130,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
         get_spec(m)
     out = Path(out)
     cells = out / "cells"
-    cells.mkdir(parents=True, exist_ok=True)
+    make_dir(cells)
     key = f"p50_ms_{threads}t"
 
     def cell(name: str, make) -> dict[str, Any]:  # resumable: each step's result is kept
