@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = add("demo", cmd_demo, "make a small dataset, train, export, evaluate and benchmark — the whole pipeline")
-    p.add_argument("--out", default="edgeclf-demo", help="folder for the dataset, run and report (default edgeclf-demo)")
+    p.add_argument("--out", default="edgeclf-demo",
+                   help="folder for the dataset, run and report (default edgeclf-demo)")
     p.add_argument("--model", default="efficientnet_lite0", help="backbone (default efficientnet_lite0)")
     p.add_argument("--per-class", type=int, default=60, help="generated images per class (default 60)")
     p.add_argument("--epochs", type=int, default=30, help="head epochs (default 30)")

@@ -90,10 +90,10 @@ def client_predict(engine: Engine, client: str, paths: list[str], workers: int |
     return predict_files(engine, paths, workers, desc=client)
 
 
-def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None = None, split: str = "test", top_k: int = 5,
-             out: str | os.PathLike[str] | None = None, threads: int | None = None, workers: int | None = None,
-             compare_to_run: bool = True, verbose: bool = True, client: str | None = None,
-             roi: bool = True) -> dict[str, Any]:
+def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None = None, split: str = "test",
+             top_k: int = 5, out: str | os.PathLike[str] | None = None, threads: int | None = None,
+             workers: int | None = None, compare_to_run: bool = True, verbose: bool = True,
+             client: str | None = None, roi: bool = True) -> dict[str, Any]:
     """Evaluate a .tflite/.onnx file or run directory on one split of DATA through `client`; optionally write reports.
 
     `client` (litert | mediapipe | onnxruntime | torch; default: edgeclf's runtime for the file type)
