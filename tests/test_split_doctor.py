@@ -25,6 +25,26 @@ def test_adding_images_never_moves_existing_ones(tmp_path: Path) -> None:
     assert counts["train"] > counts["val"] > 0 and counts["test"] > 0
 
 
+def test_a_rare_class_keeps_one_training_image(tmp_path: Path) -> None:
+    """2 photos that both hash into val/test: the one nearest the train range trains, the other stays put."""
+    from edgeclf.data.split import percentage
+    from edgeclf.training.run_setup import check_trainable
+
+    spec = SplitSpec()
+    held = [n for n in (f"r{i}.jpg" for i in range(200)) if assign(f"rare/{n}", spec) != "train"][:2]
+    data = make_dataset(tmp_path / "d", {"common": 12})
+    (data / "rare").mkdir()
+    for i, name in enumerate(held):
+        photo(i).save(data / "rare" / name)
+    ds = scan(data)
+    rare = {s.rel: s.split for s in ds.samples if ds.classes[s.label] == "rare"}
+    first = max(held, key=lambda n: percentage(f"rare/{n}"))
+    other = next(n for n in held if n != first)
+    assert rare == {first: "train", other: assign(f"rare/{other}", spec)}
+    assert all(s.split == assign(f"common/{s.rel}", spec) for s in ds.samples if ds.classes[s.label] == "common")
+    check_trainable(ds)  # used to be: "class(es) rare have no image in the train split"
+
+
 def test_split_record_names_the_dataset_from_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run trained on a relative DATA path is exported and evaluated from other folders."""
     make_dataset(tmp_path / "d", {"a": 3, "b": 3})

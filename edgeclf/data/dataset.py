@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from .images import is_image_file
-from .split import SPLITS, SplitSpec, assign
+from .split import SPLITS, SplitSpec, assign, percentage
 
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                   "test": "test", "testing": "test"}
@@ -187,11 +187,13 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     samples: list[Sample] = []
     for label, cname in enumerate(classes):
         files = per_class[cname]
-        for path, rel, split in files:
-            if split is None:
-                # A lone image must train: a class absent from training cannot be learned.
-                split = "train" if len(files) == 1 else assign(f"{cname}/{rel}", spec)
-            samples.append(Sample(path=path, label=label, split=split, rel=rel))
+        splits = [split or assign(f"{cname}/{rel}", spec) for _, rel, split in files]
+        hashed = [i for i, (_, _, split) in enumerate(files) if split is None]
+        if hashed and "train" not in splits:
+            # A class absent from training cannot be learned: its hashed file nearest the train
+            # range trains instead (a lone image, or 2-3 that all hashed into val/test).
+            splits[max(hashed, key=lambda i: percentage(f"{cname}/{files[i][1]}"))] = "train"
+        samples += [Sample(path=path, label=label, split=sp, rel=rel) for (path, rel, _), sp in zip(files, splits)]
     return Dataset(root=root, classes=classes, samples=samples, layout=layout, spec=spec,
                    ignored_hidden=hidden, ignored_non_images=others, skipped_links=links)
 
