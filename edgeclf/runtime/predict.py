@@ -34,11 +34,11 @@ def predict(model: str | os.PathLike[str], inputs: str | os.PathLike[str] | list
     check("--top-k", top_k, POSITIVE_INT)
     check("--threads", threads, NONE, POSITIVE_INT)
     inputs = as_list(inputs) or []  # one path, not its characters (a "/" would walk the disk)
-    engine = load_engine(model, threads)
     paths = collect_images(inputs)
     if not paths:
         raise DatasetError(f"no image files in {', '.join(map(str, inputs)) or 'the inputs'}; "
                            "pass image files or folders that hold them")
+    engine = load_engine(model, threads)
     probs, bad, good = predict_files(engine, paths)
     k = min(top_k, len(engine.labels))
     rows: list[dict[str, Any]] = [{"path": p, "error": bad[p]} for p in paths if p in bad]

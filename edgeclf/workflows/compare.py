@@ -50,12 +50,12 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
             threads: int | list[int] | None = None, runs: int = 50, verbose: bool = True,
             **train_kwargs: Any) -> list[dict[str, Any]]:
     """Train each model (sharing the feature cache), export each quantization, evaluate and benchmark; writes a report."""
-    models, quantize, threads = as_list(models) or [], as_list(quantize), as_list(threads)
     from ..artifacts.run import is_complete
     from ..exporting.tflite import QUANTIZE
     from ..models.zoo import get_spec
     from ..training.trainer import train
 
+    models, quantize, threads = as_list(models) or [], as_list(quantize), as_list(threads)
     log = print if verbose else (lambda *a, **k: None)
     for m in models:
         get_spec(m)  # unknown names fail before hours of work
