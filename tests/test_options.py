@@ -23,6 +23,7 @@ BAD = [
     (["train", "{data}", "--val-percent", "60", "--test-percent", "50"], "must be below 100"),
     (["train", "{data}", "--fine-tune-epochs", "0"], "--fine-tune-epochs must be None or an int in [1, inf), got 0"),
     (["train", "{data}", "--steps", "0"], "--steps must be None or an int in [1, inf), got 0"),
+    (["models", "nosuch"], "no model name contains 'nosuch'; run `edgeclf models` for the list"),
     (["train", "{data}", "--model", "mobilenet_v1_0.25_128", "--fine-tune", "15"],
      "--fine-tune must be 'all' or an int in [1, 14] (this backbone has 15 units"),
     (["evaluate", "{data}/x.tflite", "--data", "{data}", "--top-k", "0"], "--top-k must be an int in [1, inf), got 0"),

@@ -57,6 +57,8 @@ def cmd_models(a: argparse.Namespace) -> int:
               f"normalization {norm}; classifier: {info['classifier_outputs'] or 'none'}")
         return 0
     names = [n for n in list_models() if not a.filter or a.filter in n]
+    if not names:
+        raise ConfigError(f"no model name contains {a.filter!r}; run `edgeclf models` for the list")
     rows = [describe(n) for n in names]
     if a.json:
         print(json.dumps(rows, indent=2))
