@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeclf.errors import EdgeclfError
+from edgeclf.errors import ConfigError, EdgeclfError
 
 MODEL = "mobilenet_v2_1.0_96"  # ImageNet weights (offline): colours are separable in its features
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 210)}
@@ -262,3 +262,7 @@ def test_benchmark_one_model_in_three_runtimes(run: Path) -> None:
                      verbose=False)
     assert [r["runtime"] for r in rows] == ["litert", "onnxruntime", "torch"]
     assert all(r["p50_ms"] > 0 for r in rows)
+    # A file runs in its own runtime only: --runtime on it is refused, not silently ignored.
+    tfl = next((run / "export").glob("*.tflite"))
+    with pytest.raises(ConfigError, match=f"--runtime compares runtimes on a run directory; {tfl} is a file"):
+        benchmark([str(tfl)], runs=1, warmup=0, runtimes=["torch"], verbose=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts.run import load_run
+from ..errors import ConfigError
 from ..params import COUNT, POSITIVE_INT, Options, as_list, check
 from ..runtime.benchmark import benchmark_file, format_benchmark
 from ..runtime.engine import require_model
@@ -40,8 +41,13 @@ def benchmark(paths: str | os.PathLike[str] | list[str | os.PathLike[str]], thre
         check("--threads", t, POSITIVE_INT)
     check("--runs", runs, POSITIVE_INT)
     check("--warmup", warmup, COUNT)
+    given = [require_model(p) for p in paths]  # every path checked before the first is timed
+    lone = [p for p in given if runtimes and not p.is_dir()]
+    if lone:  # a file runs in its own runtime only; silently timing it there would answer another question
+        raise ConfigError(f"--runtime compares runtimes on a run directory; {lone[0]} is a file, timed in its own "
+                          "runtime: pass the run directory or drop --runtime")
     files: list[Path] = []
-    for p in map(require_model, paths):  # every path checked before the first is timed
+    for p in given:
         files += runtime_files(p, runtimes) if p.is_dir() and runtimes else [p]
     rows = [benchmark_file(f, t, runs, warmup) for f in files for t in (threads or [1])]
     if verbose:
