@@ -81,3 +81,9 @@ def is_complete(run_dir: str | os.PathLike[str]) -> bool:
 def read_split(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The run's split record: dataset root, percentages, classes and the file list of every split."""
     return read_json(Path(run_dir) / SPLIT_FILE)
+
+
+def dataset_root(rec: dict[str, Any], data: str | os.PathLike[str] | None = None) -> Path | None:
+    """DATA as given, else the dataset folder a split record names (None when it names none)."""
+    root = data or rec.get("root")
+    return Path(root) if root else None

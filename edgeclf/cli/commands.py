@@ -7,7 +7,6 @@ import json
 import sys
 
 from ..errors import ConfigError, EdgeclfError
-from ..params import Options, check
 
 
 def _csv_ints(s: str, option: str = "--threads") -> list[int]:
@@ -106,13 +105,12 @@ def cmd_search(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from ..exporting.tflite import QUANTIZE
+    from ..exporting.tflite import check_quantize
     from ..workflows.export import export
 
     quants = a.quantize.split(",")
     if a.format == "tflite":
-        for q in quants:  # all checked before the first file is written
-            check("--quantize", q, Options(*QUANTIZE))
+        check_quantize(quants)
     if a.output and len(quants) > 1:
         raise EdgeclfError("--output names one file; export one --quantize at a time with it, or drop --output")
     for q in quants:

@@ -14,7 +14,7 @@ from .._io import write_json, write_text
 from ..errors import EdgeclfError
 from ..params import POSITIVE_INT, Options, check
 from ..models.preprocess import Preprocess
-from ..artifacts.run import load_run, read_split, run_preprocess
+from ..artifacts.run import dataset_root, load_run, read_split, run_preprocess
 from .int8_layers import short_name
 
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}
@@ -32,7 +32,7 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
     from ..data.dataset import scan
 
     rec = read_split(run_dir)
-    root = Path(data or rec["root"])
+    root = dataset_root(rec, data)
     if not root.is_dir():
         raise EdgeclfError(f"int8 calibration needs the training images, but {root} is gone; "
                            "pass --calibration-data DATA")

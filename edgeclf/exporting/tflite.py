@@ -27,12 +27,19 @@ import torch
 from .._io import quiet_fds, write_bytes
 from .int8_layers import SAMPLES, keep_float_recipe, layer_errors, write_report
 from ..errors import EdgeclfError
+from ..params import Options, check
 from ..litert import convert
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
 from ..models.deploy import Deployable
 
 QUANTIZE = ("float32", "float16", "dynamic", "int8")
+
+
+def check_quantize(names: list[str]) -> None:
+    """Every --quantize name for .tflite, checked before the first file is trained for or written."""
+    for q in names:
+        check("--quantize", q, Options(*QUANTIZE))
 IO_TYPES = ("uint8", "float32")
 
 

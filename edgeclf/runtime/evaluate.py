@@ -13,7 +13,7 @@ import numpy as np
 from ..plots import plot_reliability, plot_risk_coverage
 from ..params import NONE, POSITIVE_INT, Options, check
 from .._io import atomic_path, make_dir, read_json, write_json, write_text
-from ..artifacts.run import SPLIT_FILE, read_split
+from ..artifacts.run import SPLIT_FILE, dataset_root, read_split
 from ..data.dataset import scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
@@ -110,10 +110,9 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         make_dir(out)
     engine, client = client_engine(model, client, threads)
     rec = _split_record(engine)
+    data = dataset_root(rec, data)
     if data is None:
-        if not rec.get("root"):
-            raise ConfigError(f"{model}: no run record names its dataset; pass --data DATA")
-        data = rec["root"]
+        raise ConfigError(f"{model}: no run record names its dataset; pass --data DATA")
     ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
     samples = ds.recorded(split, rec)  # the run's own list: images added since training do not join its test split
     index = {c: i for i, c in enumerate(engine.labels)}

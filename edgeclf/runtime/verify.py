@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._io import write_json
-from ..artifacts.run import read_split
+from ..artifacts.run import dataset_root, read_split
 from ..data.dataset import scan
 from ..errors import EdgeclfError
 from ..params import NONE, POSITIVE_INT, Options, as_list, check
@@ -38,7 +38,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     if not files:
         raise EdgeclfError(f"{run_dir} has no exported files in {run_dir / 'export'}; run `edgeclf export {run_dir}`")
     rec = read_split(run_dir)
-    root = Path(data or rec["root"])
+    root = dataset_root(rec, data)
     if not root.is_dir():
         raise EdgeclfError(f"the run's dataset {root} is gone; pass --data DATA")
     ds = scan(root, rec["val_percent"], rec["test_percent"])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import make_dir, read_json, write_json
-from ..params import POSITIVE_INT, Options, as_list, check
+from ..params import POSITIVE_INT, as_list, check
 from ..progress import progress
 from ..report.compare import format_results, write_report
 
@@ -51,7 +51,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
             **train_kwargs: Any) -> list[dict[str, Any]]:
     """Train each model (sharing the feature cache), export each quantization, evaluate and benchmark; writes a report."""
     from ..artifacts.run import is_complete
-    from ..exporting.tflite import QUANTIZE
+    from ..exporting.tflite import check_quantize
     from ..models.zoo import get_spec
     from ..training.trainer import train
 
@@ -63,8 +63,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
         check("--threads", t, POSITIVE_INT)
     check("--runs", runs, POSITIVE_INT)
     quantize = quantize or ["float32", "int8"]
-    for q in quantize:  # a typo must not cost a training run per model before it shows
-        check("--quantize", q, Options(*QUANTIZE))
+    check_quantize(quantize)  # a typo must not cost a training run per model before it shows
     threads = threads or [1, 2]
     out = Path(out)
     make_dir(out / "cells")

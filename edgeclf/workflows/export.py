@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json
-from ..artifacts.run import read_split
+from ..artifacts.run import dataset_root, read_split
 from ..errors import EdgeclfError
 from ..exporting.exporter import export as export_file, layers_report
 from ..exporting.int8_layers import read_report, worst
@@ -68,7 +68,7 @@ def int8_check(dest: Path, run_dir: str | os.PathLike[str], data: str | os.PathL
                max_drop: float) -> dict[str, Any]:
     """Validation accuracy of the float model and the int8 file, their top-1 agreement, and the verdict."""
     rec = read_split(run_dir)
-    root = Path(data or rec["root"])
+    root = dataset_root(rec, data)
     n_val = len(rec.get("files", {}).get("val", []))
     if not root.is_dir() or n_val < MIN_VAL_IMAGES:
         why = f"{root} is gone" if not root.is_dir() else f"{n_val} validation images (< {MIN_VAL_IMAGES})"
@@ -138,7 +138,7 @@ def golden_vectors(dest: Path, run_dir: str | os.PathLike[str], quantize: str,
                    data: str | os.PathLike[str] | None = None) -> Path | None:
     """Golden vectors of an exported file on a few of the run's test images (None when the images are gone)."""
     rec = read_split(run_dir)
-    root = Path(data or rec["root"])
+    root = dataset_root(rec, data)
     rels = pick_images(root, rec.get("files", {}).get("test", []), rec.get("classes", [])) if root.is_dir() else []
     golden = write_golden(dest, root, rels, quantize) if rels else None
     if golden is None:
