@@ -45,6 +45,17 @@ def test_too_few_validation_images_are_skipped_with_a_reason() -> None:
     assert t is None and "4 validation images for 3 classes" in why
 
 
+def test_a_validation_split_without_errors_is_not_fitted() -> None:
+    """Every validation image right: the log loss has no minimum, so no temperature (it would be ~0)."""
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.6, 0.2], [0.1, 0.3, 0.6]] * 4)
+    y = np.array([0, 1, 2] * 4)
+    assert fit_temperature(probs, y) < 0.06  # what fitting would give: logits x 17, every score ~1.0
+    t, why = calibrate(probs, y, 3)
+    assert t is None and "all 12 validation images are classified correctly" in why
+    y[0] = 1  # one error: a temperature exists again
+    assert calibrate(probs, y, 3)[0] is not None
+
+
 def test_training_calibrates_and_exports_carry_it(tmp_path: Path) -> None:
     from edgeclf.runtime.evaluate import evaluate
     from edgeclf.training.trainer import train

@@ -250,3 +250,20 @@ def test_two_runs_sharing_one_cache_at_once(data3: Path, tmp_path: Path) -> None
     run = train(data3, MODEL, tmp_path / "r3", weights="none", epochs=2, workers=1, verbose=False, cache_dir=cache,
                 feature_backend="torch", aug_views=0)
     assert json.loads((run / "manifest.json").read_text())["feature_backend"] == "cache"
+
+
+@pytest.mark.parametrize("kept", ["fine-tuned", "head"])
+def test_summary_says_whether_fine_tuning_was_kept(tmp_path: Path, kept: str) -> None:
+    """A user who asked for --fine-tune is told when validation kept the head instead."""
+    from edgeclf.training.outputs import summary
+
+    lines: list[str] = []
+    ft = {"blocks": 2, "mode": "cached activations", "epochs": 20, "val_acc_head": 0.9,
+          "val_acc_fine_tuned": 0.95 if kept == "fine-tuned" else 0.85, "kept": kept}
+    metrics = {"model": MODEL, "best_epoch": 7, "fine_tune": ft, "val": {"accuracy": 0.9}}
+    manifest = {"timings_s": {"features": 1.0, "head": 2.0, "fine_tune": 30.0, "total": 33.0}}
+    summary(lambda msg, **_: lines.append(msg), tmp_path, metrics, manifest)
+    text = "\n".join(lines)
+    assert "fine-tune 30.0s" in text
+    assert ("so the head was kept" in text) == (kept == "head")
+    assert "fine-tune top 2 block(s), 20 epochs: val " + ("0.950" if kept == "fine-tuned" else "0.850") in text

@@ -67,6 +67,11 @@ def calibrate(val_probs: np.ndarray | None, val_y: np.ndarray, classes: int) -> 
         n = 0 if val_probs is None else len(val_y)
         return None, (f"not calibrated: {n} validation images for {classes} classes (needs {MIN_PER_CLASS} per "
                       "class); probabilities are the raw softmax")
+    if bool((val_probs.argmax(1) == val_y).all()):
+        # With no error to explain, the log loss keeps falling as T -> 0: the 'fit' would claim certainty
+        # (every score 1.0, wrong test answers included), the over-confidence calibration exists to remove.
+        return None, (f"not calibrated: all {len(val_y)} validation images are classified correctly, so no "
+                      "temperature can be fitted (it would make every score 1.0); probabilities are the raw softmax")
     t = fit_temperature(val_probs, val_y)
     return t, f"temperature {t:.3f} fitted on {len(val_y)} validation images"
 

@@ -81,8 +81,18 @@ def summary(log, out: Path, metrics: dict, manifest: dict) -> None:
     """The lines `train` prints at the end: times, accuracies, where the run went."""
     t = manifest["timings_s"]
     acc = {sp: metrics[sp]["accuracy"] for sp in ("train", "val", "test") if sp in metrics}
+    ft = metrics.get("fine_tune")
     log(f"trained {metrics['model']} head (best epoch {metrics['best_epoch']}) in {t['total']:.1f}s "
-        f"(features {t['features']:.1f}s, head {t['head']:.1f}s)")
+        f"(features {t['features']:.1f}s, head {t['head']:.1f}s"
+        + (f", fine-tune {t.get('fine_tune', 0):.1f}s)" if ft else ")"))
+    if ft:
+        # The run keeps whichever did better on validation; a user who asked for fine-tuning must see
+        # when it was not the one kept.
+        kept = ("kept" if ft["kept"] == "fine-tuned"
+                else "not better than the head, so the head was kept")
+        what = "all blocks" if ft["blocks"] == "all" else f"top {ft['blocks']} block(s)"
+        log(f"fine-tune {what}, {ft['epochs']} epochs: val {ft['val_acc_fine_tuned']:.3f} "
+            f"(head {ft['val_acc_head']:.3f}) — {kept}")
     log("accuracy  " + "  ".join(f"{k} {v:.3f}" for k, v in acc.items()))
     r = manifest.get("recipe")
     if r:
