@@ -68,6 +68,13 @@ def as_list(value: Any) -> list[Any] | None:
     return list(value)
 
 
+def check_path(option: str, value: Any, optional: bool = False) -> Any:
+    """Return `value` if it is a path (str or os.PathLike; None when `optional`), else raise ConfigError."""
+    if (value is None and optional) or (isinstance(value, (str, os.PathLike)) and str(value) != ""):
+        return value
+    raise ConfigError(f"{option} must be a path (str or pathlib.Path), got {value!r}")
+
+
 def check(option: str, value: Any, *constraints: Any) -> Any:
     """Return `value` if it meets one of `constraints` (an Interval, Options or NONE), else raise ConfigError."""
     for c in constraints:

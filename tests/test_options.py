@@ -95,6 +95,22 @@ def test_api_takes_one_value_where_it_takes_several(tmp_path: Path) -> None:
     assert not (tmp_path / "c").exists() and not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("call", [
+    lambda e, d: e.train(None, out=d / "r"), lambda e, d: e.train([str(d)], out=d / "r"),
+    lambda e, d: e.train(d, out=None), lambda e, d: e.doctor(None), lambda e, d: e.scan(3),
+    lambda e, d: e.compare(None, "efficientnet_lite0", out=d / "c"), lambda e, d: e.search(None, 2, 1, out=d / "s"),
+    lambda e, d: e.export(None), lambda e, d: e.evaluate(None), lambda e, d: e.predict(None, d),
+    lambda e, d: e.predict(d, [d, None]), lambda e, d: e.verify(None), lambda e, d: e.benchmark([None]),
+    lambda e, d: e.benchmark(None)])
+def test_api_paths_that_are_not_paths_are_one_line(call, tmp_path: Path) -> None:
+    """None or a list where a path goes: a ConfigError naming the argument, not a TypeError from os.fspath."""
+    import edgeclf
+
+    with pytest.raises(ConfigError, match=r"must be a path \(str or pathlib.Path\), got|none was given"):
+        call(edgeclf, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written (compare once wrote a report)
+
+
 def test_intervals() -> None:
     assert 0 in Interval(int, 0) and 1.5 not in Interval(int, 0) and True not in Interval(int, 0)
     assert float("nan") not in Interval(float, 0, 1) and 1 not in Interval(float, 0, 1, "left")

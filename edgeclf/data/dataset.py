@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..params import check_path
 from .images import is_image_file
 from .split import SPLITS, SplitSpec, assign, percentage
 
@@ -149,7 +150,7 @@ def _is_presplit(dirs: list[Path]) -> bool:
 
 def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: float = 10.0) -> Dataset:
     """Scan DATA/<class>/... (split by hash) or DATA/{train,val,test}/<class>/... (split as given)."""
-    root = Path(root).expanduser()
+    root = Path(check_path("DATA", root)).expanduser()
     _check_root(root)
     spec = SplitSpec(val_percent, test_percent)
     dirs = _subdirs(root)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..plots import plot_reliability, plot_risk_coverage
-from ..params import NONE, POSITIVE_INT, Options, check
+from ..params import NONE, POSITIVE_INT, Options, check, check_path
 from .._io import atomic_path, make_dir, read_json, write_json, write_text
 from ..artifacts.run import SPLIT_FILE, dataset_root, read_split
 from ..data.dataset import scan
@@ -102,6 +102,9 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     even for a crop-mode file (what an app that ignores the mode gets). `data` defaults to the
     dataset the model's run was trained on.
     """
+    check_path("MODEL", model)
+    check_path("--data", data, optional=True)
+    check_path("--out", out, optional=True)
     check("--split", split, Options("train", "val", "test"))
     check("--top-k", top_k, POSITIVE_INT)
     check("--threads", threads, NONE, POSITIVE_INT)

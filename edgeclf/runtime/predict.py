@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.images import is_image_file
 from ..errors import DatasetError
-from ..params import NONE, POSITIVE_INT, as_list, check
+from ..params import NONE, POSITIVE_INT, as_list, check, check_path
 from .engine import load_engine
 from .evaluate import predict_files
 
@@ -31,9 +31,12 @@ def collect_images(inputs: list[str | os.PathLike[str]]) -> list[str]:
 def predict(model: str | os.PathLike[str], inputs: str | os.PathLike[str] | list[str | os.PathLike[str]],
             top_k: int = 3, threads: int | None = None) -> list[dict[str, Any]]:
     """Top-k predictions per image; unreadable images get an `error` instead."""
+    check_path("MODEL", model)
     check("--top-k", top_k, POSITIVE_INT)
     check("--threads", threads, NONE, POSITIVE_INT)
     inputs = as_list(inputs) or []  # one path, not its characters (a "/" would walk the disk)
+    for x in inputs:
+        check_path("IMAGES", x)
     paths = collect_images(inputs)
     if not paths:
         raise DatasetError(f"no image files in {', '.join(map(str, inputs)) or 'the inputs'}; "

@@ -12,7 +12,7 @@ from .._io import write_json
 from ..artifacts.run import dataset_root, read_split
 from ..data.dataset import scan
 from ..errors import EdgeclfError
-from ..params import NONE, POSITIVE_INT, Options, as_list, check
+from ..params import NONE, POSITIVE_INT, Options, as_list, check, check_path
 from ..table import format_table
 from .engine import load_engine
 from .evaluate import _agreement, client_engine, client_predict, predict_files
@@ -27,6 +27,8 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
            clients: str | tuple[str, ...] | list[str] | None = None, threads: int | None = None,
            workers: int | None = None, verbose: bool = True) -> dict[str, Any]:
     """Accuracy, top-1 agreement with PyTorch, max |Δ probability| and golden vectors per (file, client)."""
+    check_path("RUN", run_dir)
+    check_path("--data", data, optional=True)
     check("--split", split, Options("train", "val", "test"))
     check("--threads", threads, NONE, POSITIVE_INT)
     check("--workers", workers, NONE, POSITIVE_INT)

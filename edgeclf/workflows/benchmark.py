@@ -8,7 +8,7 @@ from typing import Any
 
 from ..artifacts.run import load_run
 from ..errors import ConfigError
-from ..params import COUNT, POSITIVE_INT, Options, as_list, check
+from ..params import COUNT, POSITIVE_INT, Options, as_list, check, check_path
 from ..runtime.benchmark import benchmark_file, format_benchmark
 from ..runtime.engine import require_model
 from .export import export
@@ -41,7 +41,9 @@ def benchmark(paths: str | os.PathLike[str] | list[str | os.PathLike[str]], thre
         check("--threads", t, POSITIVE_INT)
     check("--runs", runs, POSITIVE_INT)
     check("--warmup", warmup, COUNT)
-    given = [require_model(p) for p in paths]  # every path checked before the first is timed
+    if not paths:
+        raise ConfigError("benchmark needs a .tflite/.onnx file or a run directory; none was given")
+    given = [require_model(check_path("MODEL", p)) for p in paths]  # every path checked before the first is timed
     lone = [p for p in given if runtimes and not p.is_dir()]
     if lone:  # a file runs in its own runtime only; silently timing it there would answer another question
         raise ConfigError(f"--runtime compares runtimes on a run directory; {lone[0]} is a file, timed in its own "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import make_dir, read_json, write_json
-from ..params import POSITIVE_INT, as_list, check
+from ..params import POSITIVE_INT, as_list, check, check_path
 from ..progress import progress
 from ..report.compare import format_results, write_report
 
@@ -55,6 +55,8 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     from ..models.zoo import get_spec
     from ..training.trainer import train
 
+    check_path("DATA", data)
+    check_path("--out", out)
     models, quantize, threads = as_list(models) or [], as_list(quantize), as_list(threads)
     log = print if verbose else (lambda *a, **k: None)
     for m in models:

@@ -17,7 +17,7 @@ import numpy as np
 from ..data.doctor import diagnose
 from .._io import make_dir
 from ..errors import EdgeclfError
-from ..params import NONE, POSITIVE_INT, check
+from ..params import NONE, POSITIVE_INT, check, check_path
 
 
 class _Embeddings:
@@ -67,6 +67,7 @@ def doctor(data: str | os.PathLike[str], val_percent: float = 10.0, test_percent
            suggest: str | os.PathLike[str] | None = None, workers: int | None = None,
            cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Check a dataset: the report `edgeclf doctor` prints (JSON-able); optionally write an HTML page and exclusions."""
+    check_path("DATA", data)
     check("--workers", workers, NONE, POSITIVE_INT)
     check("--top", top, POSITIVE_INT)
     if label_issues:

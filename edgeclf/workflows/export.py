@@ -12,7 +12,7 @@ from ..artifacts.run import dataset_root, read_split
 from ..errors import EdgeclfError
 from ..exporting.exporter import export as export_file, layers_report
 from ..exporting.int8_layers import read_report, worst
-from ..params import NONE, Interval, check
+from ..params import NONE, Interval, check, check_path
 from ..runtime.evaluate import evaluate
 from ..runtime.golden import pick_images, remove_stale, write_golden
 from ..table import format_table
@@ -39,6 +39,9 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     its sidecar says so, and Int8DropError is raised (the CLI exits non-zero). None skips the check.
     `report` writes FILE-stem.layers.csv (int8: the error each op adds) and prints its worst rows.
     """
+    check_path("RUN", run_dir)
+    check_path("--output", out, optional=True)
+    check_path("--calibration-data", calibration_data, optional=True)
     check("--max-drop", max_drop, NONE, Interval(float, 0, 100))
     check("--max-float-ops", max_float_ops, Interval(int, 0, 1000))
     dest = export_file(run_dir, format, quantize, out, io, calibration_size, calibration_data, verbose,

@@ -19,7 +19,7 @@ from typing import Any
 
 from .._io import make_dir, read_json, write_json
 from ..errors import EdgeclfError
-from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check
+from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check, check_path
 from ..report.compare import format_results, write_report
 
 BYTES = {"float32": 4, "float16": 2, "dynamic": 1, "int8": 1}
@@ -106,6 +106,8 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     from ..models.weights import availability
     from ..models.zoo import get_spec, list_models
 
+    check_path("DATA", data)
+    check_path("--out", out)
     quantize, models = as_list(quantize), as_list(models)
     check("--max-latency-ms", max_latency_ms, POSITIVE)
     check("--max-size-mb", max_size_mb, POSITIVE)
