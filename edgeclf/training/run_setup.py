@@ -6,7 +6,7 @@ import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from ..artifacts.run import is_complete
+from ..artifacts.run import MANIFEST, is_complete
 from ..data.dataset import Dataset, class_counts
 from ..errors import ConfigError, DatasetError
 from ..models.weights import locate, sha256_file
@@ -22,9 +22,12 @@ def next_run_dir(out: Path, exist_ok: bool = False) -> Path:
     if exist_ok or not is_complete(out):
         return out
     n = 2
-    while (out.with_name(f"{out.name}{n}")).exists():
+    # An earlier run that failed or was interrupted in out2 holds nothing worth keeping either: reuse it
+    # (a folder that is not an edgeclf run is never written into).
+    while (cand := out.with_name(f"{out.name}{n}")).exists() and not (
+            (cand / MANIFEST).is_file() and not is_complete(cand)):
         n += 1
-    return out.with_name(f"{out.name}{n}")
+    return cand
 
 
 def weights_id(spec_weights: str | None, weights: str, seed: int) -> str:

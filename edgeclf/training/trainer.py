@@ -130,6 +130,12 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
             log(f"interrupted: {out} is marked incomplete; rerun the same command to resume from the feature cache",
                 file=sys.stderr)
             raise
+        except Exception as exc:
+            # A failed run must not read as one still running; its folder is reused by the next attempt.
+            manifest.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            if world.main:
+                write_json(out / MANIFEST, manifest)
+            raise
     finally:
         teardown(world)
 
