@@ -101,3 +101,13 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
 
     with_plot, without = drawn(report / "report.html"), drawn(no_plot)
     assert with_plot > without + 0.002, (with_plot, without)  # measured: +0.005 for a 2-row report
+
+
+def test_a_model_without_imagenet_weights_is_refused_before_training(tmp_path: Path) -> None:
+    """It could only fail, after every model listed before it had trained (--weights none is the way)."""
+    from edgeclf.errors import ConfigError
+    from edgeclf.workflows.compare import compare
+
+    with pytest.raises(ConfigError, match="mobilenet_v2_0.35_96: no published ImageNet weights; .*--weights none"):
+        compare(tmp_path, ["efficientnet_lite0", "mobilenet_v2_0.35_96"], out=tmp_path / "out", verbose=False)
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import make_dir, read_json, write_json
+from ..errors import ConfigError
 from ..params import POSITIVE_INT, as_list, check, check_path
 from ..progress import progress
 from ..report.compare import format_results, write_report
@@ -61,6 +62,14 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     log = print if verbose else (lambda *a, **k: None)
     for m in models:
         get_spec(m)  # unknown names fail before hours of work
+    if weights == "imagenet":
+        from ..models.weights import availability
+
+        # Such a row could only fail, after every model before it trained; online-only weights may still load.
+        lacking = [m for m in models if availability(get_spec(m)) == "none"]
+        if lacking:
+            raise ConfigError(f"{', '.join(lacking)}: no published ImageNet weights; drop from --models, or "
+                              "compare from random init with --weights none")
     for t in threads or [1]:
         check("--threads", t, POSITIVE_INT)
     check("--runs", runs, POSITIVE_INT)
@@ -80,7 +89,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
             shutil.copyfile(run / "curves.png", out / f"curves_{model}.png")
         except Exception as exc:  # noqa: BLE001 - one failing model must not stop the others
             rows += [_failed(model, q, weights, exc) for q in quantize]
-            log(f"[{model}] failed: {rows[-1]['status']}")
+            log(f"[{model}] {rows[-1]['status']}")
             continue
         for q in quantize:
             cell = out / "cells" / f"{model}_{q}.json"
@@ -98,6 +107,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
                 write_json(cell, row)
             except Exception as exc:  # noqa: BLE001
                 row = _failed(model, q, weights, exc)
+                log(f"[{model}] {q}: {row['status']}")
             rows.append(row)
     write_report(out, rows, {"data": str(data), "models": models, "quantize": quantize, "weights": weights,
                              "threads": threads, "wall_s": round(time.perf_counter() - t0, 1)})
