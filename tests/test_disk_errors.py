@@ -79,7 +79,8 @@ def test_training_onto_a_full_disk_is_marked_incomplete(tmp_path: Path, full_dis
               cache_dir=tmp_path / "cache", feature_backend="torch")
     names = sorted(p.name for p in (full_disk / "run").iterdir())
     assert "model.pt" not in names and "metrics.json" not in names and not any(n.endswith(".tmp") for n in names)
-    assert json.loads((full_disk / "run" / "manifest.json").read_text())["status"] == "running"
+    manifest = json.loads((full_disk / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "No space left on device" in manifest["error"]
 
 
 def test_feature_cache_on_a_full_disk(tmp_path: Path) -> None:

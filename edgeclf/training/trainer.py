@@ -134,7 +134,10 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
             # A failed run must not read as one still running; its folder is reused by the next attempt.
             manifest.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             if world.main:
-                write_json(out / MANIFEST, manifest)
+                try:
+                    write_json(out / MANIFEST, manifest)
+                except OSError:  # e.g. the disk that failed the run is still full: its own error is the one to show
+                    pass
             raise
     finally:
         teardown(world)
