@@ -111,6 +111,8 @@ def test_training_features_skip_bad_images(tmp_path: Path) -> None:
     (lambda root: root.mkdir(), "no class sub-folders"),
     (lambda root: make_dataset(root, {"only": 3}), "single class"),
     (lambda root: (make_dataset(root, {"a": 3, "b": 3}), (root / "empty").mkdir()), "has no images"),
+    # labels.txt holds one name per line: this class would have become two labels
+    (lambda root: make_dataset(root, {"a": 3, "two\nlines": 3}), "'two\\nlines' in"),
 ])
 def test_dataset_errors_are_one_line(tmp_path: Path, setup, message: str) -> None:
     root = tmp_path / "data"
@@ -178,3 +180,20 @@ def test_draft_decoding_keeps_shorter_side(tmp_path: Path) -> None:
     photo(4, (1600, 1200)).save(tmp_path / "big.jpg", quality=90)
     img = load_rgb(tmp_path / "big.jpg", min_side=256)
     assert min(img.size) >= 256 and img.size[0] < 1600  # reduced by the decoder, not below the target
+
+
+def test_class_names_with_commas_quotes_and_spaces_survive_csv_and_labels(tmp_path: Path) -> None:
+    """predict --csv quotes fields (a comma in a class name made extra columns); labels.txt keeps edge spaces."""
+    import csv
+    import io
+
+    from edgeclf.runtime.engine import _labels
+    from edgeclf.runtime.predict import format_predictions
+
+    names = ["Pikachu, Ash's", 'say "cheese"', " lead space"]
+    rows = [{"path": "a, b/1.jpg", "top": [{"label": n, "score": 0.5} for n in names]}]
+    parsed = list(csv.reader(io.StringIO(format_predictions(rows, "csv"))))
+    assert parsed[0] == ["path", "rank", "label", "score"]
+    assert [r[2] for r in parsed[1:]] == names and all(r[0] == "a, b/1.jpg" for r in parsed[1:])
+    (tmp_path / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    assert _labels(tmp_path / "m.tflite", []) == names

@@ -181,6 +181,10 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
         where = root / empty[0] if layout == "folders" else f"{root}/*/{empty[0]}"
         raise DatasetError(f"class folder {where} has no images ({len(empty)} empty class folder(s)); "
                            "add images to it or remove it")
+    bad = next((c for c in sorted(per_class) if any(ord(ch) < 32 or ord(ch) == 127 for ch in c)), None)
+    if bad is not None:  # labels.txt and the model's label file hold one name per line
+        raise DatasetError(f"class folder {bad!r} in {root} has a line break or control character in its name; "
+                           "labels are one per line, so rename the folder")
     if len(per_class) < 2:
         only = next(iter(per_class))
         raise DatasetError(f"{root} has a single class ({only!r}); a classifier needs at least 2 class folders")

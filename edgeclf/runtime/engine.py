@@ -58,7 +58,8 @@ def _labels(path: Path, classes: list[str]) -> list[str]:
     txt = path.parent / "labels.txt"
     if txt.is_file():
         try:
-            return [line.strip() for line in txt.read_text(encoding="utf-8").splitlines() if line.strip()]
+            # One label per line, kept as written: a class folder may begin or end with a space.
+            return [line for line in txt.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n") if line]
         except UnicodeDecodeError:
             raise ModelError(f"{txt} is not UTF-8 text; use the labels.txt exported with this model") from None
     return classes

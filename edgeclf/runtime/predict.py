@@ -62,8 +62,14 @@ def format_predictions(rows: list[dict[str, Any]], style: str = "text") -> str:
 
         return json.dumps(rows, indent=2)
     if style == "csv":
-        return "\n".join(["path,rank,label,score"] + [f"{r['path']},{k},{t['label']},{t['score']}"
-                                                       for r in rows for k, t in enumerate(r.get("top", []), 1)])
+        import csv
+        import io
+
+        buf = io.StringIO()  # class names and paths may hold commas and quotes: RFC 4180 quoting
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "rank", "label", "score"])
+        w.writerows([r["path"], k, t["label"], t["score"]] for r in rows for k, t in enumerate(r.get("top", []), 1))
+        return buf.getvalue().rstrip("\n")
     lines = []
     for r in rows:
         if "error" in r:
