@@ -180,3 +180,20 @@ def test_doctor_suggests_and_train_excludes_without_touching_files(tmp_path: Pat
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing deleted or moved
     (tmp_path / "bad.json").write_text("[1, 2]")
     assert main(["train", str(root), "--exclude", str(tmp_path / "bad.json")]) == 2
+
+
+def test_an_exclusion_list_for_another_dataset_is_warned(tmp_path: Path, capsys) -> None:
+    """Listed files that are not in DATA excluded nothing, silently; now train says so."""
+    import json
+
+    from conftest import make_dataset
+    from edgeclf.cli import main
+
+    root = make_dataset(tmp_path / "data", {"a": 6, "b": 6})
+    ex = tmp_path / "ex.json"
+    ex.write_text(json.dumps({"exclude": [{"file": "a/img_000.jpg", "reason": "r"}, {"file": "cat/1.jpg", "reason": "r"}]}))
+    assert main(["train", str(root), "--out", str(tmp_path / "run"), "--weights", "none", "--model",
+                 "mobilenet_v2_0.35_96", "--epochs", "1", "--feature-backend", "torch", "--exclude", str(ex)]) == 0
+    out = capsys.readouterr()
+    assert f"excluded 1 file(s) listed in {ex}" in out.out
+    assert f"warning: 1 of 2 file(s) listed in {ex} are not in" in out.err and "(first: cat/1.jpg)" in out.err

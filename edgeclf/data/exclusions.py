@@ -60,9 +60,10 @@ def read_exclusions(path: str | os.PathLike[str]) -> tuple[set[str], str]:
     return names, hashlib.sha256(raw).hexdigest()
 
 
-def apply_exclusions(ds: Dataset, names: set[str]) -> int:
-    """Drop the listed files from `ds` in place (names relative to its root); return how many were dropped."""
-    keep = [s for s in ds.samples if Path(os.path.relpath(s.path, ds.root)).as_posix() not in names]
+def apply_exclusions(ds: Dataset, names: set[str]) -> tuple[int, list[str]]:
+    """Drop the listed files from `ds` in place (names relative to its root); (how many dropped, names not found)."""
+    rel = {s.path: Path(os.path.relpath(s.path, ds.root)).as_posix() for s in ds.samples}
+    keep = [s for s in ds.samples if rel[s.path] not in names]
     dropped = len(ds.samples) - len(keep)
     ds.samples[:] = keep
-    return dropped
+    return dropped, sorted(names - set(rel.values()))

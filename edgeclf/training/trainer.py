@@ -83,8 +83,14 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
     excluded = None
     if cfg.exclude is not None:  # doctor's suggestions, read by the user: files left out, never touched
         names, digest = read_exclusions(cfg.exclude)
+        dropped, absent = apply_exclusions(ds, names)
         excluded = {"file": str(Path(cfg.exclude).resolve()), "sha256": digest, "listed": len(names),
-                    "excluded": apply_exclusions(ds, names)}
+                    "excluded": dropped}
+        if verbose and os.environ.get("RANK", "0") == "0":  # torchrun's other ranks stay quiet, as in train's log
+            print(f"excluded {dropped} file(s) listed in {cfg.exclude}")
+            if absent:  # a list written for another dataset (or a moved one) would otherwise exclude nothing
+                print(f"warning: {len(absent)} of {len(names)} file(s) listed in {cfg.exclude} are not in {ds.root} "
+                      f"(first: {absent[0]}); was the list written for another dataset?", file=sys.stderr)
     check_trainable(ds)
     distill = Distill(cfg.distill_weight, cfg.distill_temperature)
     if cfg.teacher is not None and ft_blocks is not None and (
