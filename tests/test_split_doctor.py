@@ -75,6 +75,11 @@ def test_presplit_layout(tmp_path: Path) -> None:
     ds = scan(root)
     assert ds.layout == "presplit" and ds.classes == ["a", "b"]
     assert {sp: len(ds.split(sp)) for sp in ("train", "val", "test")} == {"train": 8, "val": 4, "test": 2}
+    from edgeclf.data.doctor import diagnose, format_report
+
+    # The percentages do not apply to folders split by hand; the header said "split 80/10/10" here.
+    first = format_report(diagnose(root, workers=1)).splitlines()[0]
+    assert "presplit layout: train/val/test folders as given" in first and "80/10/10" not in first
 
 
 def test_nested_class_folders(tmp_path: Path) -> None:

@@ -229,7 +229,9 @@ def format_report(r: dict[str, Any]) -> str:
     rows.append(["TOTAL", *(r["split_totals"][s] for s in SPLITS), r["n_images"]])
     sp = r["split_percent"]
     parts = [
-        f"dataset  {r['root']}  ({r['layout']} layout, split {sp['train']:g}/{sp['val']:g}/{sp['test']:g})",
+        f"dataset  {r['root']}  (" + (f"{r['layout']} layout, split {sp['train']:g}/{sp['val']:g}/{sp['test']:g}"
+                                      if r["layout"] != "presplit" else  # --val/--test-percent do not apply
+                                      "presplit layout: train/val/test folders as given") + ")",
         f"{r['n_classes']} classes, {r['n_images']:,} images"
         + (f"; ignored {r['ignored']['non_images']} non-image and {r['ignored']['hidden']} hidden file(s)"
            if r["ignored"]["non_images"] or r["ignored"]["hidden"] else ""),
