@@ -80,6 +80,13 @@ def test_presplit_layout(tmp_path: Path) -> None:
     # The percentages do not apply to folders split by hand; the header said "split 80/10/10" here.
     first = format_report(diagnose(root, workers=1)).splitlines()[0]
     assert "presplit layout: train/val/test folders as given" in first and "80/10/10" not in first
+    # A class missing from a split: its accuracy goes unmeasured there, and doctor says so.
+    import shutil
+
+    shutil.rmtree(root / "test" / "b")
+    warnings = diagnose(root, workers=1)["warnings"]
+    assert any(w.startswith("1 class(es) have no test image (b)") for w in warnings), warnings
+    assert not any("no val image" in w for w in warnings)
 
 
 def test_nested_class_folders(tmp_path: Path) -> None:

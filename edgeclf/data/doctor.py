@@ -220,6 +220,14 @@ def _warnings(r: dict[str, Any]) -> list[str]:
     for split in ("val", "test"):
         if r["split_percent"][split] > 0 and r["split_totals"][split] == 0:
             out.append(f"the {split} split is empty; add images")
+        elif r["split_totals"][split]:
+            # Their accuracy goes unmeasured there: early stopping and calibration (val) or the reported number (test).
+            missing = [c["name"] for c in r["classes"] if not c[split]]
+            if missing:
+                fix = (f"add images to their folders in the {split} split" if r["layout"] == "presplit"
+                       else f"add images or raise --{split}-percent")
+                out.append(f"{len(missing)} class(es) have no {split} image ({', '.join(missing[:5])}"
+                           f"{', …' if len(missing) > 5 else ''}): their accuracy is not measured there; {fix}")
     return out
 
 
