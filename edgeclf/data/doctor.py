@@ -236,10 +236,10 @@ def format_report(r: dict[str, Any]) -> str:
     rows = [[c["name"], c["train"], c["val"], c["test"], c["total"]] for c in r["classes"]]
     rows.append(["TOTAL", *(r["split_totals"][s] for s in SPLITS), r["n_images"]])
     sp = r["split_percent"]
+    split = ("presplit layout: train/val/test folders as given" if r["layout"] == "presplit"  # no percentages apply
+             else f"{r['layout']} layout, split {sp['train']:g}/{sp['val']:g}/{sp['test']:g}")
     parts = [
-        f"dataset  {r['root']}  (" + (f"{r['layout']} layout, split {sp['train']:g}/{sp['val']:g}/{sp['test']:g}"
-                                      if r["layout"] != "presplit" else  # --val/--test-percent do not apply
-                                      "presplit layout: train/val/test folders as given") + ")",
+        f"dataset  {r['root']}  ({split})",
         f"{r['n_classes']} classes, {r['n_images']:,} images"
         + (f"; ignored {r['ignored']['non_images']} non-image and {r['ignored']['hidden']} hidden file(s)"
            if r["ignored"]["non_images"] or r["ignored"]["hidden"] else ""),

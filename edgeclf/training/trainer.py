@@ -80,17 +80,12 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
         _check_budget_options(cfg, options)
     augment = Augment(cfg.flip, cfg.random_crop, cfg.random_scale, cfg.random_brightness)
     ds = scan(data, cfg.val_percent, cfg.test_percent)
-    excluded = None
+    excluded, absent = None, []
     if cfg.exclude is not None:  # doctor's suggestions, read by the user: files left out, never touched
         names, digest = read_exclusions(cfg.exclude)
         dropped, absent = apply_exclusions(ds, names)
         excluded = {"file": str(Path(cfg.exclude).resolve()), "sha256": digest, "listed": len(names),
                     "excluded": dropped}
-        if verbose and os.environ.get("RANK", "0") == "0":  # torchrun's other ranks stay quiet, as in train's log
-            print(f"excluded {dropped} file(s) listed in {cfg.exclude}")
-            if absent:  # a list written for another dataset (or a moved one) would otherwise exclude nothing
-                print(f"warning: {len(absent)} of {len(names)} file(s) listed in {cfg.exclude} are not in {ds.root} "
-                      f"(first: {absent[0]}); was the list written for another dataset?", file=sys.stderr)
     check_trainable(ds)
     distill = Distill(cfg.distill_weight, cfg.distill_temperature)
     if cfg.teacher is not None and ft_blocks is not None and (
@@ -108,6 +103,11 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
         if ds.skipped_links:
             log(f"skipped {len(ds.skipped_links)} folder link(s) that loop or leave their class folder: "
                 f"{', '.join(ds.skipped_links[:3])}", file=sys.stderr)
+        if excluded:
+            log(f"excluded {excluded['excluded']} file(s) listed in {cfg.exclude}")
+            if absent:  # a list written for another dataset (or a moved one) would otherwise exclude nothing
+                log(f"warning: {len(absent)} of {excluded['listed']} file(s) listed in {cfg.exclude} are not in "
+                    f"{ds.root} (first: {absent[0]}); was the list written for another dataset?", file=sys.stderr)
         if world.main:
             make_dir(out)
         if tutor:
