@@ -51,7 +51,8 @@ def test_second_run_reuses_the_feature_cache(trained: tuple[Path, Path], tmp_pat
     assert first["test"]["accuracy"] == second["test"]["accuracy"]  # same seed, same cached features
 
 
-def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
     data, run = trained
     from edgeclf.workflows.export import export
     from edgeclf.runtime.engine import load_engine
@@ -78,6 +79,12 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     (orphan.parent / "labels.txt").write_text((tmp_path / "labels.txt").read_text())
     with pytest.raises(EdgeclfError, match="no run record names its dataset; pass --data DATA"):
         evaluate(orphan, verbose=False)
+    # `evaluate MODEL DATA`, as predict takes its images: the same as --data; two different DATA: one line.
+    capsys.readouterr()
+    assert main(["evaluate", str(orphan), str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == m_file["accuracy"]
+    assert main(["evaluate", str(orphan), str(data), "--data", str(tmp_path)]) == 2
+    assert "DATA is given twice" in capsys.readouterr().err
 
     # predict: folders walked, a bad image reported and skipped
     bad = tmp_path / "imgs" / "broken.jpg"

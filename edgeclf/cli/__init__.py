@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", cmd_evaluate, "accuracy of an exported file (or run dir) on a split of the dataset")
     p.add_argument("model", help=".tflite file or run directory")
+    p.add_argument("data_pos", nargs="?", default=None, metavar="DATA", help="same as --data")
     p.add_argument("--data", default=None,
                    help="dataset folder (default: the one the model's run was trained on; its split is reused)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split scored (default test)")
