@@ -68,11 +68,23 @@ def as_list(value: Any) -> list[Any] | None:
     return list(value)
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """repr(value) for an error message, kept to one short line (an array's repr runs to many)."""
+    r = repr(value)
+    if "\n" not in r and len(r) <= limit:
+        return r
+    kind = type(value).__qualname__
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{kind} of shape {tuple(shape)}"
+    return f"{kind} {r.splitlines()[0][:limit - 20]}…"
+
+
 def check_path(option: str, value: Any, optional: bool = False) -> Any:
     """Return `value` if it is a path (str or os.PathLike; None when `optional`), else raise ConfigError."""
     if (value is None and optional) or (isinstance(value, (str, os.PathLike)) and str(value) != ""):
         return value
-    raise ConfigError(f"{option} must be a path (str or pathlib.Path), got {value!r}")
+    raise ConfigError(f"{option} must be a path (str or pathlib.Path), got {shown(value)}")
 
 
 def check(option: str, value: Any, *constraints: Any) -> Any:
@@ -81,7 +93,7 @@ def check(option: str, value: Any, *constraints: Any) -> Any:
         if (c is None and value is None) or (c is not None and value in c):
             return value
     allowed = " or ".join("None" if c is None else str(c) for c in constraints)
-    raise ConfigError(f"{option} must be {allowed}, got {value!r}")
+    raise ConfigError(f"{option} must be {allowed}, got {shown(value)}")
 
 
 POSITIVE_INT = Interval(int, 1)

@@ -107,9 +107,24 @@ def test_api_paths_that_are_not_paths_are_one_line(call, tmp_path: Path) -> None
     """None or a list where a path goes: a ConfigError naming the argument, not a TypeError from os.fspath."""
     import edgeclf
 
-    with pytest.raises(ConfigError, match=r"must be a path \(str or pathlib.Path\), got|none was given"):
+    with pytest.raises(ConfigError, match=r"must be a path \((str or pathlib.Path|a file or a folder)|none was given"):
         call(edgeclf, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written (compare once wrote a report)
+
+
+def test_a_large_wrong_value_is_shown_in_one_short_line(tmp_path: Path) -> None:
+    """An array where a path or a number goes: its type and shape, not its repr over hundreds of lines."""
+    import numpy as np
+
+    import edgeclf
+
+    for call, name in [(lambda: edgeclf.train(np.zeros((300, 300)), out=tmp_path / "r"), "DATA"),
+                       (lambda: edgeclf.train(tmp_path, epochs=np.arange(100), out=tmp_path / "r"), "--epochs"),
+                       (lambda: edgeclf.predict(tmp_path / "m.tflite", [tmp_path, list(range(100))]), "IMAGES[1]")]:
+        with pytest.raises(ConfigError) as e:
+            call()
+        assert str(e.value).startswith(name) and "\n" not in str(e.value) and len(str(e.value)) < 200, str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_intervals() -> None:

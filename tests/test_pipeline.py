@@ -10,7 +10,7 @@ import pytest
 
 from conftest import make_dataset
 from edgeclf.cli import main
-from edgeclf.errors import DatasetError, EdgeclfError, ModelError
+from edgeclf.errors import ConfigError, DatasetError, EdgeclfError, ModelError
 
 MODEL = "mobilenet_v2_0.35_96"  # small and fast; random init keeps the test offline
 
@@ -99,6 +99,16 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     # One path, not a list: that image (a str used to be walked character by character, "/" included).
     one = predict(tfl, str(tmp_path / "imgs" / "ok.jpg"), top_k=1)
     assert [Path(r["path"]).name for r in one] == ["ok.jpg"]
+    # Images in memory (a Pillow image, uint8 RGB/grey arrays), in the inputs' order between files and folders:
+    # the same scores as the file, as an app hands MediaPipe its camera frame.
+    from PIL import Image
+
+    pil = Image.open(tmp_path / "imgs" / "ok.jpg")
+    mixed = predict(tfl, [np.asarray(pil), tmp_path / "imgs", pil, np.asarray(pil.convert("L"))], top_k=3)
+    assert [r.get("image", Path(r.get("path", "")).name) for r in mixed] == [0, "broken.jpg", "ok.jpg", 2, 3]
+    assert mixed[0]["top"] == mixed[2]["top"] == mixed[3]["top"] == predict(tfl, pil, top_k=3)[0]["top"]
+    with pytest.raises(ConfigError, match=r"IMAGES\[1\]: a numpy image must be uint8 .*got float32 \(8, 8, 3\)"):
+        predict(tfl, [pil, np.zeros((8, 8, 3), np.float32)])
     # Nothing readable: the CLI says so and exits non-zero, so a script notices.
     assert main(["predict", str(tfl), str(bad)]) == 1
     assert main(["predict", str(tfl), str(bad), str(tmp_path / "imgs" / "ok.jpg")]) == 0

@@ -57,6 +57,30 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def is_picture(value: object) -> bool:
+    """Whether `value` is an image held in memory (a Pillow image or a numpy array), not a path."""
+    return isinstance(value, (Image.Image, np.ndarray))
+
+
+def rgb_array(value: "Image.Image | np.ndarray", name: str) -> np.ndarray:
+    """An in-memory image → uint8 RGB [h, w, 3], converted as a file's pixels are (no EXIF: it is already upright).
+
+    Arrays are uint8 [h, w] (grey), [h, w, 3] (RGB) or [h, w, 4] (RGBA); ConfigError names `name` otherwise.
+    """
+    from ..errors import ConfigError
+
+    if isinstance(value, np.ndarray):
+        ok = value.dtype == np.uint8 and (value.ndim == 2 or (value.ndim == 3 and value.shape[2] in (1, 3, 4)))
+        if not ok or min(value.shape[:2]) < 1:
+            raise ConfigError(f"{name}: a numpy image must be uint8 [H, W], [H, W, 3] (RGB; OpenCV's BGR is "
+                              f"img[..., ::-1]) or [H, W, 4] (RGBA), got {value.dtype} {tuple(value.shape)}")
+        value = Image.fromarray(value[..., 0] if value.ndim == 3 and value.shape[2] == 1 else value)
+    w, h = value.size
+    if w < 1 or h < 1 or w * h > MAX_PIXELS:
+        raise ConfigError(f"{name}: image size {w}x{h} is outside 1 pixel to {MAX_PIXELS / 1e6:.0f} MP")
+    return np.asarray(_to_rgb(value))
+
+
 def file_size(path: str | os.PathLike[str]) -> int:
     """Size in bytes of a file that can be read; ImageDecodeError says why not (missing, unreadable, a folder)."""
     p = Path(path)

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data.images import is_image_file
-from ..errors import DatasetError
-from ..params import NONE, POSITIVE_INT, as_list, check, check_path
+from ..data.images import is_image_file, is_picture, rgb_array
+from ..errors import ConfigError, DatasetError
+from ..params import NONE, POSITIVE_INT, as_list, check, check_path, shown
 from .engine import load_engine
 from .evaluate import predict_files
 
@@ -28,31 +28,50 @@ def collect_images(inputs: list[str | os.PathLike[str]]) -> list[str]:
     return out
 
 
-def predict(model: str | os.PathLike[str], inputs: str | os.PathLike[str] | list[str | os.PathLike[str]],
-            top_k: int = 3, threads: int | None = None) -> list[dict[str, Any]]:
-    """Top-k predictions per image; unreadable images get an `error` instead."""
+ImageInput = Any  # an image file's path, a folder of them, or an image in memory (Pillow image, uint8 numpy array)
+
+
+def predict(model: str | os.PathLike[str], inputs: ImageInput | list[ImageInput], top_k: int = 3,
+            threads: int | None = None) -> list[dict[str, Any]]:
+    """Top-k predictions per image (a path, a folder, a Pillow image or a uint8 RGB array); unreadable files get an `error`.
+
+    Rows of files carry their `path`; rows of in-memory images carry `image`, their position in `inputs`.
+    """
     check_path("MODEL", model)
     check("--top-k", top_k, POSITIVE_INT)
     check("--threads", threads, NONE, POSITIVE_INT)
-    inputs = as_list(inputs) or []  # one path, not its characters (a "/" would walk the disk)
-    for x in inputs:
-        check_path("IMAGES", x)
-    paths = collect_images(inputs)
-    if not paths:
+    # One path or picture, not its characters or pixel rows (a "/" would walk the disk).
+    inputs = [inputs] if is_picture(inputs) else as_list(inputs) or []
+    pictures = {i: rgb_array(x, f"IMAGES[{i}]") for i, x in enumerate(inputs) if is_picture(x)}
+    for i, x in enumerate(inputs):
+        if not is_picture(x) and not (isinstance(x, (str, os.PathLike)) and str(x)):
+            raise ConfigError(f"IMAGES[{i}] must be a path (a file or a folder), a Pillow image or a uint8 "
+                              f"numpy array, got {shown(x)}")
+    found = {i: collect_images([x]) for i, x in enumerate(inputs) if i not in pictures}
+    paths = [f for fs in found.values() for f in fs]
+    if not paths and not pictures:
         raise DatasetError(f"no image files in {', '.join(map(str, inputs)) or 'the inputs'}; "
                            "pass image files or folders that hold them")
     engine = load_engine(model, threads)
-    probs, bad, good = predict_files(engine, paths)
+    probs, bad, good = predict_files(engine, paths) if paths else (np.zeros((0, 0)), {}, [])
     k = min(top_k, len(engine.labels))
-    rows: list[dict[str, Any]] = [{"path": p, "error": bad[p]} for p in paths if p in bad]
-    for j, i in enumerate(good):
-        order = np.argsort(-probs[j])[:k]
-        rows.append({"path": paths[i], "top": [{"label": engine.labels[c], "score": round(float(probs[j, c]), 4)}
-                                                for c in order]})
+
+    def row(key: dict[str, Any], p: np.ndarray) -> dict[str, Any]:
+        order = np.argsort(-p)[:k]
+        r = {**key, "top": [{"label": engine.labels[c], "score": round(float(p[c]), 4)} for c in order]}
         if engine.threshold is not None:  # the file's own threshold, as MediaPipe applies it
-            rows[-1]["unknown"] = bool(probs[j].max() < engine.threshold)
-    order = {p: n for n, p in enumerate(paths)}
-    return sorted(rows, key=lambda r: order[r["path"]])
+            r["unknown"] = bool(p.max() < engine.threshold)
+        return r
+
+    by_path: dict[str, dict[str, Any]] = {p: {"path": p, "error": bad[p]} for p in paths if p in bad}
+    by_path.update({paths[i]: row({"path": paths[i]}, probs[j]) for j, i in enumerate(good)})
+    rows: list[dict[str, Any]] = []
+    for i in range(len(inputs)):  # inputs' order; a folder's files where the folder was given
+        if i in pictures:
+            rows.append(row({"image": i}, engine.predict(engine.preprocess.to_uint8(pictures[i])[None])[0]))
+        else:
+            rows += [by_path[f] for f in found[i]]
+    return rows
 
 
 def format_predictions(rows: list[dict[str, Any]], style: str = "text") -> str:
