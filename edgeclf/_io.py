@@ -52,6 +52,14 @@ def make_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
     return path
 
 
+def check_outside(option: str, path: str | os.PathLike[str], data: str | os.PathLike[str]) -> None:
+    """Refuse an output folder inside the dataset: its plots would be scanned as a class of images next time."""
+    out, root = Path(path).expanduser().resolve(), Path(data).expanduser().resolve()
+    if out == root or root in out.parents:
+        raise EdgeclfError(f"{option} {path} is inside DATA {data}: the plots written there would be read as "
+                           "a class of images next time; choose a folder outside DATA")
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write bytes atomically."""
     with atomic_path(path) as tmp:

@@ -67,6 +67,23 @@ def test_an_output_path_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytes
     assert f.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["data", "f"]
 
 
+def test_an_output_folder_inside_the_dataset_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Run folders, reports and pages inside DATA: their PNGs became a class 'runs' of the next training."""
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"a": 4, "b": 4})
+    before = sorted(str(p.relative_to(data)) for p in data.rglob("*"))
+    cases = [["train", str(data), "--out", str(data / "runs")], ["train", str(data), "--out", str(data)],
+             ["doctor", str(data), "--no-embeddings", "--html", str(data / "a" / "page")],
+             ["compare", str(data), "--models", "mobilenet_v2_1.0_96", "--out", str(data / "cmp")],
+             ["search", str(data), "--max-latency-ms", "5", "--max-size-mb", "5", "--out", str(data / "s")]]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "is inside DATA" in err and "choose a folder outside DATA" in err, err
+    assert sorted(str(p.relative_to(data)) for p in data.rglob("*")) == before
+
+
 def test_api_raises_the_same_error(tmp_path: Path) -> None:
     import edgeclf
 

@@ -70,6 +70,9 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     m_run = evaluate(run, data, verbose=False)
     assert m_file["n"] == m_run["n"] > 0 and m_file["accuracy"] == m_run["accuracy"]
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
+    with pytest.raises(EdgeclfError, match="--out .* is inside DATA"):  # its PNGs would become a class
+        evaluate(tfl, data, out=data / "eval", verbose=False)
+    assert not (data / "eval").exists()
     # Without DATA: the dataset the file's run was trained on (its split.json), the same figures.
     m_default = evaluate(tfl, verbose=False)
     assert (m_default["n"], m_default["accuracy"]) == (m_file["n"], m_file["accuracy"])

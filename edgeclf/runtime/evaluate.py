@@ -12,7 +12,7 @@ import numpy as np
 
 from ..plots import plot_reliability, plot_risk_coverage
 from ..params import NONE, POSITIVE_INT, Options, check, check_path
-from .._io import atomic_path, make_dir, read_json, write_json, write_text
+from .._io import atomic_path, check_outside, make_dir, read_json, write_json, write_text
 from ..artifacts.run import SPLIT_FILE, dataset_root, read_split
 from ..data.dataset import scan
 from ..data.crops import Crops, plain
@@ -109,11 +109,12 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check("--top-k", top_k, POSITIVE_INT)
     check("--threads", threads, NONE, POSITIVE_INT)
     check("--workers", workers, NONE, POSITIVE_INT)
-    if out is not None:  # before the predictions, not after
-        make_dir(out)
     engine, client = client_engine(model, client, threads)
     rec = _split_record(engine)
     data = dataset_root(rec, data)
+    if out is not None:  # before the predictions, not after
+        check_outside("--out", out, data)
+        make_dir(out)
     if data is None:
         raise ConfigError(f"{model}: no run record names its dataset; pass --data DATA")
     ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .._io import make_dir, write_json
+from .._io import check_outside, make_dir, write_json
 from ..data.dataset import Dataset, scan
 from ..data.exclusions import apply_exclusions, read_exclusions
 from ..errors import ConfigError
@@ -94,6 +94,7 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
                           f"CPU; --fine-tune {ft_blocks} {'on ' + cfg.device if cfg.device != 'cpu' else 'on the fly'}"
                           " cannot use it: pick --fine-tune N")
     tutor = load_teacher(cfg.teacher, ds) if cfg.teacher is not None else None
+    check_outside("--out", out, ds.root)
     asked, out = Path(out), next_run_dir(Path(out), exist_ok)  # before setup(): every rank sees the same folders
     world = setup(cfg.device)
     try:

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .._io import make_dir, read_json, write_json
+from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import ConfigError
 from ..params import POSITIVE_INT, as_list, check, check_path
 from ..progress import progress
@@ -77,6 +77,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     check_quantize(quantize)  # a typo must not cost a training run per model before it shows
     threads = threads or [1, 2]
     out = Path(out)
+    check_outside("--out", out, data)
     make_dir(out / "cells")
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.doctor import diagnose
-from .._io import make_dir
+from .._io import check_outside, make_dir
 from ..errors import EdgeclfError
 from ..params import NONE, POSITIVE_INT, check, check_path
 
@@ -77,6 +77,7 @@ def doctor(data: str | os.PathLike[str], val_percent: float = 10.0, test_percent
     if label_issues and not embeddings:
         raise EdgeclfError("--label-issues needs the backbone features; drop --no-embeddings")
     if html is not None:  # before minutes of checks, not after
+        check_outside("--html", html, data)
         make_dir(html, "--html")
     emb = _Embeddings(model, workers, cache_dir) if embeddings else None
     if emb is not None:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._io import make_dir, read_json, write_json
+from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import EdgeclfError
 from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check, check_path
 from ..report.compare import format_results, write_report
@@ -131,6 +131,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     for m in models:
         get_spec(m)
     out = Path(out)
+    check_outside("--out", out, data)
     cells = out / "cells"
     make_dir(cells)
     key = f"p50_ms_{threads}t"
