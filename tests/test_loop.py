@@ -58,3 +58,36 @@ def test_warmup_cosine() -> None:
     assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
     g = warmup_cosine(100, 0)
     assert g(0) == 1.0 and g(50) == pytest.approx(0.5)
+
+
+def test_class_weights_scale_each_samples_whole_loss() -> None:
+    """Keras' class_weight: w[y] times the sample's smoothed loss; torch's weighted smoothing term is not that."""
+    from edgeclf.training.loop import WeightedCrossEntropy
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 3), torch.tensor([0, 0, 0, 0, 1, 2])
+    w = torch.tensor([0.2, 1.4, 1.4])
+    per = torch.nn.functional.cross_entropy(logits, y, reduction="none", label_smoothing=0.1)
+    got = WeightedCrossEntropy(w, 0.1)(logits, y)
+    assert torch.allclose(got, (w[y] * per).sum() / w[y].sum())
+    assert torch.allclose(WeightedCrossEntropy(None, 0.1)(logits, y), per.mean())
+    assert torch.allclose(WeightedCrossEntropy(w, 0.0)(logits, y), torch.nn.CrossEntropyLoss(weight=w)(logits, y))
+
+
+def test_a_rare_class_does_not_take_over_the_head() -> None:
+    """182 photos of one class and 1 of another (auto class weights, label smoothing): the head once answered the 1."""
+    import numpy as np
+
+    from edgeclf.training.head import HeadConfig, predict_probs, train_head
+
+    rng = np.random.default_rng(0)
+    centre = np.zeros((2, 32), np.float32)
+    centre[1, :4] = 3.0
+
+    def blob(c: int, n: int) -> np.ndarray:
+        return (centre[c] + rng.normal(0, 1, (n, 32))).astype(np.float32)
+
+    x, y = np.concatenate([blob(0, 182), blob(1, 1)]), np.array([0] * 182 + [1])
+    head = train_head(x, y, None, None, 2, HeadConfig(epochs=15, hidden=512, dropout=0.5)).head
+    fresh = blob(0, 200)
+    assert (predict_probs(head, fresh).argmax(1) == 0).mean() > 0.95

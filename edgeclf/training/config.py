@@ -68,7 +68,8 @@ class TrainConfig:
     hidden: int = _opt(512, "--hidden", check=(COUNT,), help="units of the head's hidden layer (0: linear head)")
     weight_decay: float = _opt(1e-4, "--weight-decay", check=(NON_NEGATIVE,), help="AdamW weight decay")
     class_weights: str = _opt("auto", "--class-weights", check=(Options("auto", "balanced", "none"),),
-                              help="auto = balanced when the classes are imbalanced 1.5:1 or more")
+                              help="balanced = each photo's loss scaled by n / (classes x its class's count), as "
+                                   "Keras' class_weight; auto = balanced when the classes are imbalanced 1.5:1 or more")
     patience: int = _opt(10, "--patience", check=(COUNT,), help="early-stopping patience in epochs (0 = off)")
     calibrate: bool = _opt(True, "--calibrate",
                            help="fit a temperature on the validation split and fold it into the model, so its "

@@ -25,7 +25,7 @@ from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
 from ..progress import bar
 from .distributed import World
-from .loop import fit, step, warmup_cosine
+from .loop import WeightedCrossEntropy, fit, step, warmup_cosine
 
 
 @dataclass
@@ -164,8 +164,7 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
     batch = max(1, cfg.batch_size // world.size)
     steps = cfg.epochs * max(1, math.ceil(len(train_paths) / world.size / batch))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, 0))
-    loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
-                                  label_smoothing=cfg.label_smoothing)
+    loss_fn = WeightedCrossEntropy(class_weights, cfg.label_smoothing)
     mine = np.arange(len(val_paths))[world.rank::world.size]
 
     def val_score() -> tuple[float, float]:

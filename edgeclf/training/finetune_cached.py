@@ -21,7 +21,7 @@ from ..models.builder import Backbone, Classifier
 from ..progress import bar
 from .distill import Distill
 from .distributed import World
-from .loop import step, warmup_cosine
+from .loop import WeightedCrossEntropy, step, warmup_cosine
 from .finetune import FineTuneConfig, hits_and_loss, keep_best, set_trainable
 from .head import Rows, _gather, bank_loss
 
@@ -91,7 +91,7 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
     total = cfg.epochs * per_epoch
     # A short warm-up: the head is already trained, the top's first steps should not undo it.
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, per_epoch))
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
+    loss_fn = WeightedCrossEntropy(class_weights, cfg.label_smoothing)
     y_t = torch.from_numpy(ytr.astype(np.int64))
     top = _Top(model, k, shape)
     net: nn.Module = top

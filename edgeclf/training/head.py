@@ -12,7 +12,7 @@ from torch import nn
 
 from ..data.rowfile import Rows, as_rows
 from ..models.builder import make_head
-from .loop import EarlyStopping, fit, step, warmup_cosine
+from .loop import EarlyStopping, WeightedCrossEntropy, fit, step, warmup_cosine
 
 if TYPE_CHECKING:
     from .distill import Distill
@@ -120,7 +120,7 @@ def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.nda
     dim = banks[0].take(np.arange(min(1, len(banks[0])))).shape[1]
     head = make_head(dim, n_classes, cfg.dropout, cfg.hidden)
     weights = class_weight_vector(ytr, n_classes, cfg.class_weights)
-    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
+    loss_fn = WeightedCrossEntropy(weights, cfg.label_smoothing)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(banks[0])
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))

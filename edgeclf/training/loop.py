@@ -23,6 +23,27 @@ TrainEpoch = Callable[[int], "list[float]"]
 ValScore = Callable[[], "tuple[float, float] | None"]
 
 
+class WeightedCrossEntropy(nn.Module):
+    """Cross-entropy with label smoothing, where a class weight scales each sample's whole loss (Keras' class_weight).
+
+    torch's ``CrossEntropyLoss(weight=w, label_smoothing=e)`` weights the smoothing term of every
+    sample by every class's weight: with imbalanced classes the majority's photos are pulled toward
+    the minority's labels (182 photos against 1: the head answered the one for all of them).
+    """
+
+    def __init__(self, weight: "torch.Tensor | None" = None, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.weight, self.label_smoothing = weight, label_smoothing
+
+    def forward(self, logits: "torch.Tensor", y: "torch.Tensor") -> "torch.Tensor":
+        """The batch's weighted mean loss (divided by the summed weights of its labels, as torch does)."""
+        per = nn.functional.cross_entropy(logits, y, reduction="none", label_smoothing=self.label_smoothing)
+        if self.weight is None:
+            return per.mean()
+        w = self.weight.to(logits.device)[y]
+        return (w * per).sum() / w.sum()
+
+
 def _score(row: dict) -> tuple[float, float] | None:
     """What "better" means for every callback: validation accuracy, then lower loss (None without validation)."""
     return (row["val_acc"], -row["val_loss"]) if "val_acc" in row else None
