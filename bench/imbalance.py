@@ -16,7 +16,9 @@ hidden 512, label smoothing 0.1) for each seed with four losses:
 - ``balanced``: ``--class-weights balanced`` with edgeclf's loss (the class weight scales each photo's
   whole smoothed loss, as Keras' class_weight does). ``auto``, the default, is this arm here;
 - ``logit-adjusted`` (a scout, not shipped): no weights, the loss sees logits + log(class prior)
-  and the model predicts with the logits alone (Menon et al., 2021).
+  and the model predicts with the logits alone (Menon et al., 2021);
+- ``balanced-select`` (a scout, not in the default --arms): balanced weights, and the epoch kept is
+  the one with the best balanced (mean-recall) validation accuracy instead of plain accuracy.
 
 Reports test accuracy and balanced accuracy (mean per-class recall), mean ± std over seeds.
 """

@@ -197,3 +197,21 @@ def test_class_names_with_commas_quotes_and_spaces_survive_csv_and_labels(tmp_pa
     assert [r[2] for r in parsed[1:]] == names and all(r[0] == "a, b/1.jpg" for r in parsed[1:])
     (tmp_path / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
     assert _labels(tmp_path / "m.tflite", []) == names
+
+
+def test_doctor_warns_about_pixels_clients_decode_differently(tmp_path: Path) -> None:
+    """Clients disagree on what lies under a transparent pixel (white here, the stored colour in MediaPipe, black
+    on Android) and on 16-bit greyscale: doctor says which files; an opaque alpha channel is not flagged."""
+    data = make_dataset(tmp_path / "data", {"a": 6, "b": 6})
+    rgba = np.zeros((40, 50, 4), np.uint8)
+    rgba[..., :3] = (200, 100, 50)
+    rgba[:20, :, 3] = 255  # the lower half is fully transparent
+    Image.fromarray(rgba, "RGBA").save(data / "a" / "cut_out.png")
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(data / "b" / "opaque.png")
+    Image.fromarray(np.arange(0, 64_000, 32, dtype=np.uint16).reshape(40, 50)).save(data / "b" / "deep.png")
+    r = diagnose(data, workers=1)
+    assert r["transparent"] == [str(data / "a" / "cut_out.png")]
+    assert any("1 image(s) have transparent pixels" in w and "cut_out.png" in w for w in r["warnings"])
+    assert r["high_bit_depth"] == [str(data / "b" / "deep.png")]  # Pillow's convert("RGB") makes it white
+    assert any("1 image(s) are 16-bit" in w and "deep.png" in w for w in r["warnings"])

@@ -38,6 +38,8 @@ class ImageInfo:
     height: int | None
     error: str | None
     thumb: np.ndarray | None = None  # content thumbnail that confirms near-duplicates
+    transparent: bool = False  # some pixel has alpha < 255: clients disagree on what is under it
+    high_bit_depth: bool = False  # 16-bit or float greyscale: clients disagree on how to make 8 bits of it
 
 
 def inspect(path: str) -> ImageInfo:
@@ -50,12 +52,27 @@ def inspect(path: str) -> ImageInfo:
     try:
         with Image.open(path) as header:
             width, height = header.size
+            transparent = has_transparency(header)
+            deep = header.mode in HIGH_BIT_DEPTH
         img = load_rgb(path, min_side=THUMB)  # enough detail for the content thumbnail
     except ImageDecodeError as exc:
         return ImageInfo(path, sha, None, None, None, exc.reason)
     except Exception as exc:  # noqa: BLE001 - a header Pillow cannot parse at all
         return ImageInfo(path, sha, None, None, None, load_error_reason(path, exc))
-    return ImageInfo(path, sha, perceptual_hash(img), width, height, None, content_thumb(img))
+    return ImageInfo(path, sha, perceptual_hash(img), width, height, None, content_thumb(img), transparent, deep)
+
+
+HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # Pillow's modes of 16-bit and float greyscale
+
+
+def has_transparency(img: Image.Image) -> bool:
+    """Whether an opened image has a pixel that is not fully opaque (decodes only images with an alpha channel)."""
+    if not (img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or "transparency" in img.info):
+        return False
+    try:
+        return img.convert("RGBA").getextrema()[3][0] < 255
+    except Exception:  # noqa: BLE001 - a damaged file: load_rgb reports it
+        return False
 
 
 def load_error_reason(path: str, exc: Exception) -> str:
@@ -189,6 +206,8 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
             "smallest": ds.classes[int(np.argmin(totals))],
             "small_classes": [c for c in ds.classes if counts[c]["total"] < SMALL_CLASS],
         },
+        "transparent": [infos[i].path for i in good if infos[i].transparent],
+        "high_bit_depth": [infos[i].path for i in good if infos[i].high_bit_depth],
         "sizes": {"width": _stats(widths), "height": _stats(heights),
                   "shorter_side_below_224": sum(1 for w, h in zip(widths, heights) if min(w, h) < 224)},
     }
@@ -212,6 +231,16 @@ def _warnings(r: dict[str, Any]) -> list[str]:
     if r.get("outliers"):
         out.append(f"{len(r['outliers'])} photo(s) look unlike every class (blank, screenshot or another subject?); "
                    "look at them before training")
+    if r.get("transparent"):
+        # edgeclf must pick one colour for training; the app's decoder picks its own, so the pixels would differ.
+        out.append(f"{len(r['transparent'])} image(s) have transparent pixels (first: {r['transparent'][0]}): "
+                   "edgeclf trains on them over white, MediaPipe given the file sees the colour stored under them, "
+                   "and an app passing a premultiplied bitmap (Android's default) sees black; flatten them onto one "
+                   "background, in the dataset and in the app")
+    if r.get("high_bit_depth"):
+        out.append(f"{len(r['high_bit_depth'])} image(s) are 16-bit or float greyscale (first: "
+                   f"{r['high_bit_depth'][0]}): edgeclf scales them to 8 bits, Pillow's convert('RGB') in an app "
+                   "clips them to white; save them as 8-bit, in the dataset and in the app")
     if r["imbalance"]["ratio"] >= 3:
         out.append(f"class imbalance {r['imbalance']['ratio']}:1 ({r['imbalance']['largest']} vs "
                    f"{r['imbalance']['smallest']}); training weights classes automatically")

@@ -66,10 +66,11 @@ def write_golden(model_file: Path, root: Path, rels: list[str], quantize: str) -
     write_json(dest, {
         "model_file": model_file.name, "model_sha256": sha256_file(model_file), "quantize": quantize,
         "resize": pre.resize, "input_size": pre.size,
-        "how_to_feed": ("MediaPipe ImageClassifier: the whole RGB image (EXIF-rotated, converted to RGB)"
-                        if pre.resize == "squash" else
+        "how_to_feed": ("MediaPipe ImageClassifier: the whole RGB image" if pre.resize == "squash" else
                         "MediaPipe ImageClassifier: the RGB image with ImageProcessingOptions(region_of_interest="
-                        "RectF(left, top, right, bottom)) from each image's region_of_interest"),
+                        "RectF(left, top, right, bottom)) from each image's region_of_interest")
+                       + " (EXIF-rotated, converted to RGB; transparent pixels over white, 16-bit channels divided "
+                         "by 257, as edgeclf trained)",
         "tolerance": TOLERANCE["int8" if quantize == "int8" else "float"],
         "images": images,
     })
