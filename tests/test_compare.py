@@ -58,6 +58,18 @@ def test_pareto_front() -> None:
     assert [r["model"] for r in pareto_front(rows, "p50_ms_2t")] == ["fast", "slow_better"]
 
 
+def test_pareto_plot_of_only_failed_rows_draws_without_warnings(tmp_path: Path) -> None:
+    """Every model failed: the plot still comes out, saying so, without matplotlib's empty-legend warning."""
+    import warnings
+
+    from edgeclf.report.compare import plot_pareto
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_pareto(tmp_path / "p.png", [{"model": "m", "quantize": "int8", "status": "failed: x"}], "p50_ms_1t")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
 def test_columns_follow_the_timed_threads(report: Path) -> None:
     """Timed with --threads 1 only, the front is drawn on 1-thread latency (it was empty: columns were fixed)."""
     from edgeclf.workflows.compare import compare

@@ -84,6 +84,21 @@ def test_an_output_folder_inside_the_dataset_is_refused(tmp_path: Path, capsys: 
     assert sorted(str(p.relative_to(data)) for p in data.rglob("*")) == before
 
 
+def test_compare_and_search_check_train_options_before_any_work(tmp_path: Path) -> None:
+    """A typo in a train option passed through compare/search failed every row after training began."""
+    import edgeclf
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"a": 4, "b": 4})
+    with pytest.raises(ConfigError, match=r"compare\(\) has no option 'thread'; options: .*threads"):
+        edgeclf.compare(data, "mobilenet_v2_1.0_96", out=tmp_path / "c", thread=2, verbose=False)
+    with pytest.raises(ConfigError, match=r"--epochs must be an int in \[1, inf\), got 0"):
+        edgeclf.compare(data, "mobilenet_v2_1.0_96", out=tmp_path / "c", epochs=0, verbose=False)
+    with pytest.raises(ConfigError, match=r"search\(\) has no option 'epoch'; options: .*finalists"):
+        edgeclf.search(data, 2, 1, out=tmp_path / "s", epoch=3, verbose=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 def test_api_raises_the_same_error(tmp_path: Path) -> None:
     import edgeclf
 

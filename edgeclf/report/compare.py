@@ -70,7 +70,11 @@ def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str, limits: dict[str
     ax.set_ylabel("test accuracy (exported file)")
     ax.set_title("accuracy vs latency (marker size = file size)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # every row failed: an empty plot, and no legend to warn about
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no model finished: see the table's status column", ha="center", va="center",
+                transform=ax.transAxes)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

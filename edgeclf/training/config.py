@@ -138,12 +138,16 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def build(cls, options: dict[str, Any], base: dict[str, Any] | None = None) -> "TrainConfig":
-        """A config from `base` (e.g. a manifest's) overridden by `options`; unknown names are an error."""
+    def build(cls, options: dict[str, Any], base: dict[str, Any] | None = None, who: str = "train()",
+              own: tuple[str, ...] = ()) -> "TrainConfig":
+        """A config from `base` (e.g. a manifest's) overridden by `options`; unknown names are an error naming `who`.
+
+        `own` are the caller's own parameters (compare's, search's), listed beside train's in that error.
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ConfigError(f"train() has no option {unknown[0]!r}; options: {', '.join(sorted(known))}")
+            raise ConfigError(f"{who} has no option {unknown[0]!r}; options: {', '.join(sorted(known | set(own)))}")
         values = {k: v for k, v in (base or {}).items() if k in known}
         values.update(options)
         return cls(**values)

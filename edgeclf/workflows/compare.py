@@ -46,6 +46,14 @@ def _time(row: dict[str, Any], threads: list[int], runs: int) -> dict[str, Any]:
     return row
 
 
+def _own_options(fn: Any) -> tuple[str, ...]:
+    """A workflow's named parameters (not its **train options), for the unknown-option message."""
+    import inspect
+
+    return tuple(n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY
+                 or p.kind is p.POSITIONAL_OR_KEYWORD)
+
+
 def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str | list[str] | None = None,
             out: str | os.PathLike[str] = "runs/compare", weights: str = "imagenet",
             threads: int | list[int] | None = None, runs: int = 50, verbose: bool = True,
@@ -56,8 +64,12 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     from ..models.zoo import get_spec
     from ..training.trainer import train
 
+    from ..training.config import TrainConfig
+
     check_path("DATA", data)
     check_path("--out", out)
+    # A typo or a bad value fails now, not once per model after the first has trained.
+    TrainConfig.build(train_kwargs, who="compare()", own=_own_options(compare))
     models, quantize, threads = as_list(models) or [], as_list(quantize), as_list(threads)
     log = print if verbose else (lambda *a, **k: None)
     for m in models:
