@@ -174,6 +174,11 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
             per_class[cdir.name] = [(f, f.relative_to(cdir).as_posix(), None) for f in files]
         loose = [p for p in root.iterdir() if p.is_file() and not _hidden(p.name)]
         others += [str(p) for p in loose]
+    if not per_class and layout == "presplit":  # e.g. classes that happen to be called "train" and "test"
+        names = ", ".join(d.name + "/" for d in dirs)
+        train = next(d.name for d in dirs if _SPLIT_ALIASES[d.name.lower()] == "train")
+        raise DatasetError(f"{root} looks pre-split ({names}) but those folders hold no class folders; put images "
+                           f"in {root}/{train}/<class name>/, or rename the folders if they are classes")
     if not per_class:
         raise DatasetError(f"{root} has no class sub-folders; put images in {root}/<class name>/ (one folder per class)")
     empty = [c for c, files in per_class.items() if not files]
