@@ -252,6 +252,27 @@ def test_two_runs_sharing_one_cache_at_once(data3: Path, tmp_path: Path) -> None
     assert json.loads((run / "manifest.json").read_text())["feature_backend"] == "cache"
 
 
+def test_runs_started_at_once_never_share_a_folder(data3: Path, tmp_path: Path) -> None:
+    """Two trainings with one --out (a shell loop with &) both wrote into it: a mix of two runs survived."""
+    from edgeclf.artifacts.run import is_complete
+    from edgeclf.errors import ConfigError
+    from edgeclf.training.run_setup import next_run_dir
+
+    kw = dict(weights="none", epochs=1, workers=1, verbose=False, cache_dir=tmp_path / "cache",
+              feature_backend="torch", aug_views=0)
+    held = next_run_dir(tmp_path / "r")  # another run writing r right now
+    try:
+        run = train(data3, MODEL, tmp_path / "r", **kw)
+        assert run == tmp_path / "r2" and is_complete(run) and not (tmp_path / "r" / "manifest.json").exists()
+        with pytest.raises(ConfigError, match="--out .*r is being written by another run right now"):
+            train(data3, MODEL, tmp_path / "r", exist_ok=True, **kw)
+    finally:
+        held.release()
+    again = next_run_dir(tmp_path / "r")  # let go: the folder (holding no finished run) is free again
+    assert again.path == tmp_path / "r"
+    again.release()
+
+
 @pytest.mark.parametrize("kept", ["fine-tuned", "head"])
 def test_summary_says_whether_fine_tuning_was_kept(tmp_path: Path, kept: str) -> None:
     """A user who asked for --fine-tune is told when validation kept the head instead."""

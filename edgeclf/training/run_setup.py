@@ -5,29 +5,75 @@ from __future__ import annotations
 import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import IO
 
+from .._io import make_dir
 from ..artifacts.run import MANIFEST, is_complete
 from ..data.dataset import Dataset, class_counts
 from ..errors import ConfigError, DatasetError
 from ..models.weights import locate, sha256_file
 
 
-def next_run_dir(out: Path, exist_ok: bool = False) -> Path:
+LOCK = ".edgeclf-lock"  # held (flock) by the process writing the run; the OS drops it when that process ends
+
+
+class RunClaim:
+    """A run folder this process holds for writing: runs started at once never share one."""
+
+    def __init__(self, path: Path, handle: IO[str] | None) -> None:
+        self.path, self._handle = path, handle
+
+    def release(self) -> None:
+        """Let the folder go (the run finished, failed or was interrupted)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def _hold(folder: Path) -> RunClaim | None:
+    """Take `folder`'s lock without waiting; None while another process holds it."""
+    make_dir(folder)
+    try:
+        handle = open(folder / LOCK, "a")
+    except OSError as exc:
+        raise ConfigError(f"--out {folder}: cannot write there ({exc.strerror}); choose a writable --out") from None
+    try:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # pragma: no cover - not POSIX: no guard against runs started at once
+        pass
+    except OSError:
+        handle.close()
+        return None
+    return RunClaim(folder, handle)
+
+
+def next_run_dir(out: Path, exist_ok: bool = False) -> RunClaim:
     """`out` itself, or the first free `out2`, `out3`, ... when `out` holds a finished run and not `exist_ok`.
 
     Ultralytics' rule; an interrupted run holds nothing worth keeping, so its rerun reuses the folder.
+    A folder another run is writing right now is never shared: the claim's lock is taken atomically.
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
     if exist_ok or not is_complete(out):
-        return out
+        claim = _hold(out)
+        if claim is not None:
+            return claim
+        if exist_ok:
+            raise ConfigError(f"--out {out} is being written by another run right now; wait for it to finish "
+                              "or choose another --out")
     n = 2
-    # An earlier run that failed or was interrupted in out2 holds nothing worth keeping either: reuse it
-    # (a folder that is not an edgeclf run is never written into).
-    while (cand := out.with_name(f"{out.name}{n}")).exists() and not (
-            (cand / MANIFEST).is_file() and not is_complete(cand)):
+    while True:
+        cand = out.with_name(f"{out.name}{n}")
+        # An earlier run that failed or was interrupted in out2 holds nothing worth keeping either: reuse it
+        # (a folder that is not an edgeclf run is never written into).
+        if not cand.exists() or ((cand / MANIFEST).is_file() and not is_complete(cand)):
+            claim = _hold(cand)
+            if claim is not None:
+                return claim
         n += 1
-    return cand
 
 
 def weights_id(spec_weights: str | None, weights: str, seed: int) -> str:

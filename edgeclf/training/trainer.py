@@ -16,7 +16,7 @@ import torch
 from .._io import check_outside, make_dir, write_json
 from ..data.dataset import Dataset, scan
 from ..data.exclusions import apply_exclusions, read_exclusions
-from ..errors import ConfigError
+from ..errors import ConfigError, EdgeclfError
 from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.zoo import get_spec
@@ -33,7 +33,7 @@ from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, pre
 from .finetune_cached import Bottom, activation_shape, split_point
 from .finetune_cached import fine_tune_cached as train_top_cached
 from .head import HeadConfig, class_weight_vector, predict_probs, train_head
-from ..artifacts.run import MANIFEST, MODEL_FILE, write_model_files
+from ..artifacts.run import MANIFEST, MODEL_FILE, is_complete, write_model_files
 from .config import TrainConfig
 from .run_setup import check_trainable, next_run_dir, versions, weights_id
 from .outputs import LiveLog, plot_curves, summary
@@ -95,12 +95,25 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
                           " cannot use it: pick --fine-tune N")
     tutor = load_teacher(cfg.teacher, ds) if cfg.teacher is not None else None
     check_outside("--out", out, ds.root)
-    asked, out = Path(out), next_run_dir(Path(out), exist_ok)  # before setup(): every rank sees the same folders
     world = setup(cfg.device)
+    claim = None
     try:
+        # Rank 0 picks and holds the run folder; every rank writes (or reads) that one.
+        asked, picked = Path(out), None
+        if world.main:
+            try:
+                claim = next_run_dir(asked, exist_ok)
+                picked = str(claim.path)
+            except EdgeclfError as exc:
+                picked = exc
+        picked = world.broadcast(picked)
+        if isinstance(picked, Exception):
+            raise picked
+        out = Path(picked)
         log = print if verbose and world.main else (lambda *a, **k: None)
         if out != asked:
-            log(f"{asked} holds a finished run; this one goes to {out} (--exist-ok to replace it)")
+            why = "holds a finished run" if is_complete(asked) else "is being written by another run"
+            log(f"{asked} {why}; this one goes to {out} (--exist-ok to replace a finished run)")
         if ds.skipped_links:
             log(f"skipped {len(ds.skipped_links)} folder link(s) that loop or leave their class folder: "
                 f"{', '.join(ds.skipped_links[:3])}", file=sys.stderr)
@@ -147,6 +160,8 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
                     pass
             raise
     finally:
+        if claim is not None:
+            claim.release()
         teardown(world)
 
 
