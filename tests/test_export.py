@@ -114,7 +114,22 @@ def test_bad_export_options(run: Path, tmp_path: Path) -> None:
         export(run, "tflite", "int4", tmp_path / "x.tflite", verbose=False)
     with pytest.raises(EdgeclfError, match="--io"):
         export(run, "tflite", "float32", tmp_path / "x.tflite", io="int8", verbose=False)
+    # Several quantizations, as the CLI takes them: every name checked before the first file is written.
+    with pytest.raises(EdgeclfError, match="--quantize must be one of .*, got 'int9'"):
+        export(run, "tflite", ["float32", "int9"], verbose=False)
+    with pytest.raises(EdgeclfError, match="--output names one file"):
+        export(run, "tflite", "float32,float16", tmp_path / "x.tflite", verbose=False)
+    with pytest.raises(EdgeclfError, match="--quantize names no quantization"):
+        export(run, "tflite", [], verbose=False)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_api_exports_several_quantizations_as_the_cli_does(run: Path, tmp_path: Path) -> None:
+    import edgeclf
+
+    got = edgeclf.export(run, quantize="float32,float16", verbose=False)
+    assert [p.name.rsplit("_", 1)[-1] for p in got] == ["float32.tflite", "float16.tflite"]
+    assert all(p.is_file() for p in got) and edgeclf.export(run, quantize=["float32"], verbose=False) == got[:1]
 
 
 def test_onnx_export_runs_in_onnxruntime(run: Path, exported: dict[str, Path], tmp_path: Path) -> None:

@@ -105,18 +105,11 @@ def cmd_search(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from ..exporting.tflite import check_quantize
     from ..workflows.export import export
 
-    quants = a.quantize.split(",")
-    if a.format == "tflite":
-        check_quantize(quants)
-    if a.output and len(quants) > 1:
-        raise EdgeclfError("--output names one file; export one --quantize at a time with it, or drop --output")
-    for q in quants:
-        export(a.run_dir, a.format, q, a.output, io=a.io, calibration_size=a.calibration_size,
-               calibration_data=a.calibration_data, max_drop=None if a.no_int8_check else a.max_drop,
-               max_float_ops=a.max_float_ops, report=a.report)
+    export(a.run_dir, a.format, a.quantize, a.output, io=a.io, calibration_size=a.calibration_size,
+           calibration_data=a.calibration_data, max_drop=None if a.no_int8_check else a.max_drop,
+           max_float_ops=a.max_float_ops, report=a.report)
     return 0
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from .._io import read_json, write_json
 from ..artifacts.run import dataset_root, read_split
-from ..errors import EdgeclfError
+from ..errors import ConfigError, EdgeclfError
 from ..exporting.exporter import export as export_file, layers_report
 from ..exporting.int8_layers import read_report, worst
-from ..params import NONE, Interval, check, check_path
+from ..exporting.tflite import check_quantize
+from ..params import NONE, Interval, as_list, check, check_path
 from ..runtime.evaluate import evaluate
 from ..runtime.golden import pick_images, remove_stale, write_golden
 from ..table import format_table
@@ -27,12 +28,14 @@ class Int8DropError(EdgeclfError):
     """The int8 file loses more validation accuracy than --max-drop allows (the file is kept, marked)."""
 
 
-def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: str = "float32",
+def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: str | list[str] = "float32",
            out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
            calibration_data: str | os.PathLike[str] | None = None, max_drop: float | None = DEFAULT_MAX_DROP,
-           verbose: bool = True, max_float_ops: int = MAX_FLOAT_OPS, report: bool = False) -> Path:
+           verbose: bool = True, max_float_ops: int = MAX_FLOAT_OPS, report: bool = False) -> Any:
     """Export a trained run (FILE, labels.txt, FILE-stem.json) and write FILE.golden.json beside it.
 
+    `quantize` names one quantization (the file's path is returned) or several, as a list or
+    comma-separated like the CLI's ("float32,int8"): one file each, their paths returned in a list.
     An int8 file is checked on the validation split against the float model: when it loses more
     than `max_drop` points it is re-calibrated on more images, then up to `max_float_ops` of the
     ops that add the most error are kept in float; if it still loses too much, the file is kept,
@@ -41,6 +44,16 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     """
     check_path("RUN", run_dir)
     check_path("--output", out, optional=True)
+    quants = [q for item in as_list(quantize) or [] for q in (item.split(",") if isinstance(item, str) else [item])]
+    if not quants:
+        raise ConfigError("--quantize names no quantization; give one of float32, float16, dynamic, int8")
+    if len(quants) != 1 or not isinstance(quantize, str):
+        if format == "tflite":
+            check_quantize(quants)  # every name, before the first file is written
+        if out is not None and len(quants) > 1:
+            raise EdgeclfError("--output names one file; export one --quantize at a time with it, or drop --output")
+        return [export(run_dir, format, q, out, io, calibration_size, calibration_data, max_drop, verbose,
+                       max_float_ops, report) for q in quants]
     check_path("--calibration-data", calibration_data, optional=True)
     check("--max-drop", max_drop, NONE, Interval(float, 0, 100))
     check("--max-float-ops", max_float_ops, Interval(int, 0, 1000))
