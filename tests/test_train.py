@@ -273,6 +273,24 @@ def test_runs_started_at_once_never_share_a_folder(data3: Path, tmp_path: Path) 
     again.release()
 
 
+def test_exports_of_a_replaced_run_are_flagged(data3: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--exist-ok replaced model.pt but left the old .tflite files, which verify and evaluate then passed as current."""
+    from edgeclf.artifacts.run import is_stale
+    from edgeclf.runtime.verify import verify
+    from edgeclf.workflows.export import export
+
+    kw = dict(weights="none", epochs=1, workers=1, cache_dir=tmp_path / "cache", feature_backend="torch", aug_views=0)
+    run = train(data3, MODEL, tmp_path / "r", verbose=False, **kw)
+    f = export(run, "tflite", "float32", verbose=False)
+    assert not is_stale(f)
+    capsys.readouterr()
+    assert train(data3, MODEL, tmp_path / "r", exist_ok=True, seed=1, **kw) == run
+    assert f"holds 1 file(s) exported from the replaced run ({f.name})" in capsys.readouterr().err
+    assert is_stale(f) and verify(run, clients="litert", verbose=False)["stale"] == [f.name]
+    export(run, "tflite", "float32", verbose=False)
+    assert not is_stale(f) and verify(run, clients="litert", verbose=False)["stale"] == []
+
+
 @pytest.mark.parametrize("kept", ["fine-tuned", "head"])
 def test_summary_says_whether_fine_tuning_was_kept(tmp_path: Path, kept: str) -> None:
     """A user who asked for --fine-tune is told when validation kept the head instead."""

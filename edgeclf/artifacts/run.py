@@ -25,6 +25,34 @@ MANIFEST = "manifest.json"
 SPLIT_FILE = "split.json"
 
 
+def model_digest(run_dir: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of the run's model.pt, which exports record: a file from a model since replaced is told apart."""
+    import hashlib
+
+    p = Path(run_dir) / MODEL_FILE
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_stale(model_file: str | os.PathLike[str]) -> bool:
+    """Whether an exported file was made from another model.pt than its run folder holds now (the run was replaced)."""
+    side = Path(model_file).with_suffix(".json")
+    try:
+        rec = read_json(side)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(rec, dict) or not rec.get("model_sha256") or not rec.get("run_dir"):
+        return False  # exported before files recorded their model: cannot tell
+    made_from, run_dir = rec["model_sha256"], rec["run_dir"]
+    now = model_digest(run_dir)
+    return now is not None and now != made_from
+
+
 def save_model(run_dir: Path, model: Classifier, meta: dict[str, Any]) -> Path:
     """Write model.pt: backbone + head weights and what is needed to rebuild them."""
     payload = {"meta": meta, "backbone": model.backbone.state_dict(), "head": model.head.state_dict()}

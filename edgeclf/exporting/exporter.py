@@ -14,7 +14,7 @@ from .._io import write_json, write_text
 from ..errors import EdgeclfError
 from ..params import POSITIVE_INT, Options, check
 from ..models.preprocess import Preprocess
-from ..artifacts.run import dataset_root, load_run, read_split, run_preprocess
+from ..artifacts.run import dataset_root, load_run, model_digest, read_split, run_preprocess
 from .int8_layers import short_name
 
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}
@@ -89,6 +89,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         "model": meta["model"], "format": format, "quantize": quantize, "classes": meta["classes"],
         "input": {"layout": "NHWC", "dtype": io, "size": pre.size, "range": [0, 255]},
         "preprocess": pre.to_dict(), "output": "probabilities", "run_dir": str(Path(run_dir).resolve()),
+        "model_sha256": model_digest(run_dir),
         "score_threshold": meta.get("score_threshold"),
         **({"float_ops": [short_name(t) for t in keep_float]} if keep_float and quantize == "int8" else {}),
     })

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 from ..plots import plot_reliability, plot_risk_coverage
 from ..params import NONE, POSITIVE_INT, Options, check, check_path
 from .._io import atomic_path, check_outside, make_dir, read_json, write_json, write_text
-from ..artifacts.run import SPLIT_FILE, dataset_root, read_split
+from ..artifacts.run import SPLIT_FILE, dataset_root, is_stale, read_split
 from ..data.dataset import scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
@@ -110,6 +111,9 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check("--threads", threads, NONE, POSITIVE_INT)
     check("--workers", workers, NONE, POSITIVE_INT)
     engine, client = client_engine(model, client, threads)
+    if verbose and Path(model).is_file() and is_stale(model):
+        print(f"warning: {model} was exported from a model its run has since replaced (model.pt changed); "
+              "these figures are the old file's: re-export it", file=sys.stderr)
     rec = _split_record(engine)
     data = dataset_root(rec, data)
     if out is not None:  # before the predictions, not after

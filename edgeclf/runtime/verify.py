@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._io import write_json
-from ..artifacts.run import dataset_root, read_split
+from ..artifacts.run import dataset_root, is_stale, read_split
 from ..data.dataset import scan
 from ..errors import EdgeclfError
 from ..params import NONE, POSITIVE_INT, Options, as_list, check, check_path
@@ -55,6 +56,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
                                    "top1_agreement_with_pytorch": 1.0, "max_abs_prob_diff_vs_pytorch": 0.0,
                                    "golden": "-"}]
     failed = False
+    stale = [f for f in files if is_stale(f)]
     for f in files:
         for client in CLIENTS_OF[f.suffix]:
             if clients and client not in clients:
@@ -64,13 +66,14 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
             agree, dmax = _agreement(ref[ok], probs)
             g = check_golden(f, lambda ps: client_predict(engine, client, ps, 1)[0], root)
             failed |= g["status"] == "FAIL"
-            rows.append({"file": f.name, "client": client, "resize": engine.preprocess.resize, "n": len(ok),
+            rows.append({"file": f.name + (" (stale)" if f in stale else ""), "client": client,
+                         "resize": engine.preprocess.resize, "n": len(ok),
                          "accuracy": round(float((probs.argmax(1) == y[ok]).mean()), 4),
                          "top1_agreement_with_pytorch": agree, "max_abs_prob_diff_vs_pytorch": dmax,
                          "golden": g["status"] + (f" ({g['detail']})" if g["status"] != "ok" else ""),
                          "golden_detail": g})
     result = {"run_dir": str(run_dir), "data": str(root), "split": split, "skipped": sorted(bad), "rows": rows,
-              "golden_failed": failed}
+              "golden_failed": failed, "stale": [f.name for f in stale]}
     write_json(run_dir / "verify.json", result)
     if verbose:
         print(f"{run_dir}: {split} split of {root}, {len(good)} images, every exported file through every client")
@@ -78,4 +81,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
                            [[r["file"], r["client"], r["resize"], r["accuracy"], r["top1_agreement_with_pytorch"],
                              r["max_abs_prob_diff_vs_pytorch"], r["golden"]] for r in rows]))
         print(f"written {run_dir / 'verify.json'}")
+        if stale:
+            print(f"warning: {', '.join(f.name for f in stale)}: exported from the model this run replaced "
+                  f"(model.pt changed since); re-export with `edgeclf export {run_dir}`", file=sys.stderr)
     return result

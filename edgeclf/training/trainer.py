@@ -141,8 +141,15 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
             for stale in ("metrics.json", MODEL_FILE):
                 (out / stale).unlink(missing_ok=True)
             write_json(out / MANIFEST, manifest)
+        # Files exported from the model this run replaces stay (they are the user's), but would now lie.
+        old = sorted(p.name for p in (out / "export").glob("*") if p.suffix in (".tflite", ".onnx"))
         try:
-            return _train(ds, spec, cfg, out, manifest, log, t0, world, augment, ft_blocks, tutor, distill, on_epoch)
+            done = _train(ds, spec, cfg, out, manifest, log, t0, world, augment, ft_blocks, tutor, distill, on_epoch)
+            if old:
+                log(f"warning: {out / 'export'} holds {len(old)} file(s) exported from the replaced run "
+                    f"({', '.join(old[:3])}{', …' if len(old) > 3 else ''}); re-export them with `edgeclf export "
+                    f"{out}`", file=sys.stderr)
+            return done
         except KeyboardInterrupt:
             manifest["status"] = "interrupted"
             if world.main:
