@@ -124,6 +124,16 @@ def test_bad_export_options(run: Path, tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
+def test_int8_export_says_how_many_images_calibrated_it(run: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """--calibration-size above the train split silently used the whole split."""
+    from edgeclf.exporting.exporter import export as export_file
+
+    export_file(run, "tflite", "int8", tmp_path / "q.tflite", calibration_size=100_000, verbose=True)
+    out = capsys.readouterr().out
+    assert "calibrated on " in out and "training images (all there are; --calibration-size 100,000)" in out, out
+
+
 def test_api_exports_several_quantizations_as_the_cli_does(run: Path, tmp_path: Path) -> None:
     import edgeclf
 

@@ -256,3 +256,7 @@ def test_train_config_replays_a_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
     assert main(["train", "--config", str(tmp_path / "nope.json")]) == 2
     assert "--config" in capsys.readouterr().err
+    # The run's metrics.json is not its manifest: said so, instead of replaying `model` alone with the rest ignored.
+    assert main(["train", str(data), "--config", str(tmp_path / "r1" / "metrics.json"), "--out", str(tmp_path / "r3")]) == 2
+    assert "is neither a run's manifest.json nor train options ('best_epoch'" in capsys.readouterr().err
+    assert not (tmp_path / "r3").exists()

@@ -63,6 +63,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     suffix = "" if io == "uint8" else f"_io{io}"
     dest = Path(out) if out else Path(run_dir) / "export" / f"{meta['model']}_{quantize}{suffix}{FORMATS[format]}"
     t = time.perf_counter()
+    calib = None
     if format == "tflite":
         from .tflite import to_tflite
 
@@ -94,6 +95,8 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         **({"float_ops": [short_name(t) for t in keep_float]} if keep_float and quantize == "int8" else {}),
     })
     if verbose:
-        print(f"exported {dest} ({dest.stat().st_size / 1e6:.2f} MB, {format} {quantize}, {io} input) "
+        used = "" if calib is None else f", calibrated on {len(calib):,} training images" + (
+            f" (all there are; --calibration-size {calibration_size:,})" if len(calib) < calibration_size else "")
+        print(f"exported {dest} ({dest.stat().st_size / 1e6:.2f} MB, {format} {quantize}, {io} input{used}) "
               f"in {time.perf_counter() - t:.1f}s")
     return dest

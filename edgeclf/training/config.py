@@ -164,6 +164,11 @@ def read_config(path: str | Path) -> dict[str, Any]:
     cfg = doc.get("config", doc) if isinstance(doc, dict) else None
     if not isinstance(cfg, dict):
         raise ConfigError(f"--config {path} holds no options object: give a run's manifest.json")
+    if cfg is doc:  # a JSON of options: every key must be one (metrics.json once passed, all but `model` ignored)
+        unknown = sorted(set(doc) - {f.name for f in fields(TrainConfig)} - {"data"})
+        if unknown:
+            raise ConfigError(f"--config {path} is neither a run's manifest.json nor train options ({unknown[0]!r} "
+                              "is no option): give RUN/manifest.json")
     return cfg
 
 
