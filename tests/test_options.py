@@ -35,6 +35,10 @@ BAD = [
     (["compare", "{data}", "--models", "efficientnet_lite0", "--threads", "0"], "--threads must be an int in"),
     (["compare", "{data}", "--models", "efficientnet_lite0", "--quantize", "int3", "--out", "{data}/../cmp"],
      "--quantize must be one of"),
+    (["demo", "--per-class", "0", "--out", "{data}/../demo"], "--per-class must be an int in [1, 10000], got 0"),
+    (["demo", "--epochs", "0", "--out", "{data}/../demo"], "--epochs must be an int in [1, inf), got 0"),
+    (["demo", "--model", "nosuch", "--out", "{data}/../demo"], "unknown model 'nosuch'"),
+    (["demo", "--out", "{data}/.."], "which the demo did not make"),
     (["export", "{data}", "--calibration-size", "0"], "--calibration-size must be an int in [1, inf), got 0"),
     (["export", "{data}", "--quantize", "float32,int9"], "--quantize must be one of float32, float16, dynamic, int8, got 'int9'"),
 ]
@@ -48,6 +52,7 @@ def test_bad_option_is_one_line(argv: list[str], message: str, tmp_path: Path,
     assert main([a.format(data=data) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "data"]  # refused before anything was written
 
 
 def test_an_output_path_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
