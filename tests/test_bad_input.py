@@ -113,6 +113,12 @@ def test_training_features_skip_bad_images(tmp_path: Path) -> None:
     (lambda root: (make_dataset(root, {"a": 3, "b": 3}), (root / "empty").mkdir()), "has no images"),
     # labels.txt holds one name per line: this class would have become two labels
     (lambda root: make_dataset(root, {"a": 3, "two\nlines": 3}), "'two\\nlines' in"),
+    # names in another encoding (a zip from another system): refused once, not a UnicodeEncodeError in the split hash
+    (lambda root: (make_dataset(root, {"a": 3, "b": 3}), os.rename(root / "b", os.fsencode(root) + b"/caf\xe9")),
+     "class folder b'caf\\xe9' in"),
+    (lambda root: (make_dataset(root, {"a": 3, "b": 3}),
+                   os.rename(root / "b" / "img_000.jpg", os.fsencode(root) + b"/b/na\xefve.jpg")),
+     "file b'b/na\\xefve.jpg' in"),
     # classes that happen to be called like splits: the layout is pre-split, and the message says how to read it
     (lambda root: make_dataset(root, {"train": 3, "test": 3}),
      "looks pre-split (test/, train/) but those folders hold no class folders; put images in"),

@@ -143,6 +143,20 @@ def _check_root(root: Path) -> None:
         raise DatasetError(f"{root} is a file, not a folder; pass a folder with one sub-folder per class")
 
 
+def _is_utf8(name: str) -> bool:
+    """Whether a name read from the file system is valid UTF-8 (undecodable bytes come back as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _raw(name: str) -> str:
+    """A file-system name that is not UTF-8, shown as its bytes (printing it as text would fail)."""
+    return repr(name.encode("utf-8", "surrogateescape"))
+
+
 def _is_presplit(dirs: list[Path]) -> bool:
     names = {d.name.lower() for d in dirs}
     return bool(dirs) and names <= set(_SPLIT_ALIASES) and "train" in {_SPLIT_ALIASES[n] for n in names}
@@ -190,6 +204,16 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     if bad is not None:  # labels.txt and the model's label file hold one name per line
         raise DatasetError(f"class folder {bad!r} in {root} has a line break or control character in its name; "
                            "labels are one per line, so rename the folder")
+    # Labels, split.json, hashes and reports are UTF-8: a name in another encoding (a zip made on another
+    # system) is refused here, once, instead of crashing whichever of them meets it first.
+    undecodable = next((c for c in sorted(per_class) if not _is_utf8(c)), None)
+    if undecodable is not None:
+        raise DatasetError(f"class folder {_raw(undecodable)} in {root} is not a UTF-8 name (unzipped with another "
+                           "encoding?); rename it, e.g. `convmv -f latin1 -t utf8 -r --notest DATA`")
+    odd = next((f"{c}/{rel}" for c in sorted(per_class) for _, rel, _ in per_class[c] if not _is_utf8(rel)), None)
+    if odd is not None:
+        raise DatasetError(f"file {_raw(odd)} in {root} has a name that is not UTF-8 (unzipped with another "
+                           "encoding?); rename it, e.g. `convmv -f latin1 -t utf8 -r --notest DATA`")
     if len(per_class) < 2:
         only = next(iter(per_class))
         raise DatasetError(f"{root} has a single class ({only!r}); a classifier needs at least 2 class folders")
