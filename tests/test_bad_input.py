@@ -180,9 +180,20 @@ def test_gif_first_frame_and_other_formats(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     assert np.asarray(load_rgb(tmp_path / "a.gif"))[8, 8].tolist() == [255, 0, 0]
-    for fmt, ext in (("WEBP", "webp"), ("BMP", "bmp"), ("TIFF", "tif")):
+    for fmt, ext in (("WEBP", "webp"), ("BMP", "bmp"), ("TIFF", "tif"), ("JPEG", "jfif"), ("AVIF", "avif")):
         photo(2).save(tmp_path / f"x.{ext}", format=fmt)
         assert load_rgb(tmp_path / f"x.{ext}").size == (64, 48)
+
+
+def test_photos_edgeclf_cannot_read_are_reported_not_silently_dropped(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """.jfif (a browser's JPEG) and .avif are read; iPhone .heic and camera raw files are named in a warning."""
+    data = make_dataset(tmp_path / "data", {"a": 6, "b": 6})
+    photo(3).save(data / "a" / "saved.jfif", format="JPEG")
+    (data / "b" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    r = diagnose(data, workers=1)
+    assert r["n_images"] == 13 and r["ignored"]["unreadable_photos"] == [str(data / "b" / "IMG_0001.HEIC")]
+    assert any(w.startswith("1 photo(s) in formats edgeclf cannot read were left out (1 .heic") for w in r["warnings"])
 
 
 def test_draft_decoding_keeps_shorter_side(tmp_path: Path) -> None:

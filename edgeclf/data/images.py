@@ -12,7 +12,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import EdgeclfError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".bmp", ".gif", ".tif",
+                              ".tiff"})
+# Photos a phone or camera writes that Pillow cannot decode: left out, but said so (a folder of iPhone
+# .heic files would otherwise train on nothing of it, silently).
+UNREADABLE_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2",
+                                         ".raf", ".jxl"})
 # Larger than any camera photo (a 108 MP phone sensor is ~1.1e8) yet far below what exhausts memory.
 MAX_PIXELS = 150_000_000
 # Transparent pixels are composited on one fixed colour so the same file always gives the same input.
@@ -28,6 +33,22 @@ class ImageDecodeError(EdgeclfError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+def unreadable_photos(paths: list[str]) -> str | None:
+    """One line on the photo files among `paths` that edgeclf cannot decode (HEIC, camera raw), or None."""
+    kinds: dict[str, int] = {}
+    first = None
+    for p in paths:
+        ext = Path(p).suffix.lower()
+        if ext in UNREADABLE_PHOTO_EXTENSIONS:
+            kinds[ext] = kinds.get(ext, 0) + 1
+            first = first or p
+    if not kinds:
+        return None
+    counts = ", ".join(f"{n} {ext}" for ext, n in sorted(kinds.items()))
+    return (f"{sum(kinds.values())} photo(s) in formats edgeclf cannot read were left out ({counts}; first: {first}); "
+            "convert them to JPEG or PNG to use them")
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:

@@ -16,6 +16,7 @@ import torch
 from .._io import check_outside, make_dir, write_json
 from ..data.dataset import Dataset, scan
 from ..data.exclusions import apply_exclusions, read_exclusions
+from ..data.images import unreadable_photos
 from ..errors import ConfigError, EdgeclfError
 from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
@@ -114,6 +115,9 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
         if out != asked:
             why = "holds a finished run" if is_complete(asked) else "is being written by another run"
             log(f"{asked} {why}; this one goes to {out} (--exist-ok to replace a finished run)")
+        photos = unreadable_photos(ds.ignored_non_images)
+        if photos:
+            log(f"warning: {photos}", file=sys.stderr)
         if ds.skipped_links:
             log(f"skipped {len(ds.skipped_links)} folder link(s) that loop or leave their class folder: "
                 f"{', '.join(ds.skipped_links[:3])}", file=sys.stderr)
