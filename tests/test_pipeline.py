@@ -110,6 +110,10 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     mixed = predict(tfl, [np.asarray(pil), tmp_path / "imgs", pil, np.asarray(pil.convert("L"))], top_k=3)
     assert [r.get("image", Path(r.get("path", "")).name) for r in mixed] == [0, "broken.jpg", "ok.jpg", 2, 3]
     assert mixed[0]["top"] == mixed[2]["top"] == mixed[3]["top"] == predict(tfl, pil, top_k=3)[0]["top"]
+    from edgeclf.runtime.predict import format_predictions
+
+    assert format_predictions(mixed).splitlines()[0].startswith("image 0: ")
+    assert format_predictions(mixed, "csv").splitlines()[1].startswith("image 0,1,")
     with pytest.raises(ConfigError, match=r"IMAGES\[1\]: a numpy image must be uint8 .*got float32 \(8, 8, 3\)"):
         predict(tfl, [pil, np.zeros((8, 8, 3), np.float32)])
     # Nothing readable: the CLI says so and exits non-zero, so a script notices.

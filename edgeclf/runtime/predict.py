@@ -74,6 +74,11 @@ def predict(model: str | os.PathLike[str], inputs: ImageInput | list[ImageInput]
     return rows
 
 
+def _name(row: dict[str, Any]) -> str:
+    """A row's file path, or `image N` for the N-th input given in memory."""
+    return row["path"] if "path" in row else f"image {row['image']}"
+
+
 def format_predictions(rows: list[dict[str, Any]], style: str = "text") -> str:
     """predict()'s rows as JSON, CSV (path,rank,label,score) or one readable line per image."""
     if style == "json":
@@ -87,13 +92,13 @@ def format_predictions(rows: list[dict[str, Any]], style: str = "text") -> str:
         buf = io.StringIO()  # class names and paths may hold commas and quotes: RFC 4180 quoting
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "rank", "label", "score"])
-        w.writerows([r["path"], k, t["label"], t["score"]] for r in rows for k, t in enumerate(r.get("top", []), 1))
+        w.writerows([_name(r), k, t["label"], t["score"]] for r in rows for k, t in enumerate(r.get("top", []), 1))
         return buf.getvalue().rstrip("\n")
     lines = []
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['path']}: ERROR {r['error']}")
+            lines.append(f"{_name(r)}: ERROR {r['error']}")
             continue
         best = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"])
-        lines.append(f"{r['path']}: " + (f"unknown (best: {best})" if r.get("unknown") else best))
+        lines.append(f"{_name(r)}: " + (f"unknown (best: {best})" if r.get("unknown") else best))
     return "\n".join(lines)
