@@ -18,6 +18,7 @@ from .._io import read_json, write_bytes, write_json, write_text
 from ..errors import EdgeclfError
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
+from ..models.weights import sha256_file
 from ..models.zoo import get_spec
 
 MODEL_FILE = "model.pt"
@@ -27,16 +28,8 @@ SPLIT_FILE = "split.json"
 
 def model_digest(run_dir: str | os.PathLike[str]) -> str | None:
     """SHA-256 of the run's model.pt, which exports record: a file from a model since replaced is told apart."""
-    import hashlib
-
     p = Path(run_dir) / MODEL_FILE
-    if not p.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(p) if p.is_file() else None
 
 
 def is_stale(model_file: str | os.PathLike[str]) -> bool:

@@ -118,8 +118,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     if a.data_pos is not None and a.data is not None and a.data_pos != a.data:
         raise ConfigError(f"DATA is given twice, as {a.data_pos!r} and as --data {a.data!r}; give one")
-    m = evaluate(a.model, a.data if a.data is not None else a.data_pos, a.split, a.top_k, a.out, a.threads, verbose=not a.json, client=a.client,
-                 roi=a.roi)
+    data = a.data if a.data is not None else a.data_pos
+    m = evaluate(a.model, data, a.split, a.top_k, a.out, a.threads, verbose=not a.json, client=a.client, roi=a.roi)
     if a.json:
         print(json.dumps(m, indent=2))
     return 0

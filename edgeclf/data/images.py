@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -35,19 +36,19 @@ class ImageDecodeError(EdgeclfError):
         self.reason = reason
 
 
+def is_unreadable_photo(path: str | os.PathLike[str]) -> bool:
+    """Whether a file is a photo format edgeclf cannot decode (HEIC, camera raw)."""
+    return Path(path).suffix.lower() in UNREADABLE_PHOTO_EXTENSIONS
+
+
 def unreadable_photos(paths: list[str]) -> str | None:
     """One line on the photo files among `paths` that edgeclf cannot decode (HEIC, camera raw), or None."""
-    kinds: dict[str, int] = {}
-    first = None
-    for p in paths:
-        ext = Path(p).suffix.lower()
-        if ext in UNREADABLE_PHOTO_EXTENSIONS:
-            kinds[ext] = kinds.get(ext, 0) + 1
-            first = first or p
-    if not kinds:
+    photos = [p for p in paths if is_unreadable_photo(p)]
+    if not photos:
         return None
+    kinds = Counter(Path(p).suffix.lower() for p in photos)
     counts = ", ".join(f"{n} {ext}" for ext, n in sorted(kinds.items()))
-    return (f"{sum(kinds.values())} photo(s) in formats edgeclf cannot read were left out ({counts}; first: {first}); "
+    return (f"{len(photos)} photo(s) in formats edgeclf cannot read were left out ({counts}; first: {photos[0]}); "
             "convert them to JPEG or PNG to use them")
 
 

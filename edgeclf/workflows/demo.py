@@ -58,6 +58,7 @@ def demo(out: str | os.PathLike[str] = "edgeclf-demo", model: str = "efficientne
     from .export import export
     from ..training.trainer import train
 
+    from .._io import make_dir
     from ..models.zoo import get_spec
     from ..params import POSITIVE_INT, Interval, check, check_path
 
@@ -65,9 +66,7 @@ def demo(out: str | os.PathLike[str] = "edgeclf-demo", model: str = "efficientne
     check("--per-class", per_class, Interval(int, 1, 10_000))
     check("--epochs", epochs, POSITIVE_INT)
     get_spec(model)  # an unknown name fails before 3 x per_class images are drawn
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
+    out = make_dir(out, "--out")
     others = sorted(d.name for d in (out / "data").iterdir() if d.name not in SHAPES) if (out / "data").is_dir() else []
     if others:  # the demo's images would be mixed into someone's dataset, and it trained on the mix
         raise ConfigError(f"--out {out}: {out / 'data'} holds {', '.join(others[:3])}, which the demo did not make; "
