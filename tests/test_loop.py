@@ -91,3 +91,24 @@ def test_a_rare_class_does_not_take_over_the_head() -> None:
     head = train_head(x, y, None, None, 2, HeadConfig(epochs=15, hidden=512, dropout=0.5)).head
     fresh = blob(0, 200)
     assert (predict_probs(head, fresh).argmax(1) == 0).mean() > 0.95
+
+
+def test_feature_mixup_trains_on_blended_pairs() -> None:
+    """HeadConfig.mixup (bench/mixup.py's scout): the head still separates the classes, with softer scores."""
+    import numpy as np
+
+    from edgeclf.training.head import HeadConfig, predict_probs, train_head
+
+    rng = np.random.default_rng(1)
+    centre = np.zeros((2, 16), np.float32)
+    centre[1, :4] = 2.0
+    x = np.concatenate([centre[c] + rng.normal(0, 1, (100, 16)) for c in (0, 1)]).astype(np.float32)
+    y = np.array([0] * 100 + [1] * 100)
+    fresh = np.concatenate([centre[c] + rng.normal(0, 1, (100, 16)) for c in (0, 1)]).astype(np.float32)
+    confidence = {}
+    for alpha in (0.0, 1.0):
+        cfg = HeadConfig(epochs=20, lr=1e-2, label_smoothing=0.0, dropout=0.0, mixup=alpha)
+        p = predict_probs(train_head(x, y, None, None, 2, cfg).head, fresh)
+        assert (p.argmax(1) == y).mean() > 0.9
+        confidence[alpha] = p.max(1).mean()
+    assert confidence[1.0] < confidence[0.0] - 0.02

@@ -32,6 +32,7 @@ class HeadConfig:
     warmup_epochs: float = 1.0
     class_weights: str = "auto"  # "auto" (balanced when imbalance >= 1.5:1) | "none" | "balanced"
     patience: int = 10  # epochs without validation improvement before stopping (0 = never)
+    mixup: float = 0.0  # Beta(a, a) feature-level mixup of batch pairs (0 = off)
     seed: int = 0
 
 
@@ -137,8 +138,17 @@ def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.nda
         for s in range(0, n, cfg.batch_size):
             idx = perm[s:s + cfg.batch_size]
             yb = y_t[torch.from_numpy(idx)]
-            logits = head(_gather(banks, pick, idx))
-            step(opt, bank_loss(loss_fn, logits, yb, soft, distill, pick, idx), logits, yb, totals)
+            xb = _gather(banks, pick, idx)
+            if cfg.mixup > 0 and len(idx) > 1:
+                lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                other = torch.from_numpy(rng.permutation(len(idx)))
+                logits = head(lam * xb + (1 - lam) * xb[other])
+                loss = lam * bank_loss(loss_fn, logits, yb, soft, distill, pick, idx) + (1 - lam) * bank_loss(
+                    loss_fn, logits, yb[other], soft, distill, pick, idx[other.numpy()])
+            else:
+                logits = head(xb)
+                loss = bank_loss(loss_fn, logits, yb, soft, distill, pick, idx)
+            step(opt, loss, logits, yb, totals)
             sched.step()
         return totals
 
