@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -10,6 +11,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import EdgeclfError
+
+
+def write_fix(exc: OSError, elsewhere: str = "choose a writable folder") -> str:
+    """What to do about a failed write: `elsewhere`, and free disk space first when the disk is full."""
+    return f"free disk space or {elsewhere}" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else elsewhere
 
 
 @contextlib.contextmanager
@@ -32,7 +38,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp_path, dest)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
-        raise EdgeclfError(f"cannot write {dest}: {exc.strerror}; free disk space or choose another folder") from exc
+        raise EdgeclfError(f"cannot write {dest}: {exc.strerror}; {write_fix(exc)}") from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

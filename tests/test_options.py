@@ -64,7 +64,9 @@ def test_an_output_path_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytes
     f.write_text("mine")
     cases = [["train", str(data), "--out", str(f)], ["train", str(data), "--out", str(f / "run")],
              ["doctor", str(data), "--no-embeddings", "--html", str(f / "page")],
-             ["compare", str(data), "--models", "mobilenet_v2_1.0_96", "--out", str(f)]]
+             ["compare", str(data), "--models", "mobilenet_v2_1.0_96", "--out", str(f)],
+             # the feature cache too: it failed after the backbone converted, leaving a failed run folder
+             ["train", str(data), "--out", str(tmp_path / "run"), "--cache-dir", str(f / "cache")]]
     for argv in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .._io import write_json
+from .._io import write_fix, write_json
 from ..data.augment import Augment, view_seed
 from ..data.crops import Crops
 from ..data.images import ImageDecodeError, file_size
@@ -122,8 +122,8 @@ class FeatureCache:
             return self._add(hashes, np.ascontiguousarray(feats, np.float32))
         except OSError as exc:
             # The rows written so far stay unlisted (no hash line): the next writer cuts them off.
-            raise EdgeclfError(f"cannot write the feature cache {self.dir}: {exc.strerror}; free disk space "
-                               "or pass --cache-dir on another disk") from None
+            fix = write_fix(exc, "pass --cache-dir (or set EDGECLF_HOME) to a writable folder")
+            raise EdgeclfError(f"cannot write the feature cache {self.dir}: {exc.strerror}; {fix}") from None
 
     def _add(self, hashes: list[str], feats: np.ndarray) -> list[int]:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,8 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
                           " cannot use it: pick --fine-tune N")
     tutor = load_teacher(cfg.teacher, ds) if cfg.teacher is not None else None
     check_outside("--out", out, ds.root)
+    # A cache that cannot be written fails here, before a run folder exists, not after the backbone converts.
+    make_dir(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root(), "--cache-dir")
     world = setup(cfg.device)
     claim = None
     try:
