@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgeclf.cli import main
-from edgeclf.errors import EdgeclfError
+from edgeclf.errors import ConfigError, EdgeclfError
 
 SMALL = ["mobilenet_v2_1.0_96", "mobilenet_v2_1.0_128"]
 FAST = {"feature_backend": "torch", "workers": 1}
@@ -52,6 +52,13 @@ def test_limits_nothing_meets_name_the_fastest_and_train_nothing(data3: Path, tm
     with pytest.raises(EdgeclfError, match=r"the fastest is mobilenet_v2_1.0_96 int8 .*no training was started"):
         search(data3, max_latency_ms=0.01, max_size_mb=1.0, models=SMALL, out=tmp_path / "s", verbose=False)
     assert not (tmp_path / "s" / "runs").exists()
+    # The API's budget reads like the CLI's and train's time_budget: "20m", or seconds (it once took only seconds).
+    for budget in ("20m", 1200):
+        with pytest.raises(EdgeclfError, match=r"the fastest is"):
+            search(data3, max_latency_ms=0.01, max_size_mb=1.0, models=SMALL, out=tmp_path / "s", budget=budget,
+                   verbose=False)
+    with pytest.raises(ConfigError, match=r"--budget takes a duration such as 90s, 20m or 1.5h, got 'soon'"):
+        search(data3, max_latency_ms=2, max_size_mb=1.0, models=SMALL, out=tmp_path / "s", budget="soon")
 
 
 @pytest.mark.parametrize("args, message", [

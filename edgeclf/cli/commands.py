@@ -93,12 +93,11 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_search(a: argparse.Namespace) -> int:
-    from ..params import parse_duration
     from ..workflows.search import search
 
     r = search(a.data, a.max_latency_ms, a.max_size_mb, a.threads, [q for q in a.quantize.split(",") if q],
                [m for m in a.models.split(",") if m] if a.models else None, a.out, a.finalists,
-               parse_duration("--budget", a.budget) if a.budget else None, a.teacher, a.runs, verbose=not a.json)
+               a.budget, a.teacher, a.runs, verbose=not a.json)
     if a.json:
         print(json.dumps(r, indent=2))
     return 0 if r["pick"] else 1

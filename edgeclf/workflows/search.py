@@ -19,7 +19,7 @@ from typing import Any
 
 from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import EdgeclfError
-from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check, check_path
+from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check, check_path, parse_duration
 from ..report.compare import format_results, write_report
 
 BYTES = {"float32": 4, "float16": 2, "dynamic": 1, "int8": 1}
@@ -96,10 +96,11 @@ def better(row: dict[str, Any], latency_key: str) -> tuple[float, float, float]:
 def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: float, threads: int = 1,
            quantize: str | list[str] | None = None, models: str | list[str] | None = None,
            out: str | os.PathLike[str] = "runs/search",
-           finalists: int = 2, budget_s: float | None = None, teacher: str | None = None, runs: int = 30,
+           finalists: int = 2, budget: str | float | None = None, teacher: str | None = None, runs: int = 30,
            verbose: bool = True, **train_options: Any) -> dict[str, Any]:
     """Find the most accurate model within the limits; returns {'pick': row or None, 'rows': every candidate}.
 
+    `budget` is a duration as `--budget` takes it ("20m", "1.5h") or seconds.
     `train_options` (TrainConfig fields) go to every training, e.g. workers or feature_backend.
     """
     from ..data.dataset import scan
@@ -118,8 +119,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     check("--threads", threads, POSITIVE_INT)
     check("--finalists", finalists, Interval(int, 1, 20))
     check("--runs", runs, POSITIVE_INT)
-    if budget_s is not None:
-        check("--budget", budget_s, POSITIVE)
+    budget_s = parse_duration("--budget", budget) if budget is not None else None
     quantize = quantize or ["int8"]
     for q in quantize:
         check("--quantize", q, Options(*BYTES))
