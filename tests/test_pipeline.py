@@ -82,12 +82,34 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     (orphan.parent / "labels.txt").write_text((tmp_path / "labels.txt").read_text())
     with pytest.raises(EdgeclfError, match="no run record names its dataset; pass --data DATA"):
         evaluate(orphan, verbose=False)
+    # RUN/export given as the model: said to be a run without model.pt ("run `edgeclf train` first").
+    with pytest.raises(EdgeclfError, match="is a folder of exported files, not a run; give one of them, e.g. .*m.tflite"):
+        evaluate(orphan.parent, data, verbose=False)
     # `evaluate MODEL DATA`, as predict takes its images: the same as --data; two different DATA: one line.
     capsys.readouterr()
     assert main(["evaluate", str(orphan), str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == m_file["accuracy"]
     assert main(["evaluate", str(orphan), str(data), "--data", str(tmp_path)]) == 2
     assert "DATA is given twice" in capsys.readouterr().err
+    # A folder of photos the run never saw (a user's own held-out set) is scored whole, not its 10 % "test split".
+    held = tmp_path / "held_out"
+    for c in ("red", "blue"):
+        (held / c).mkdir(parents=True)
+        for i, f in enumerate(sorted((data / c).iterdir())[:6]):
+            (held / c / f"new_{i}.jpg").write_bytes(f.read_bytes())
+    m_held = evaluate(tfl, held, verbose=False)
+    assert (m_held["split"], m_held["n"], m_held["data_unseen_by_run"]) == ("all", 12, True)
+    assert evaluate(tfl, held, split="test", verbose=False)["n"] < 12
+    assert evaluate(tfl, data, split="all", verbose=False)["n"] == len(list(data.rglob("*.jpg")))
+    # A split with no images (1 photo per class stays in train) was a table of NaN; --json wrote invalid JSON.
+    tiny = tmp_path / "tiny"
+    for c in ("red", "blue"):
+        (tiny / c).mkdir(parents=True)
+        (tiny / c / "only.jpg").write_bytes((held / c / "new_0.jpg").read_bytes())
+    with pytest.raises(EdgeclfError, match=f"the test split of {tiny} holds no images; pass --split train / val / all"):
+        evaluate(tfl, tiny, split="test", verbose=False)
+    assert main(["evaluate", str(tfl), str(held)]) == 0
+    assert f"on every image of {held} (a folder the model's run never saw): 12 images" in capsys.readouterr().out
 
     # predict: folders walked, a bad image reported and skipped
     bad = tmp_path / "imgs" / "broken.jpg"

@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_pos", nargs="?", default=None, metavar="DATA", help="same as --data")
     p.add_argument("--data", default=None,
                    help="dataset folder (default: the one the model's run was trained on; its split is reused)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split scored (default test)")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default=None,
+                   help="split scored, or all images (default: the run's test split of its own dataset; every image "
+                        "of a folder the run never saw)")
     p.add_argument("--top-k", type=int, default=5, help="top-k accuracy reported beside top-1 (default 5)")
     p.add_argument("--client", default=None, metavar="{litert,mediapipe,onnxruntime,torch}",
                    help="run the model the way this client does: mediapipe = MediaPipe Tasks' ImageClassifier fed "

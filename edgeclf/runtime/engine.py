@@ -94,8 +94,12 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
     if path.is_dir():
         import torch
 
-        from ..artifacts.run import load_run
+        from ..artifacts.run import MODEL_FILE, load_run
 
+        files = sorted(p.name for p in path.iterdir() if p.suffix in (".tflite", ".onnx"))
+        if files and not (path / MODEL_FILE).is_file():  # e.g. RUN/export: exported files, not a run
+            raise ModelError(f"{path} is a folder of exported files, not a run; give one of them, e.g. "
+                             f"{path / files[0]}")
         model, meta = load_run(path)
         pre = Preprocess.from_record(meta["preprocess"], path)
 

@@ -19,7 +19,7 @@ from ..data.dataset import scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
 from ..progress import progress
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, DatasetError, ModelError
 from ..table import format_table
 from .engine import Engine, load_engine
 from ..metrics import classification_metrics, coverage_report
@@ -91,11 +91,21 @@ def client_predict(engine: Engine, client: str, paths: list[str], workers: int |
     return predict_files(engine, paths, workers, desc=client)
 
 
-def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None = None, split: str = "test",
+def _unseen(ds: Any, rec: dict[str, Any]) -> bool:
+    """True when the run's split record lists none of DATA's images: a folder of new photos, not its dataset."""
+    listed = set().union(*map(set, rec.get("files", {}).values())) if rec.get("files") else set()
+    return bool(listed) and ds.layout == "folders" and not any(ds.name(s) in listed for s in ds.samples)
+
+
+def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None = None, split: str | None = None,
              top_k: int = 5, out: str | os.PathLike[str] | None = None, threads: int | None = None,
              workers: int | None = None, compare_to_run: bool = True, verbose: bool = True,
              client: str | None = None, roi: bool = True) -> dict[str, Any]:
     """Evaluate a .tflite/.onnx file or run directory on one split of DATA through `client`; optionally write reports.
+
+    `split` is train, val, test or all (every image of DATA). By default it is the run's own test
+    split where DATA is the dataset the run was trained on, and every image of a folder of photos
+    the run never saw (scoring 10 % of a held-out folder is not what anyone asks for).
 
     `client` (litert | mediapipe | onnxruntime | torch; default: edgeclf's runtime for the file type)
     runs the model as that client does; `mediapipe` is the app's ImageClassifier, and its top-1
@@ -106,7 +116,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check_path("MODEL", model)
     check_path("--data", data, optional=True)
     check_path("--out", out, optional=True)
-    check("--split", split, Options("train", "val", "test"))
+    check("--split", split, NONE, Options("train", "val", "test", "all"))
     check("--top-k", top_k, POSITIVE_INT)
     check("--threads", threads, NONE, POSITIVE_INT)
     check("--workers", workers, NONE, POSITIVE_INT)
@@ -122,12 +132,18 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     if data is None:
         raise ConfigError(f"{model}: no run record names its dataset; pass --data DATA")
     ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
-    samples = ds.recorded(split, rec)  # the run's own list: images added since training do not join its test split
+    unseen = _unseen(ds, rec)
+    split = split or ("all" if unseen else "test")
+    # The run's own list: images added since training do not join its test split.
+    samples = ds.samples if split == "all" else ds.recorded(split, rec)
+    if not samples:  # every figure would be NaN (and --json invalid JSON)
+        pct = rec.get(f"{split}_percent")
+        why = f" (its run was trained with --{split}-percent 0)" if pct == 0 else ""
+        others = " / ".join(x for x in ("train", "val", "test", "all") if x != split)
+        raise DatasetError(f"the {split} split of {data} holds no images{why}; pass --split {others}")
     index = {c: i for i, c in enumerate(engine.labels)}
     missing = [c for c in ds.classes if c not in index]
     if missing:
-        from ..errors import DatasetError
-
         raise DatasetError(f"{data} has classes the model does not know: {', '.join(missing)}; "
                            "evaluate on the dataset the model was trained on")
     paths = [str(s.path) for s in samples]
@@ -137,7 +153,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
     m.update({
         "model": str(model), "kind": engine.kind, "client": client, "resize": engine.preprocess.resize,
-        "split": split, "data": str(ds.root),
+        "split": split, "data": str(ds.root), "data_unseen_by_run": unseen,
         "skipped": [{"path": p, "reason": r} for p, r in bad.items()],
         "misclassified": [{"path": paths[good[j]], "true": engine.labels[y[j]], "predicted": engine.labels[pred[j]],
                            "score": round(float(probs[j, pred[j]]), 4)} for j in np.nonzero(pred != y)[0]],
@@ -208,8 +224,12 @@ def format_metrics(m: dict[str, Any]) -> str:
     """Human-readable evaluation summary."""
     topk = next(k for k in m if k.startswith("top") and k.endswith("_accuracy"))
     rows = [[p["class"], p["precision"], p["recall"], p["f1"], p["support"]] for p in m["per_class"]]
-    lines = [f"{m['model']} ({m.get('client', m['kind'])}, resize={m.get('resize', 'crop')}) on the {m['split']} "
-             f"split of {m['data']}: {m['n']} images",
+    where = f"the {m['split']} split of {m['data']}"
+    if m["split"] == "all":
+        where = f"every image of {m['data']}" + (" (a folder the model's run never saw)"
+                                                 if m.get("data_unseen_by_run") else "")
+    lines = [f"{m['model']} ({m.get('client', m['kind'])}, resize={m.get('resize', 'crop')}) on {where}: "
+             f"{m['n']} images",
              f"accuracy {m['accuracy']:.4f}   {topk.replace('_', ' ')} {m[topk]:.4f}   loss {m['loss']:.4f}"
              f"   ECE {m['ece']:.4f}"
              + "".join(f"   top-1 agreement with {who} {m[key]:.4f}" for who, key in
