@@ -213,7 +213,7 @@ def test_class_names_with_commas_quotes_and_spaces_survive_csv_and_labels(tmp_pa
     names = ["Pikachu, Ash's", 'say "cheese"', " lead space"]
     rows = [{"path": "a, b/1.jpg", "top": [{"label": n, "score": 0.5} for n in names]}]
     parsed = list(csv.reader(io.StringIO(format_predictions(rows, "csv"))))
-    assert parsed[0] == ["path", "rank", "label", "score"]
+    assert parsed[0] == ["path", "rank", "label", "score", "unknown", "error"]
     assert [r[2] for r in parsed[1:]] == names and all(r[0] == "a, b/1.jpg" for r in parsed[1:])
     (tmp_path / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
     assert _labels(tmp_path / "m.tflite", []) == names

@@ -133,4 +133,11 @@ def test_predict_cli_says_unknown(colours: Path, exported: tuple[Path, Path], ca
     assert all(lines[p].startswith("unknown (best: ") for p in unknown)
     assert main(["predict", str(f), photos[0], "--csv", "--top-k", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "path,rank,label,score" and len(out) == 3 and out[1].startswith(photos[0] + ",1,")
+    assert out[0] == "path,rank,label,score,unknown,error" and len(out) == 3 and out[1].startswith(photos[0] + ",1,")
+    # --csv once dropped the verdict (an "unknown" photo read as answered) and unreadable files.
+    broken = Path(photos[0]).parent.parent.parent / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    assert main(["predict", str(f), unknown[0], str(broken), "--csv", "--top-k", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"{unknown[0]},1,") and out[1].endswith(",true,")
+    assert out[2].startswith(f"{broken},,,,,") and "not an image" in out[2]

@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="machine-readable output")
-    g.add_argument("--csv", action="store_true", help="one row per image and rank: path,rank,label,score")
+    g.add_argument("--csv", action="store_true",
+                   help="one row per image and rank: path,rank,label,score,unknown,error (an unreadable file: one "
+                        "row with its error)")
 
     p = add("benchmark", cmd_benchmark, "latency of model files (mean, p50, p90, p99) per thread count")
     p.add_argument("models", nargs="+", help=".tflite/.onnx files or run directories")

@@ -80,7 +80,7 @@ def _name(row: dict[str, Any]) -> str:
 
 
 def format_predictions(rows: list[dict[str, Any]], style: str = "text") -> str:
-    """predict()'s rows as JSON, CSV (path,rank,label,score) or one readable line per image."""
+    """predict()'s rows as JSON, CSV (path,rank,label,score,unknown,error) or one readable line per image."""
     if style == "json":
         import json
 
@@ -91,8 +91,13 @@ def format_predictions(rows: list[dict[str, Any]], style: str = "text") -> str:
 
         buf = io.StringIO()  # class names and paths may hold commas and quotes: RFC 4180 quoting
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "rank", "label", "score"])
-        w.writerows([_name(r), k, t["label"], t["score"]] for r in rows for k, t in enumerate(r.get("top", []), 1))
+        # A photo answered "unknown" and one that could not be read must not pass as answered, or vanish.
+        w.writerow(["path", "rank", "label", "score", "unknown", "error"])
+        for r in rows:
+            if "error" in r:
+                w.writerow([_name(r), "", "", "", "", r["error"]])
+            w.writerows([_name(r), k, t["label"], t["score"], str(r.get("unknown", False)).lower(), ""]
+                        for k, t in enumerate(r.get("top", []), 1))
         return buf.getvalue().rstrip("\n")
     lines = []
     for r in rows:
