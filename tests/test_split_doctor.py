@@ -89,6 +89,13 @@ def test_presplit_layout(tmp_path: Path) -> None:
     assert not any("no val image" in w for w in warnings)
 
 
+def test_many_small_classes_are_counted_not_all_named(tmp_path: Path) -> None:
+    """120 small classes made one warning line of every name; doctor names five and counts the rest."""
+    root = make_dataset(tmp_path / "d", {f"c{i}": 2 for i in range(7)})
+    warnings = diagnose(root, workers=1)["warnings"]
+    assert "7 class(es) have fewer than 20 images: c0, c1, c2, c3, c4 and 2 more" in warnings, warnings
+
+
 def test_nested_class_folders(tmp_path: Path) -> None:
     make_dataset(tmp_path / "d" / "a" / "2024" / "june", {"x": 3})
     make_dataset(tmp_path / "d", {"b": 3})

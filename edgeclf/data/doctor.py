@@ -248,8 +248,9 @@ def _warnings(r: dict[str, Any]) -> list[str]:
     if r["imbalance"]["ratio"] >= 3:
         out.append(f"class imbalance {r['imbalance']['ratio']}:1 ({r['imbalance']['largest']} vs "
                    f"{r['imbalance']['smallest']}); training weights classes automatically")
-    if r["imbalance"]["small_classes"]:
-        out.append(f"classes with fewer than {SMALL_CLASS} images: {', '.join(r['imbalance']['small_classes'])}")
+    small = r["imbalance"]["small_classes"]
+    if small:  # named in full only when few: a 120-class dataset made one line of 1,500 characters
+        out.append(f"{len(small)} class(es) have fewer than {SMALL_CLASS} images: {_few(small)}")
     for split in ("val", "test"):
         if r["split_percent"][split] > 0 and r["split_totals"][split] == 0:
             out.append(f"the {split} split is empty; add images")
@@ -259,9 +260,15 @@ def _warnings(r: dict[str, Any]) -> list[str]:
             if missing:
                 fix = (f"add images to their folders in the {split} split" if r["layout"] == "presplit"
                        else f"add images or raise --{split}-percent")
-                out.append(f"{len(missing)} class(es) have no {split} image ({', '.join(missing[:5])}"
-                           f"{', …' if len(missing) > 5 else ''}): their accuracy is not measured there; {fix}")
+                out.append(f"{len(missing)} class(es) have no {split} image ({_few(missing)}): their accuracy is "
+                           f"not measured there; {fix}")
     return out
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    """The first `shown` names, and how many more."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def format_report(r: dict[str, Any]) -> str:
