@@ -222,3 +222,27 @@ def test_evaluate_reads_the_runs_split_not_a_rehash(tmp_path: Path) -> None:
         f.rename(data / "a" / f"later_{f.name}")
     r = evaluate(run, data, verbose=False)
     assert r["n"] == len(listed) > 0
+
+
+def test_presplit_names_repeat_across_split_folders(tmp_path: Path) -> None:
+    """train/red/img_000.jpg and val/red/img_000.jpg are two photos: evaluate scored the training photo as a
+    validation one too, and a run without test photos got no golden vectors."""
+    from edgeclf.runtime.evaluate import evaluate
+    from edgeclf.runtime.golden import golden_path
+    from edgeclf.runtime.verify import verify
+    from edgeclf.training.trainer import train
+    from edgeclf.workflows.export import export
+
+    root = tmp_path / "d"
+    make_dataset(root / "train", {"red": 8, "blue": 8})
+    make_dataset(root / "val", {"red": 3, "blue": 3}, seed=1)  # the same names, other photos
+    run = train(root, MODEL, tmp_path / "run", weights="none", epochs=2, aug_views=0, workers=1, verbose=False,
+                cache_dir=tmp_path / "cache")
+    assert evaluate(run, split="val", verbose=False)["n"] == 6
+    tfl = export(run, "tflite", "float32", verbose=False)
+    golden = json.loads(golden_path(tfl).read_text())
+    assert golden["images"] and {Path(i["file"]).parts[0] for i in golden["images"]} == {"val"}
+    with pytest.raises(DatasetError, match="the test split of .* holds no images; pass --split train / val / all"):
+        verify(run, verbose=False)
+    rows = verify(run, split="val", verbose=False)["rows"]
+    assert rows[0]["n"] == 6 and [r["golden"] for r in rows[1:]] == ["ok", "ok"]

@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "on its test split: accuracy, agreement with PyTorch, golden vectors")
     p.add_argument("run_dir", help="a run directory with exported files")
     p.add_argument("--data", default=None, help="dataset folder, if it moved since training")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split scored (default test)")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
+                   help="split scored, or all images (default test)")
     p.add_argument("--clients", default=None, help="comma-separated subset of litert,mediapipe,onnxruntime")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

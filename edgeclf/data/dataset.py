@@ -47,7 +47,9 @@ class Dataset:
         return [s for s in self.samples if s.split == name]
 
     def name(self, s: Sample) -> str:
-        """'class/relative path': how the split record names a sample."""
+        """How the split record names a sample: 'class/relative path', or its path under DATA when pre-split."""
+        if self.layout == "presplit":  # train/cat/1.jpg and test/cat/1.jpg are two photos: the folder tells them apart
+            return Path(os.path.relpath(s.path, self.root)).as_posix()
         return f"{self.classes[s.label]}/{s.rel}"
 
     def recorded(self, split: str, record: dict) -> list[Sample]:

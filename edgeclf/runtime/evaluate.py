@@ -15,7 +15,7 @@ from ..plots import plot_reliability, plot_risk_coverage
 from ..params import NONE, POSITIVE_INT, Options, check, check_path
 from .._io import atomic_path, check_outside, make_dir, read_json, write_json, write_text
 from ..artifacts.run import SPLIT_FILE, dataset_root, is_stale, read_split
-from ..data.dataset import scan
+from ..data.dataset import Dataset, Sample, scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
 from ..progress import progress
@@ -91,7 +91,18 @@ def client_predict(engine: Engine, client: str, paths: list[str], workers: int |
     return predict_files(engine, paths, workers, desc=client)
 
 
-def _unseen(ds: Any, rec: dict[str, Any]) -> bool:
+def split_samples(ds: Dataset, split: str, rec: dict[str, Any]) -> list[Sample]:
+    """The images scored: all of DATA, or the run's own list of a split; an empty split is a one-line error."""
+    # The run's own list: images added since training do not join its test split.
+    samples = ds.samples if split == "all" else ds.recorded(split, rec)
+    if not samples:  # every figure would be NaN (and --json invalid JSON)
+        why = f" (its run was trained with --{split}-percent 0)" if rec.get(f"{split}_percent") == 0 else ""
+        others = " / ".join(x for x in ("train", "val", "test", "all") if x != split)
+        raise DatasetError(f"the {split} split of {ds.root} holds no images{why}; pass --split {others}")
+    return samples
+
+
+def _unseen(ds: Dataset, rec: dict[str, Any]) -> bool:
     """True when the run's split record lists none of DATA's images: a folder of new photos, not its dataset."""
     listed = set().union(*map(set, rec.get("files", {}).values())) if rec.get("files") else set()
     return bool(listed) and ds.layout == "folders" and not any(ds.name(s) in listed for s in ds.samples)
@@ -134,13 +145,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
     unseen = _unseen(ds, rec)
     split = split or ("all" if unseen else "test")
-    # The run's own list: images added since training do not join its test split.
-    samples = ds.samples if split == "all" else ds.recorded(split, rec)
-    if not samples:  # every figure would be NaN (and --json invalid JSON)
-        pct = rec.get(f"{split}_percent")
-        why = f" (its run was trained with --{split}-percent 0)" if pct == 0 else ""
-        others = " / ".join(x for x in ("train", "val", "test", "all") if x != split)
-        raise DatasetError(f"the {split} split of {data} holds no images{why}; pass --split {others}")
+    samples = split_samples(ds, split, rec)
     index = {c: i for i, c in enumerate(engine.labels)}
     missing = [c for c in ds.classes if c not in index]
     if missing:

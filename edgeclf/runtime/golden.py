@@ -31,11 +31,12 @@ def golden_path(model_file: Path) -> Path:
     return model_file.with_name(model_file.name + ".golden.json")  # x.tflite and x.onnx each get their own
 
 
-def pick_images(root: Path, files: list[str], classes: list[str], n: int = N_IMAGES) -> list[str]:
-    """Up to n relative paths ('class/file'), taken round-robin over classes so every class appears early."""
+def pick_images(root: Path, files: list[str], classes: list[str], presplit: bool = False,
+                n: int = N_IMAGES) -> list[str]:
+    """Up to n paths under root ('class/file', 'split/class/file' when pre-split), round-robin over classes."""
     by_class: dict[str, list[str]] = {c: [] for c in classes}
     for rel in sorted(files):
-        by_class.setdefault(rel.split("/", 1)[0], []).append(rel)
+        by_class.setdefault(rel.split("/")[1 if presplit else 0], []).append(rel)
     picked: list[str] = []
     for i in range(max(map(len, by_class.values()), default=0)):
         picked += [v[i] for v in by_class.values() if i < len(v) and (root / v[i]).is_file()]
@@ -81,7 +82,7 @@ def check_golden(model_file: Path, probs_of: Callable[[list[str]], np.ndarray], 
     """Run the golden images through `probs_of(paths) -> probs` and compare; a dict with status and worst |Δ|."""
     gp = golden_path(model_file)
     if not gp.is_file():
-        return {"status": "none", "detail": f"no {gp.name} (exported before golden vectors)"}
+        return {"status": "none", "detail": f"no {gp.name} (exported before golden vectors, or with its dataset gone)"}
     try:
         g = read_json(gp)
         tol = float(g["tolerance"])

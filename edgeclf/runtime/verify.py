@@ -16,7 +16,7 @@ from ..errors import EdgeclfError
 from ..params import NONE, POSITIVE_INT, Options, as_list, check, check_path
 from ..table import format_table
 from .engine import load_engine
-from .evaluate import _agreement, client_engine, client_predict, predict_files
+from .evaluate import _agreement, client_engine, client_predict, predict_files, split_samples
 from .clients import RUNS
 from .golden import check_golden
 
@@ -30,7 +30,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     """Accuracy, top-1 agreement with PyTorch, max |Δ probability| and golden vectors per (file, client)."""
     check_path("RUN", run_dir)
     check_path("--data", data, optional=True)
-    check("--split", split, Options("train", "val", "test"))
+    check("--split", split, Options("train", "val", "test", "all"))
     check("--threads", threads, NONE, POSITIVE_INT)
     check("--workers", workers, NONE, POSITIVE_INT)
     clients = as_list(clients)
@@ -45,7 +45,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     if not root.is_dir():
         raise EdgeclfError(f"the run's dataset {root} is gone; pass --data DATA")
     ds = scan(root, rec["val_percent"], rec["test_percent"])
-    samples = ds.split(split)
+    samples = split_samples(ds, split, rec)  # the run's own list, as evaluate scores it
     paths = [str(s.path) for s in samples]
     torch_engine = load_engine(run_dir, threads)
     index = {c: i for i, c in enumerate(torch_engine.labels)}
@@ -76,7 +76,8 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
               "golden_failed": failed, "stale": [f.name for f in stale]}
     write_json(run_dir / "verify.json", result)
     if verbose:
-        print(f"{run_dir}: {split} split of {root}, {len(good)} images, every exported file through every client")
+        scored = "every image" if split == "all" else f"{split} split"
+        print(f"{run_dir}: {scored} of {root}, {len(good)} images, every exported file through every client")
         print(format_table(["file", "client", "resize", "accuracy", "agree w/ PyTorch", "max |Δp|", "golden"],
                            [[r["file"], r["client"], r["resize"], r["accuracy"], r["top1_agreement_with_pytorch"],
                              r["max_abs_prob_diff_vs_pytorch"], r["golden"]] for r in rows]))

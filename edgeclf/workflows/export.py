@@ -152,10 +152,16 @@ def print_worst(path: Path, n: int = 5) -> None:
 
 def golden_vectors(dest: Path, run_dir: str | os.PathLike[str], quantize: str,
                    data: str | os.PathLike[str] | None = None) -> Path | None:
-    """Golden vectors of an exported file on a few of the run's test images (None when the images are gone)."""
+    """Golden vectors of an exported file on a few of the run's test images (None when the images are gone).
+
+    Without test images (--test-percent 0) they come from validation, else training: an app checks
+    its pipeline against the file, not the model's accuracy.
+    """
     rec = read_split(run_dir)
     root = dataset_root(rec, data)
-    rels = pick_images(root, rec.get("files", {}).get("test", []), rec.get("classes", [])) if root.is_dir() else []
+    files = rec.get("files", {})
+    some = next((files[sp] for sp in ("test", "val", "train") if files.get(sp)), [])
+    rels = pick_images(root, some, rec.get("classes", []), rec.get("layout") == "presplit") if root.is_dir() else []
     golden = write_golden(dest, root, rels, quantize) if rels else None
     if golden is None:
         remove_stale(dest)  # an older file's vectors would describe another model
