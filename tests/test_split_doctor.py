@@ -216,3 +216,19 @@ def test_an_exclusion_list_for_another_dataset_is_warned(tmp_path: Path, capsys)
     out = capsys.readouterr()
     assert f"excluded 1 file(s) listed in {ex}" in out.out
     assert f"warning: 1 of 2 file(s) listed in {ex} are not in" in out.err and "(first: cat/1.jpg)" in out.err
+
+
+def test_presplit_class_without_training_photos(tmp_path: Path) -> None:
+    """A class only in test/: doctor did not say so, and train's error said to lower --val-percent (no effect)."""
+    from edgeclf.errors import DatasetError
+    from edgeclf.training.trainer import train
+
+    root = tmp_path / "d"
+    make_dataset(root / "train", {"a": 4, "b": 4})
+    make_dataset(root / "test", {"a": 1, "b": 1, "c": 2}, seed=2)
+    warnings = diagnose(root, workers=1)["warnings"]
+    assert any(w.startswith("1 class(es) have no train image (c)") for w in warnings), warnings
+    with pytest.raises(DatasetError, match=f"class\\(es\\) c have no image in the train split of {root}; add images "
+                                           f"to {root / 'train' / 'c'}/$"):
+        train(root, "mobilenet_v2_0.35_96", tmp_path / "run", weights="none", verbose=False)
+    assert not (tmp_path / "run").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -91,8 +92,11 @@ def check_trainable(ds: Dataset) -> None:
     counts = class_counts(ds.split("train"), len(ds.classes))
     empty = [c for c, n in zip(ds.classes, counts) if n == 0]
     if empty:
-        raise DatasetError(f"class(es) {', '.join(empty)} have no image in the train split of {ds.root}; "
-                           "add images or lower --val-percent/--test-percent")
+        fix = "add images or lower --val-percent/--test-percent"
+        if ds.layout == "presplit":  # the folders decide the split: the percentages change nothing
+            train_dir = next((Path(os.path.relpath(s.path, ds.root)).parts[0] for s in ds.split("train")), "train")
+            fix = f"add images to {ds.root / train_dir / empty[0]}/"
+        raise DatasetError(f"class(es) {', '.join(empty)} have no image in the train split of {ds.root}; {fix}")
 
 
 def versions() -> dict[str, str]:
