@@ -224,7 +224,7 @@ def test_evaluate_reads_the_runs_split_not_a_rehash(tmp_path: Path) -> None:
     assert r["n"] == len(listed) > 0
 
 
-def test_presplit_names_repeat_across_split_folders(tmp_path: Path) -> None:
+def test_presplit_names_repeat_across_split_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """train/red/img_000.jpg and val/red/img_000.jpg are two photos: evaluate scored the training photo as a
     validation one too, and a run without test photos got no golden vectors."""
     from edgeclf.runtime.evaluate import evaluate
@@ -236,8 +236,10 @@ def test_presplit_names_repeat_across_split_folders(tmp_path: Path) -> None:
     root = tmp_path / "d"
     make_dataset(root / "train", {"red": 8, "blue": 8})
     make_dataset(root / "val", {"red": 3, "blue": 3}, seed=1)  # the same names, other photos
-    run = train(root, MODEL, tmp_path / "run", weights="none", epochs=2, aug_views=0, workers=1, verbose=False,
+    run = train(root, MODEL, tmp_path / "run", weights="none", epochs=2, aug_views=0, workers=1, val_percent=30,
                 cache_dir=tmp_path / "cache")
+    # The folders decide; a percentage the user gave was ignored without a word.
+    assert f"{root} is pre-split (train/val/test folders): --val-percent 30 ignored" in capsys.readouterr().err
     assert evaluate(run, split="val", verbose=False)["n"] == 6
     tfl = export(run, "tflite", "float32", verbose=False)
     golden = json.loads(golden_path(tfl).read_text())

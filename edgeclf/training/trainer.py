@@ -117,6 +117,10 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
         if out != asked:
             why = "holds a finished run" if is_complete(asked) else "is being written by another run"
             log(f"{asked} {why}; this one goes to {out} (--exist-ok to replace a finished run)")
+        ignored = [f"--{k.replace('_', '-')} {options[k]:g}" for k in ("val_percent", "test_percent") if k in options]
+        if ds.layout == "presplit" and ignored:
+            log(f"warning: {ds.root} is pre-split (train/val/test folders): {' and '.join(ignored)} ignored; the "
+                "folders decide the split", file=sys.stderr)
         photos = unreadable_photos(ds.ignored_non_images)
         if photos:
             log(f"warning: {photos}", file=sys.stderr)
