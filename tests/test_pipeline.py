@@ -149,6 +149,11 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
 
     b = benchmark_file(tfl, threads=1, runs=5, warmup=1)
     assert b["runtime"] == "litert" and 0 < b["min_ms"] <= b["p50_ms"] <= b["p99_ms"]
+    from edgeclf.runtime.benchmark import format_benchmark
+
+    # The roofline column is against the float32 peak: an int8 file's 180 % needs its one-line reason.
+    assert "% of f32 FMA peak" in format_benchmark([b]) and "above 100 %" not in format_benchmark([b])
+    assert format_benchmark([dict(b, roofline_pct=182.7)]).endswith("than the float32 peak measured here")
 
     # A labels.txt that does not match the model, and a truncated model file: one-line errors.
     (tmp_path / "labels.txt").write_text("a\nb\n")
