@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 
+def short_list(names: Sequence[str], shown: int = 5) -> str:
+    """The first `shown` names and how many more: one readable line for 3 classes or 1,000."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def _cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"

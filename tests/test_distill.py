@@ -118,8 +118,8 @@ def test_teacher_of_another_dataset_or_unfinished_is_refused(colours: Path, liar
     renamed = make_dataset(tmp_path / "renamed", {"cyan": 8, "green": 8, "red": 8})
     with pytest.raises(ConfigError, match="was trained on classes blue, green, red"):
         train(renamed, MODEL, tmp_path / "r", teacher=liar, **KW)
-    from edgeclf.training.distill import _some  # many classes: the message stays one readable line
+    from edgeclf.table import short_list  # many classes: the message stays one readable line
 
-    assert _some([f"c{i}" for i in range(120)]) == "c0, c1, c2, c3, c4, … (120 in all)"
+    assert short_list([f"c{i}" for i in range(120)]) == "c0, c1, c2, c3, c4 and 115 more"
     with pytest.raises(ConfigError, match="is not a finished edgeclf run"):
         train(colours, MODEL, tmp_path / "r", teacher=tmp_path, **KW)

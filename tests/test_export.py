@@ -122,6 +122,16 @@ def test_bad_export_options(run: Path, tmp_path: Path) -> None:
     with pytest.raises(EdgeclfError, match="--quantize names no quantization"):
         export(run, "tflite", [], verbose=False)
     assert not list(tmp_path.iterdir())  # nothing half-written
+    # Another dataset as --calibration-data: it calibrated the int8 file on photos of other classes.
+    other = tmp_path / "other"
+    for name in ("cat", "dog"):
+        (other / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((48, 64, 3), 60 * i, np.uint8)).save(other / name / f"{i}.jpg")
+    with pytest.raises(EdgeclfError, match=f"--calibration-data {other} has classes cat, dog, not this run's "
+                                           "blue, green, red; pass the folder the run was trained on"):
+        export(run, "tflite", "int8", tmp_path / "q.tflite", calibration_data=other, verbose=False)
+    assert not (tmp_path / "q.tflite").exists()
 
 
 def test_int8_export_says_how_many_images_calibrated_it(run: Path, tmp_path: Path,

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..params import NONE, POSITIVE_INT, check
 from ..progress import progress
-from ..table import format_table
+from ..table import format_table, short_list
 from .dataset import Dataset, scan
 from .images import ImageDecodeError, is_unreadable_photo, load_rgb, unreadable_photos
 from .near_dups import (CONFIRM, MIN_COSINE, NEAR_DUP_BITS, NEIGHBOURS, OUTLIER_Z, THUMB, aligned_similarity, cliques,
@@ -250,10 +250,10 @@ def _warnings(r: dict[str, Any]) -> list[str]:
                    f"{r['imbalance']['smallest']}); training weights classes automatically")
     small = r["imbalance"]["small_classes"]
     if small:  # named in full only when few: a 120-class dataset made one line of 1,500 characters
-        out.append(f"{len(small)} class(es) have fewer than {SMALL_CLASS} images: {_few(small)}")
+        out.append(f"{len(small)} class(es) have fewer than {SMALL_CLASS} images: {short_list(small)}")
     untrained = [c["name"] for c in r["classes"] if not c["train"]]
     if untrained:  # only a pre-split layout (or exclusions) can leave one: training refuses such a dataset
-        out.append(f"{len(untrained)} class(es) have no train image ({_few(untrained)}): a model cannot learn them "
+        out.append(f"{len(untrained)} class(es) have no train image ({short_list(untrained)}): a model cannot learn them "
                    "and `edgeclf train` refuses the dataset; add images to their folders in the train split")
     for split in ("val", "test"):
         if r["split_percent"][split] > 0 and r["split_totals"][split] == 0:
@@ -264,15 +264,9 @@ def _warnings(r: dict[str, Any]) -> list[str]:
             if missing:
                 fix = (f"add images to their folders in the {split} split" if r["layout"] == "presplit"
                        else f"add images or raise --{split}-percent")
-                out.append(f"{len(missing)} class(es) have no {split} image ({_few(missing)}): their accuracy is "
+                out.append(f"{len(missing)} class(es) have no {split} image ({short_list(missing)}): their accuracy is "
                            f"not measured there; {fix}")
     return out
-
-
-def _few(names: list[str], shown: int = 5) -> str:
-    """The first `shown` names, and how many more."""
-    more = len(names) - shown
-    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def format_report(r: dict[str, Any]) -> str:

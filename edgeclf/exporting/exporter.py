@@ -12,6 +12,7 @@ import numpy as np
 from .. import __version__
 from .._io import write_json, write_text
 from ..errors import EdgeclfError
+from ..table import short_list
 from ..params import POSITIVE_INT, Options, check
 from ..models.preprocess import Preprocess
 from ..artifacts.run import dataset_root, load_run, model_digest, read_split, run_preprocess
@@ -36,7 +37,11 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
     if not root.is_dir():
         raise EdgeclfError(f"int8 calibration needs the training images, but {root} is gone; "
                            "pass --calibration-data DATA")
-    train = scan(root, rec["val_percent"], rec["test_percent"]).recorded("train", rec)
+    ds = scan(root, rec["val_percent"], rec["test_percent"])
+    if rec.get("classes") and ds.classes != rec["classes"]:  # another dataset: not what the model will see
+        raise EdgeclfError(f"--calibration-data {root} has classes {short_list(ds.classes)}, not this run's "
+                           f"{short_list(rec['classes'])}; pass the folder the run was trained on (moved or copied)")
+    train = ds.recorded("train", rec)
     rng = np.random.default_rng(seed)
     by_class: dict[int, list] = {}
     for s in rng.permutation(len(train)):

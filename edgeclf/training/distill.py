@@ -24,6 +24,7 @@ from ..artifacts.run import MODEL_FILE, is_complete, load_run, read_split, run_p
 from ..data.augment import Augment
 from ..data.dataset import Dataset
 from ..errors import ConfigError
+from ..table import short_list
 from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
 from ..models.weights import sha256_file
@@ -66,11 +67,6 @@ class Teacher:
                 "val_accuracy": self.val_accuracy, "weight": distill.weight, "temperature": distill.temperature}
 
 
-def _some(names: list[str], n: int = 5) -> str:
-    """A class list short enough for one line: the first n, then how many in all."""
-    return ", ".join(names) if len(names) <= n else f"{', '.join(names[:n])}, … ({len(names)} in all)"
-
-
 def load_teacher(run_dir: str | os.PathLike[str], ds: Dataset) -> Teacher:
     """Load a teacher run and check it fits this dataset: same classes, same images, none of val/test trained on."""
     run_dir = Path(run_dir)
@@ -79,8 +75,8 @@ def load_teacher(run_dir: str | os.PathLike[str], ds: Dataset) -> Teacher:
                           f"(`edgeclf train DATA --model efficientnet_lite2 --out {run_dir}`)")
     model, meta = load_run(run_dir)
     if list(meta["classes"]) != list(ds.classes):
-        raise ConfigError(f"--teacher {run_dir} was trained on classes {_some(meta['classes'])}; "
-                          f"this dataset has {_some(ds.classes)}: train the teacher on this dataset")
+        raise ConfigError(f"--teacher {run_dir} was trained on classes {short_list(meta['classes'])}; "
+                          f"this dataset has {short_list(ds.classes)}: train the teacher on this dataset")
     record = read_split(run_dir) if (run_dir / "split.json").is_file() else {}
     theirs = record.get("files", {})
     seen = {f for files in theirs.values() for f in files}
