@@ -144,6 +144,10 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no image files in .*empty; pass image files or folders"):
         predict(tfl, tmp_path / "empty")
+    # A pattern no shell expanded (quoted; Windows' cmd never expands): read as one missing file before.
+    assert [Path(r["path"]).name for r in predict(tfl, str(tmp_path / "imgs" / "*.jpg"))] == ["broken.jpg", "ok.jpg"]
+    with pytest.raises(ConfigError, match=r"IMAGES\[0\] https://example.com/a.jpg is a URL; edgeclf reads local"):
+        predict(tfl, "https://example.com/a.jpg")
 
     from edgeclf.runtime.benchmark import benchmark_file
 

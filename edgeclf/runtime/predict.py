@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,16 @@ from .evaluate import predict_files
 
 
 def collect_images(inputs: list[str | os.PathLike[str]]) -> list[str]:
-    """Files given directly, plus image files found (recursively, sorted) in given folders."""
+    """Files given directly, image files found (recursively, sorted) in given folders, and a pattern's matches."""
     out: list[str] = []
     for item in inputs:
         p = Path(item)
+        if not p.exists() and any(ch in str(item) for ch in "*?["):
+            # A pattern the shell did not expand (quoted, or Windows' cmd, which never does): expand it here.
+            hits = sorted(glob.glob(str(item), recursive=True))
+            if hits:
+                out += collect_images([h for h in hits if Path(h).is_dir() or is_image_file(h)])
+                continue
         if p.is_dir():
             out += sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_file(f)
                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
@@ -47,6 +54,9 @@ def predict(model: str | os.PathLike[str], inputs: ImageInput | list[ImageInput]
         if not is_picture(x) and not (isinstance(x, (str, os.PathLike)) and str(x)):
             raise ConfigError(f"IMAGES[{i}] must be a path (a file or a folder), a Pillow image or a uint8 "
                               f"numpy array, got {shown(x)}")
+        if isinstance(x, str) and "://" in x:
+            raise ConfigError(f"IMAGES[{i}] {x} is a URL; edgeclf reads local files only (no downloads): save the "
+                              "image and pass its path")
     found = {i: collect_images([x]) for i, x in enumerate(inputs) if i not in pictures}
     paths = [f for fs in found.values() for f in fs]
     if not paths and not pictures:
