@@ -252,9 +252,9 @@ def _warnings(r: dict[str, Any]) -> list[str]:
     if small:  # named in full only when few: a 120-class dataset made one line of 1,500 characters
         out.append(f"{len(small)} class(es) have fewer than {SMALL_CLASS} images: {short_list(small)}")
     untrained = [c["name"] for c in r["classes"] if not c["train"]]
-    if untrained:  # only a pre-split layout (or exclusions) can leave one: training refuses such a dataset
-        out.append(f"{len(untrained)} class(es) have no train image ({short_list(untrained)}): a model cannot learn them "
-                   "and `edgeclf train` refuses the dataset; add images to their folders in the train split")
+    if untrained:  # only a pre-split layout can leave one (a hashed split keeps one photo per class in train)
+        out.append(f"{len(untrained)} class(es) have no train image ({short_list(untrained)}): a model cannot learn "
+                   "them and `edgeclf train` refuses the dataset; add images to their folders in the train split")
     for split in ("val", "test"):
         if r["split_percent"][split] > 0 and r["split_totals"][split] == 0:
             out.append(f"the {split} split is empty; add images")

@@ -82,7 +82,8 @@ def check_golden(model_file: Path, probs_of: Callable[[list[str]], np.ndarray], 
     """Run the golden images through `probs_of(paths) -> probs` and compare; a dict with status and worst |Δ|."""
     gp = golden_path(model_file)
     if not gp.is_file():
-        return {"status": "none", "detail": f"no {gp.name} (exported before golden vectors, or with its dataset gone)"}
+        return {"status": "none",
+                "detail": f"no {gp.name} (exported before golden vectors, or with its dataset gone)"}
     try:
         g = read_json(gp)
         tol = float(g["tolerance"])
