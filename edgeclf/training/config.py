@@ -9,11 +9,12 @@ a dataclass the way scikit-learn declares parameter constraints).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..params import (COUNT, FRACTION, NON_NEGATIVE, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Options, check,
@@ -139,15 +140,17 @@ class TrainConfig:
 
     @classmethod
     def build(cls, options: dict[str, Any], base: dict[str, Any] | None = None, who: str = "train()",
-              own: tuple[str, ...] = ()) -> "TrainConfig":
+              own: Callable[..., Any] | None = None) -> "TrainConfig":
         """A config from `base` (e.g. a manifest's) overridden by `options`; unknown names are an error naming `who`.
 
-        `own` are the caller's own parameters (compare's, search's), listed beside train's in that error.
+        `own` is the calling workflow (compare, search): its named parameters are listed beside train's in that error.
         """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ConfigError(f"{who} has no option {unknown[0]!r}; options: {', '.join(sorted(known | set(own)))}")
+            mine = {n for n, p in inspect.signature(own).parameters.items()
+                    if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} if own else set()
+            raise ConfigError(f"{who} has no option {unknown[0]!r}; options: {', '.join(sorted(known | mine))}")
         values = {k: v for k, v in (base or {}).items() if k in known}
         values.update(options)
         return cls(**values)

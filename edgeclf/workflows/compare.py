@@ -46,14 +46,6 @@ def _time(row: dict[str, Any], threads: list[int], runs: int) -> dict[str, Any]:
     return row
 
 
-def _own_options(fn: Any) -> tuple[str, ...]:
-    """A workflow's named parameters (not its **train options), for the unknown-option message."""
-    import inspect
-
-    return tuple(n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY
-                 or p.kind is p.POSITIONAL_OR_KEYWORD)
-
-
 def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str | list[str] | None = None,
             out: str | os.PathLike[str] = "runs/compare", weights: str = "imagenet",
             threads: int | list[int] | None = None, runs: int = 50, verbose: bool = True,
@@ -69,7 +61,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     check_path("DATA", data)
     check_path("--out", out)
     # A typo or a bad value fails now, not once per model after the first has trained.
-    TrainConfig.build(train_kwargs, who="compare()", own=_own_options(compare))
+    TrainConfig.build(train_kwargs, who="compare()", own=compare)
     models, quantize, threads = as_list(models) or [], as_list(quantize), as_list(threads)
     log = print if verbose else (lambda *a, **k: None)
     for m in models:

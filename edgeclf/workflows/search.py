@@ -106,13 +106,11 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     from ..data.dataset import scan
     from ..models.weights import availability
     from ..models.zoo import get_spec, list_models
-
     from ..training.config import TrainConfig
-    from .compare import _own_options
 
     check_path("DATA", data)
     check_path("--out", out)
-    TrainConfig.build(train_options, who="search()", own=_own_options(search))  # typos fail before any work
+    TrainConfig.build(train_options, who="search()", own=search)  # typos fail before any work
     quantize, models = as_list(quantize), as_list(models)
     check("--max-latency-ms", max_latency_ms, POSITIVE)
     check("--max-size-mb", max_size_mb, POSITIVE)
