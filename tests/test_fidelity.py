@@ -218,6 +218,9 @@ def test_bad_client_and_mode_values(squash_run: tuple[Path, Path, Path], tmp_pat
         evaluate(tfl, data, client="onnxruntime", verbose=False)
     with pytest.raises(ConfigError, match="--client mediapipe cannot run a run directory"):
         evaluate(run, data, client="mediapipe", verbose=False)
+    # --no-roi only changes what MediaPipe is fed; elsewhere it was accepted and did nothing.
+    with pytest.raises(ConfigError, match="--no-roi applies to --client mediapipe only .*, not to litert"):
+        evaluate(tfl, data, roi=False, verbose=False)
     with pytest.raises(ConfigError, match=r"--resize must be one of squash, crop, got 'stretch'"):
         train(data, MODEL, tmp_path / "r", resize="stretch", verbose=False)
     assert not (tmp_path / "r").exists()

@@ -132,6 +132,9 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check("--threads", threads, NONE, POSITIVE_INT)
     check("--workers", workers, NONE, POSITIVE_INT)
     engine, client = client_engine(model, client, threads)
+    if not roi and client != "mediapipe":  # only MediaPipe is fed a region of interest; it changed nothing else
+        raise ConfigError(f"--no-roi applies to --client mediapipe only (it feeds MediaPipe the whole image), "
+                          f"not to {client}; add --client mediapipe or drop --no-roi")
     if verbose and Path(model).is_file() and is_stale(model):
         print(f"warning: {model} was exported from a model its run has since replaced (model.pt changed); "
               "these figures are the old file's: re-export it", file=sys.stderr)
