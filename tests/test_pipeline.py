@@ -146,6 +146,7 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
         predict(tfl, tmp_path / "empty")
     # A pattern no shell expanded (quoted; Windows' cmd never expands): read as one missing file before.
     assert [Path(r["path"]).name for r in predict(tfl, str(tmp_path / "imgs" / "*.jpg"))] == ["broken.jpg", "ok.jpg"]
+    assert predict(tfl, str(tmp_path / "imgs" / "*.png"))[0]["error"] == "no file matches this pattern"
     with pytest.raises(ConfigError, match=r"IMAGES\[0\] https://example.com/a.jpg is a URL; edgeclf reads local"):
         predict(tfl, "https://example.com/a.jpg")
 

@@ -228,6 +228,7 @@ def test_presplit_class_without_training_photos(tmp_path: Path) -> None:
     make_dataset(root / "test", {"a": 1, "b": 1, "c": 2}, seed=2)
     warnings = diagnose(root, workers=1)["warnings"]
     assert any(w.startswith("1 class(es) have no train image (c)") for w in warnings), warnings
+    assert f"the val split is empty; add images to {root}/val/<class name>/" in warnings, warnings
     with pytest.raises(DatasetError, match=f"class\\(es\\) c have no image in the train split of {root}; add images "
                                            f"to {root / 'train' / 'c'}/$"):
         train(root, "mobilenet_v2_0.35_96", tmp_path / "run", weights="none", verbose=False)

@@ -257,7 +257,8 @@ def _warnings(r: dict[str, Any]) -> list[str]:
                    "them and `edgeclf train` refuses the dataset; add images to their folders in the train split")
     for split in ("val", "test"):
         if r["split_percent"][split] > 0 and r["split_totals"][split] == 0:
-            out.append(f"the {split} split is empty; add images")
+            where = f" to {r['root']}/{split}/<class name>/" if r["layout"] == "presplit" else ""
+            out.append(f"the {split} split is empty; add images{where}")
         elif r["split_totals"][split]:
             # Their accuracy goes unmeasured there: early stopping and calibration (val) or the reported number (test).
             missing = [c["name"] for c in r["classes"] if not c[split]]

@@ -64,6 +64,9 @@ def predict(model: str | os.PathLike[str], inputs: ImageInput | list[ImageInput]
                            "pass image files or folders that hold them")
     engine = load_engine(model, threads)
     probs, bad, good = predict_files(engine, paths) if paths else (np.zeros((0, 0)), {}, [])
+    for p in bad:  # a pattern collect_images could not expand is no missing file: say what it is
+        if not Path(p).exists() and any(ch in p for ch in "*?["):
+            bad[p] = "no file matches this pattern"
     k = min(top_k, len(engine.labels))
 
     def row(key: dict[str, Any], p: np.ndarray) -> dict[str, Any]:
