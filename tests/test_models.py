@@ -139,6 +139,19 @@ def test_tampered_cache_file_is_rejected(tmp_path: Path, monkeypatch: pytest.Mon
         locate("tampered")  # EDGECLF_OFFLINE=1 in tests: no download is tried
 
 
+def test_a_failed_download_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network: the weights error read "cannot write …/x.pth: None; choose a writable folder"."""
+    monkeypatch.setenv("EDGECLF_HOME", str(tmp_path))
+    monkeypatch.setenv("EDGECLF_OFFLINE", "0")
+    # Port 9 on this host refuses the connection at once: a real failed download, no network needed.
+    monkeypatch.setitem(SOURCES, "unreachable", [WeightSource("x.pth", "0" * 64, "timm_lite",
+                                                              url="http://127.0.0.1:9/x.pth")])
+    with pytest.raises(ModelError, match=r"not available offline \(cannot download http://127.0.0.1:9/x.pth \(.*"
+                                         r"refused.*\)\): put x.pth in"):
+        locate("unreachable")
+    assert not list((tmp_path / "weights").iterdir())  # no half-written file
+
+
 def test_wrong_architecture_fails_loudly(tmp_path: Path) -> None:
     src, _ = _to_source_layout("mobilenet_v2_1.0_224", "torchvision_v2")
     path = tmp_path / "v2.pth"

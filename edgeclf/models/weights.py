@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,15 +155,16 @@ def _package_file(src: WeightSource) -> Path | None:
 
 def _download(src: WeightSource, dest: Path) -> Path:
     assert src.url
-    try:
-        with atomic_path(dest) as tmp:
+    with atomic_path(dest) as tmp:
+        try:
             with urllib.request.urlopen(src.url, timeout=30) as r, open(tmp, "wb") as f:  # noqa: S310 - fixed https URL
                 for chunk in iter(lambda: r.read(1 << 20), b""):
                     f.write(chunk)
-            if not sha256_file(tmp).startswith(src.sha256):
-                raise ModelError(f"downloaded {src.url} does not match its SHA-256 ({src.sha256}…); not used")
-    except OSError as exc:
-        raise ModelError(f"cannot download {src.url} ({exc})") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            # The network's failure, not the disk's: atomic_path would report it as "cannot write DEST: None".
+            raise ModelError(f"cannot download {src.url} ({getattr(exc, 'reason', None) or exc})") from None
+        if not sha256_file(tmp).startswith(src.sha256):
+            raise ModelError(f"downloaded {src.url} does not match its SHA-256 ({src.sha256}…); not used")
     return dest
 
 
