@@ -150,6 +150,11 @@ def test_a_failed_download_is_named_as_such(tmp_path: Path, monkeypatch: pytest.
                                          r"refused.*\)\): put x.pth in"):
         locate("unreachable")
     assert not list((tmp_path / "weights").iterdir())  # no half-written file
+    # An official .tflite (MobileNet V1) is read from wherever the user has it: the hint says how.
+    monkeypatch.setitem(SOURCES, "v1", [WeightSource("v1.tflite", "0" * 64, "tflite",
+                                                      url="http://127.0.0.1:9/v1.tflite")])
+    with pytest.raises(ModelError, match=r"or pass --weights PATH/v1.tflite, or pass --weights none"):
+        locate("v1")
 
 
 def test_wrong_architecture_fails_loudly(tmp_path: Path) -> None:

