@@ -110,6 +110,13 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
         evaluate(tfl, tiny, split="test", verbose=False)
     assert main(["evaluate", str(tfl), str(held)]) == 0
     assert f"on every image of {held} (a folder the model's run never saw): 12 images" in capsys.readouterr().out
+    # One camera name in common with the run (red/img_000.jpg): its hashed test split, and the header says so.
+    (held / "red" / "img_000.jpg").write_bytes((held / "red" / "new_0.jpg").read_bytes())
+    m_clash = evaluate(tfl, held, verbose=False)
+    assert m_clash["split"] == "test" and m_clash["data_elsewhere"] and m_clash["n"] < 13
+    assert main(["evaluate", str(tfl), str(held)]) == 0
+    assert "(not the folder the run was trained in; --split all scores every image)" in capsys.readouterr().out
+    assert not evaluate(tfl, data, verbose=False)["data_elsewhere"]
 
     # predict: folders walked, a bad image reported and skipped
     bad = tmp_path / "imgs" / "broken.jpg"

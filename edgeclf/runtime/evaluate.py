@@ -102,6 +102,14 @@ def split_samples(ds: Dataset, split: str, rec: dict[str, Any]) -> list[Sample]:
     return samples
 
 
+def _same_folder(a: str | None, b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one existing folder (links and relative spellings included)."""
+    try:
+        return a is not None and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _unseen(ds: Dataset, rec: dict[str, Any]) -> bool:
     """True when the run's split record lists none of DATA's images: a folder of new photos, not its dataset."""
     listed = set().union(*map(set, rec.get("files", {}).values())) if rec.get("files") else set()
@@ -147,6 +155,9 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         raise ConfigError(f"{model}: no run record names its dataset; pass --data DATA")
     ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
     unseen = _unseen(ds, rec)
+    # Names can collide (IMG_0001.jpg): a held-out folder that shares some with the run gets its hashed
+    # test split, and the header says how to score all of it.
+    elsewhere = split is None and not unseen and not _same_folder(rec.get("root"), ds.root)
     split = split or ("all" if unseen else "test")
     samples = split_samples(ds, split, rec)
     index = {c: i for i, c in enumerate(engine.labels)}
@@ -161,7 +172,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
     m.update({
         "model": str(model), "kind": engine.kind, "client": client, "resize": engine.preprocess.resize,
-        "split": split, "data": str(ds.root), "data_unseen_by_run": unseen,
+        "split": split, "data": str(ds.root), "data_unseen_by_run": unseen, "data_elsewhere": elsewhere,
         "skipped": [{"path": p, "reason": r} for p, r in bad.items()],
         "misclassified": [{"path": paths[good[j]], "true": engine.labels[y[j]], "predicted": engine.labels[pred[j]],
                            "score": round(float(probs[j, pred[j]]), 4)} for j in np.nonzero(pred != y)[0]],
@@ -232,7 +243,8 @@ def format_metrics(m: dict[str, Any]) -> str:
     """Human-readable evaluation summary."""
     topk = next(k for k in m if k.startswith("top") and k.endswith("_accuracy"))
     rows = [[p["class"], p["precision"], p["recall"], p["f1"], p["support"]] for p in m["per_class"]]
-    where = f"the {m['split']} split of {m['data']}"
+    where = f"the {m['split']} split of {m['data']}" + (
+        " (not the folder the run was trained in; --split all scores every image)" if m.get("data_elsewhere") else "")
     if m["split"] == "all":
         where = f"every image of {m['data']}" + (" (a folder the model's run never saw)"
                                                  if m.get("data_unseen_by_run") else "")
