@@ -115,7 +115,7 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     m_clash = evaluate(tfl, held, verbose=False)
     assert m_clash["split"] == "test" and m_clash["data_elsewhere"] and m_clash["n"] < 13
     assert main(["evaluate", str(tfl), str(held)]) == 0
-    assert "(not the folder the run was trained in; --split all scores every image)" in capsys.readouterr().out
+    assert "(not the run's dataset folder; if every photo here is new, --split all scores them all)" in capsys.readouterr().out
     assert not evaluate(tfl, data, verbose=False)["data_elsewhere"]
 
     # predict: folders walked, a bad image reported and skipped

@@ -244,7 +244,8 @@ def format_metrics(m: dict[str, Any]) -> str:
     topk = next(k for k in m if k.startswith("top") and k.endswith("_accuracy"))
     rows = [[p["class"], p["precision"], p["recall"], p["f1"], p["support"]] for p in m["per_class"]]
     where = f"the {m['split']} split of {m['data']}" + (
-        " (not the folder the run was trained in; --split all scores every image)" if m.get("data_elsewhere") else "")
+        " (not the run's dataset folder; if every photo here is new, --split all scores them all)"
+        if m.get("data_elsewhere") else "")
     if m["split"] == "all":
         where = f"every image of {m['data']}" + (" (a folder the model's run never saw)"
                                                  if m.get("data_unseen_by_run") else "")
