@@ -83,7 +83,7 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     with pytest.raises(EdgeclfError, match="no run record names its dataset; pass --data DATA"):
         evaluate(orphan, verbose=False)
     # RUN/export given as the model: said to be a run without model.pt ("run `edgeclf train` first").
-    with pytest.raises(EdgeclfError, match="is a folder of exported files, not a run; give one of them, e.g. .*m.tflite"):
+    with pytest.raises(EdgeclfError, match="is a folder of exported files, not a run; give one of them, e.g. .*m.tfl"):
         evaluate(orphan.parent, data, verbose=False)
     # `evaluate MODEL DATA`, as predict takes its images: the same as --data; two different DATA: one line.
     capsys.readouterr()
@@ -115,7 +115,8 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     m_clash = evaluate(tfl, held, verbose=False)
     assert m_clash["split"] == "test" and m_clash["data_elsewhere"] and m_clash["n"] < 13
     assert main(["evaluate", str(tfl), str(held)]) == 0
-    assert "(not the run's dataset folder; if every photo here is new, --split all scores them all)" in capsys.readouterr().out
+    hint = "(not the run's dataset folder; if every photo here is new, --split all scores them all)"
+    assert hint in capsys.readouterr().out
     assert not evaluate(tfl, data, verbose=False)["data_elsewhere"]
 
     # predict: folders walked, a bad image reported and skipped
