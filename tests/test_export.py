@@ -121,6 +121,11 @@ def test_bad_export_options(run: Path, tmp_path: Path) -> None:
         export(run, "tflite", "float32,float16", tmp_path / "x.tflite", verbose=False)
     with pytest.raises(EdgeclfError, match="--quantize names no quantization"):
         export(run, "tflite", [], verbose=False)
+    # An ONNX file named .tflite, or a file with no suffix, was written and then failed to load as a model.
+    with pytest.raises(EdgeclfError, match=r"--output .*m.tflite must end in .onnx for --format onnx, e.g. .*m.onnx"):
+        export(run, "onnx", "float32", tmp_path / "m.tflite", verbose=False)
+    with pytest.raises(EdgeclfError, match=r"--output .*model must end in .tflite for --format tflite"):
+        export(run, "tflite", "float32", tmp_path / "model", verbose=False)
     assert not list(tmp_path.iterdir())  # nothing half-written
     # Another dataset as --calibration-data: it calibrated the int8 file on photos of other classes.
     other = tmp_path / "other"

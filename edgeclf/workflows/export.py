@@ -10,10 +10,10 @@ from typing import Any
 from .._io import read_json, write_json
 from ..artifacts.run import dataset_root, read_split
 from ..errors import ConfigError, EdgeclfError
-from ..exporting.exporter import export as export_file, layers_report
+from ..exporting.exporter import FORMATS, export as export_file, layers_report
 from ..exporting.int8_layers import read_report, worst
 from ..exporting.tflite import check_quantize
-from ..params import NONE, Interval, as_list, check, check_path
+from ..params import NONE, Interval, Options, as_list, check, check_path
 from ..runtime.evaluate import evaluate
 from ..runtime.golden import pick_images, remove_stale, write_golden
 from ..table import format_table
@@ -44,6 +44,11 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     """
     check_path("RUN", run_dir)
     check_path("--output", out, optional=True)
+    check("--format", format, Options(*FORMATS))
+    if out is not None and Path(out).suffix != FORMATS[format]:
+        # The suffix is how runtimes, MediaPipe and edgeclf itself tell the files apart.
+        raise ConfigError(f"--output {out} must end in {FORMATS[format]} for --format {format}, e.g. "
+                          f"{Path(out).with_suffix(FORMATS[format])}")
     quants = [q for item in as_list(quantize) or [] for q in (item.split(",") if isinstance(item, str) else [item])]
     if not quants:
         raise ConfigError("--quantize names no quantization; give one of float32, float16, dynamic, int8")
