@@ -16,12 +16,17 @@ from .engine import load_engine
 from .evaluate import predict_files
 
 
+def _is_pattern(item: str | os.PathLike[str]) -> bool:
+    """A wildcard pattern that names no file itself (a shell would have expanded it)."""
+    return any(ch in str(item) for ch in "*?[") and not Path(item).exists()
+
+
 def collect_images(inputs: list[str | os.PathLike[str]]) -> list[str]:
     """Files given directly, image files found (recursively, sorted) in given folders, and a pattern's matches."""
     out: list[str] = []
     for item in inputs:
         p = Path(item)
-        if not p.exists() and any(ch in str(item) for ch in "*?["):
+        if _is_pattern(item):
             # A pattern the shell did not expand (quoted, or Windows' cmd, which never does): expand it here.
             hits = sorted(glob.glob(str(item), recursive=True))
             if hits:
@@ -65,7 +70,7 @@ def predict(model: str | os.PathLike[str], inputs: ImageInput | list[ImageInput]
     engine = load_engine(model, threads)
     probs, bad, good = predict_files(engine, paths) if paths else (np.zeros((0, 0)), {}, [])
     for p in bad:  # a pattern collect_images could not expand is no missing file: say what it is
-        if not Path(p).exists() and any(ch in p for ch in "*?["):
+        if _is_pattern(p):
             bad[p] = "no file matches this pattern"
     k = min(top_k, len(engine.labels))
 

@@ -281,8 +281,10 @@ def extract(make_fn: Callable[[], Callable[[np.ndarray], np.ndarray]], pre: Prep
     return {v: FeatureRows(caches[v], r) for v, r in rows.items()}, hashes, bad
 
 
-def default_cache_root() -> Path:
-    """$EDGECLF_HOME/features."""
+def default_cache_root(given: str | os.PathLike[str] | None = None) -> Path:
+    """The feature cache: `given` (--cache-dir) if any, else $EDGECLF_HOME/features."""
+    if given:
+        return Path(given)
     from ..models.weights import home
 
     return Path(os.environ.get("EDGECLF_FEATURE_CACHE") or home() / "features")

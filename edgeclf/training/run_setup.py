@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -94,7 +93,7 @@ def check_trainable(ds: Dataset) -> None:
     if empty:
         fix = "add images or lower --val-percent/--test-percent"
         if ds.layout == "presplit":  # the folders decide the split: the percentages change nothing
-            train_dir = next((Path(os.path.relpath(s.path, ds.root)).parts[0] for s in ds.split("train")), "train")
+            train_dir = next((ds.name(s).split("/")[0] for s in ds.split("train")), "train")
             fix = f"add images to {ds.root / train_dir / empty[0]}/"
         raise DatasetError(f"class(es) {', '.join(empty)} have no image in the train split of {ds.root}; {fix}")
 

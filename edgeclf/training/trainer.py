@@ -97,7 +97,7 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
     tutor = load_teacher(cfg.teacher, ds) if cfg.teacher is not None else None
     check_outside("--out", out, ds.root)
     # A cache that cannot be written fails here, before a run folder exists, not after the backbone converts.
-    make_dir(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root(), "--cache-dir")
+    make_dir(default_cache_root(cfg.cache_dir), "--cache-dir")
     world = setup(cfg.device)
     claim = None
     try:
@@ -193,7 +193,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     spec, backbone = loaded.spec, loaded.backbone
     backbone.eval()
     wid = weights_id(spec.weights, cfg.weights, cfg.seed)
-    root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
+    root = default_cache_root(cfg.cache_dir)
     threads = world.cores()
     # Fine-tuning decodes in-process unless asked (cfg.workers): beside torch's threads, workers oversubscribe.
     workers = cfg.workers if cfg.workers is not None else (threads if world.distributed else None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,7 +68,7 @@ def plain_features(model: str, paths: list[str], workers: int | None = None,
     spec = get_spec(model)
     spec = replace(spec, preprocess=replace(spec.preprocess, resize=DEFAULT_RESIZE))
     loaded = build_pretrained(spec, "imagenet")
-    root = Path(cache_dir) if cache_dir else default_cache_root()
+    root = default_cache_root(cache_dir)
     cache = FeatureCache(root, cache_key(loaded.spec.name, weights_id(spec.weights, "imagenet", 0),
                                          loaded.spec.preprocess, 0, None))
     rows, hashes, bad = extract(
