@@ -58,6 +58,14 @@ def test_bad_file_reason(tmp_path: Path, name: str) -> None:
     assert str(p) in str(exc.value)
 
 
+def test_200_megapixel_phone_photo_is_not_a_bomb(tmp_path: Path) -> None:
+    # Galaxy S-Ultra sensors write 16320x12240 JPEGs; a limit at 150 MP refused them as "decompression bomb?".
+    p = tmp_path / "s24_ultra.jpg"
+    Image.new("RGB", (16320, 12240), (120, 30, 200)).save(p, quality=80)
+    img = load_rgb(p, min_side=224)
+    assert min(img.size) >= 224 and img.getpixel((0, 0))[2] > 150
+
+
 def test_folder_and_broken_link(tmp_path: Path) -> None:
     (tmp_path / "folder.jpg").mkdir()
     os.symlink(tmp_path / "missing.jpg", tmp_path / "broken.jpg")

@@ -19,8 +19,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp",
 # .heic files would otherwise train on nothing of it, silently).
 UNREADABLE_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2",
                                          ".raf", ".jxl"})
-# Larger than any camera photo (a 108 MP phone sensor is ~1.1e8) yet far below what exhausts memory.
-MAX_PIXELS = 150_000_000
+# Above any camera photo (200 MP phone sensors write 16320x12240; medium-format backs 151 MP) yet far
+# below what exhausts memory: a full decode of the limit is 0.8 GB of RGB.
+MAX_PIXELS = 256_000_000
 # Transparent pixels are composited on one fixed colour so the same file always gives the same input.
 BACKGROUND = (255, 255, 255)
 
