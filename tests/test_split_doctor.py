@@ -170,6 +170,25 @@ def test_symlink_loop_is_followed_once(tmp_path: Path) -> None:
     assert "skipped 4 folder link(s)" in format_report(r)
 
 
+def test_class_reached_only_through_a_skipped_link_names_the_link(tmp_path: Path) -> None:
+    """'class folder has no images' with the photos in plain sight: the error now names the link it refused."""
+    from conftest import make_dataset
+    from edgeclf.data.dataset import scan
+    from edgeclf.errors import DatasetError
+
+    outside = make_dataset(tmp_path / "elsewhere", {"more": 3}) / "more"
+    root = make_dataset(tmp_path / "data", {"a": 3})
+    (root / "b").mkdir()
+    (root / "b" / "batch2").symlink_to(outside)
+    with pytest.raises(DatasetError, match=r"class folder .*data/b has no images.*folder link .*b/batch2 -> "
+                                           r".*elsewhere/more is not followed.*make .*data/b itself the link"):
+        scan(root)
+    (root / "b" / "batch2").unlink()
+    (root / "b").rmdir()
+    (root / "b").symlink_to(outside)  # the advice holds: a linked class folder is read
+    assert scan(root).counts()["b"]["total"] == 3
+
+
 def test_doctor_suggests_and_train_excludes_without_touching_files(tmp_path: Path) -> None:
     """doctor --suggest writes exclusions; train --exclude leaves them out, records them, deletes nothing."""
     import json

@@ -200,8 +200,14 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     empty = [c for c, files in per_class.items() if not files]
     if empty:
         where = root / empty[0] if layout == "folders" else f"{root}/*/{empty[0]}"
+        # A link the walk refused is the likely reason: say so, or the user sees photos there and no cause.
+        depth = 0 if layout == "folders" else 1  # the class is the first part below DATA, or below DATA/<split>
+        link = next((ln for ln in links if Path(ln.split(" -> ")[0]).relative_to(root).parts[depth] == empty[0]),
+                    None)
+        why = (f"; the folder link {link} is not followed (it leaves the class folder): copy the photos in, "
+               f"or make {where} itself the link" if link else "")
         raise DatasetError(f"class folder {where} has no images ({len(empty)} empty class folder(s)); "
-                           "add images to it or remove it")
+                           f"add images to it or remove it{why}")
     bad = next((c for c in sorted(per_class) if any(ord(ch) < 32 or ord(ch) == 127 for ch in c)), None)
     if bad is not None:  # labels.txt and the model's label file hold one name per line
         raise DatasetError(f"class folder {bad!r} in {root} has a line break or control character in its name; "
