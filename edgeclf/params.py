@@ -92,7 +92,10 @@ def check(option: str, value: Any, *constraints: Any) -> Any:
     for c in constraints:
         if (c is None and value is None) or (c is not None and value in c):
             return value
-    allowed = " or ".join("None" if c is None else str(c) for c in constraints)
+    # "None" means nothing on a command line: an option that may be None may be left out.
+    allowed = " or ".join(str(c) for c in constraints if c is not None)
+    if None in constraints:
+        allowed = f"{allowed} or left out (None)" if allowed else "left out (None)"
     raise ConfigError(f"{option} must be {allowed}, got {shown(value)}")
 
 

@@ -111,7 +111,7 @@ def test_report_names_the_error_each_op_adds(run: Path, capsys: pytest.CaptureFi
 def test_max_drop_is_validated(run: Path) -> None:
     from edgeclf.workflows.export import export
 
-    with pytest.raises(ConfigError, match=r"--max-drop must be None or a number in \[0, 100\], got -1"):
+    with pytest.raises(ConfigError, match=r"--max-drop must be a number in \[0, 100\] or left out \(None\), got -1"):
         export(run, quantize="int8", max_drop=-1)
 
 

@@ -13,7 +13,7 @@ from edgeclf.params import Interval, check
 
 BAD = [
     (["doctor", "{data}", "--val-percent", "150"], "--val-percent must be a number in [0, 100), got 150.0"),
-    (["doctor", "{data}", "--workers", "0"], "--workers must be None or an int in [1, inf), got 0"),
+    (["doctor", "{data}", "--workers", "0"], "--workers must be an int in [1, inf) or left out (None), got 0"),
     (["train", "{data}", "--batch-size", "0"], "--batch-size must be an int in [1, inf), got 0"),
     (["train", "{data}", "--epochs", "0"], "--epochs must be an int in [1, inf), got 0"),
     (["train", "{data}", "--learning-rate", "0"], "--learning-rate must be a number in (0, inf), got 0.0"),
@@ -22,8 +22,8 @@ BAD = [
     (["train", "{data}", "--aug-views", "-1"], "--aug-views must be an int in [0, inf), got -1"),
     (["train", "{data}", "--random-crop", "120"], "--random-crop must be a number in [0, 100), got 120.0"),
     (["train", "{data}", "--val-percent", "60", "--test-percent", "50"], "must be below 100"),
-    (["train", "{data}", "--fine-tune-epochs", "0"], "--fine-tune-epochs must be None or an int in [1, inf), got 0"),
-    (["train", "{data}", "--steps", "0"], "--steps must be None or an int in [1, inf), got 0"),
+    (["train", "{data}", "--fine-tune-epochs", "0"], "--fine-tune-epochs must be an int in [1, inf) or left out (None), got 0"),
+    (["train", "{data}", "--steps", "0"], "--steps must be an int in [1, inf) or left out (None), got 0"),
     (["models", "nosuch"], "no model name contains 'nosuch'; run `edgeclf models` for the list"),
     (["train", "{data}", "--model", "mobilenet_v1_0.25_128", "--fine-tune", "15"],
      "--fine-tune must be 'all' or an int in [1, 14] (this backbone has 15 units"),
