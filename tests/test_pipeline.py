@@ -165,7 +165,9 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     from edgeclf.runtime.benchmark import format_benchmark
 
     # The roofline column is against the float32 peak: an int8 file's 180 % needs its one-line reason.
-    assert "% of f32 FMA peak" in format_benchmark([b]) and "above 100 %" not in format_benchmark([b])
+    # Notes come from the row's figures, not this machine's timing (a busy CPU can put a float file over 100 %).
+    assert "% of f32 FMA peak" in format_benchmark([b]) and "above 100 %" not in format_benchmark(
+        [dict(b, roofline_pct=85.0)])
     assert format_benchmark([dict(b, roofline_pct=182.7, int8=True)]).endswith("than the float32 peak measured here")
     # A float file above the float peak is a peak measured on a busy CPU, not integer kernels (said before).
     assert b["int8"] is False and format_benchmark([dict(b, roofline_pct=140.0)]).endswith("rerun on an idle machine")
