@@ -118,6 +118,9 @@ def test_training_features_skip_bad_images(tmp_path: Path) -> None:
     (lambda root: root.write_text("x"), "is a file, not a folder"),
     (lambda root: root.mkdir(), "no class sub-folders"),
     (lambda root: make_dataset(root, {"only": 3}), "single class"),
+    # an archive unpacked one level too deep (flower_photos/<class>/): the message points at the real DATA
+    (lambda root: make_dataset(root / "flower_photos", {"daisy": 3, "roses": 3}),
+     "holds 2 folders of images (daisy, roses): if those are the classes, pass"),
     (lambda root: (make_dataset(root, {"a": 3, "b": 3}), (root / "empty").mkdir()), "has no images"),
     # labels.txt holds one name per line: this class would have become two labels
     (lambda root: make_dataset(root, {"a": 3, "two\nlines": 3}), "'two\\nlines' in"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from ..params import check_path
+from ..table import short_list
 from .images import is_image_file
 from .split import SPLITS, SplitSpec, assign, percentage
 
@@ -224,7 +225,13 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
                            "encoding?); rename it, e.g. `convmv -f latin1 -t utf8 -r --notest DATA`")
     if len(per_class) < 2:
         only = next(iter(per_class))
-        raise DatasetError(f"{root} has a single class ({only!r}); a classifier needs at least 2 class folders")
+        hint = ""
+        if layout == "folders":  # an archive that unpacks to DATA/flower_photos/<class>/: the classes sit one deeper
+            inner = [d.name for d in _subdirs(root / only) if _walk_images(d)[0]]
+            if len(inner) >= 2:
+                hint = (f"; {root / only} holds {len(inner)} folders of images ({short_list(inner)}): "
+                        f"if those are the classes, pass {root / only} as DATA")
+        raise DatasetError(f"{root} has a single class ({only!r}); a classifier needs at least 2 class folders{hint}")
     classes = sorted(per_class)
     samples: list[Sample] = []
     for label, cname in enumerate(classes):
