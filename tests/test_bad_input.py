@@ -142,6 +142,21 @@ def test_dataset_errors_are_one_line(tmp_path: Path, setup, message: str) -> Non
     assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_a_class_folder_given_as_data_points_at_its_parent(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"pikachu": 3, "no-pikachu": 3})
+    with pytest.raises(DatasetError, match=r"data/pikachu holds 3 images itself, like one class folder: to train "
+                                           r"on its classes, pass the folder above it \(.*data\)$"):
+        scan(data / "pikachu")
+    # A folder of photos among unrelated folders (downloads, docs, one more with a picture): no advice.
+    home = make_dataset(tmp_path / "home", {"photos": 3, "screenshots": 1})
+    (home / "docs").mkdir()
+    (home / "downloads").mkdir()
+    (home / "repos").mkdir()
+    with pytest.raises(DatasetError) as exc:
+        scan(home / "photos")
+    assert "no class sub-folders" in str(exc.value) and "folder above it" not in str(exc.value)
+
+
 def test_class_with_one_image_lands_in_train(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", {"many": 30, "lonely": 1})
     ds = scan(data)

@@ -93,6 +93,11 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
+def _loose_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder` (not below it)."""
+    return [p for p in folder.iterdir() if p.is_file() and is_image_file(p.name) and not _hidden(p.name)]
+
+
 def _walk_images(folder: Path, links: list[str] | None = None) -> tuple[list[Path], int, list[str]]:
     """Image files at any depth below `folder`, sorted; also counts hidden and non-image files.
 
@@ -197,7 +202,17 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
         raise DatasetError(f"{root} looks pre-split ({names}) but those folders hold no class folders; put images "
                            f"in {root}/{train}/<class name>/, or rename the folders if they are classes")
     if not per_class:
-        raise DatasetError(f"{root} has no class sub-folders; put images in {root}/<class name>/ (one folder per class)")
+        hint = ""
+        images = _loose_images(root)
+        parent = root.resolve().parent
+        siblings = _subdirs(parent)
+        # DATA/pikachu given for DATA: most folders beside it hold images the same way (a folder of runs,
+        # datasets and downloads does not, and gets no advice).
+        if images and 2 <= sum(1 for d in siblings if _loose_images(d)) > len(siblings) / 2:
+            hint = (f"; {root} holds {len(images)} image{'s' * (len(images) != 1)} itself, like one class folder: to train on its classes, "
+                    f"pass the folder above it ({root.parent if root.name not in ('', '.', '..') else parent})")
+        raise DatasetError(f"{root} has no class sub-folders; put images in {root}/<class name>/ (one folder per "
+                           f"class){hint}")
     empty = [c for c, files in per_class.items() if not files]
     if empty:
         where = root / empty[0] if layout == "folders" else f"{root}/*/{empty[0]}"
