@@ -51,6 +51,22 @@ def test_second_run_reuses_the_feature_cache(trained: tuple[Path, Path], tmp_pat
     assert first["test"]["accuracy"] == second["test"]["accuracy"]  # same seed, same cached features
 
 
+def test_evaluate_names_a_moved_dataset(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """The run's dataset moved: 'dataset folder … does not exist; pass a folder with one sub-folder per class'."""
+    import shutil
+
+    from edgeclf.runtime.evaluate import evaluate
+
+    _, run = trained
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    rec = json.loads((copy / "split.json").read_text())
+    (copy / "split.json").write_text(json.dumps(dict(rec, root=str(tmp_path / "moved"))))
+    with pytest.raises(ConfigError, match=r"run was trained on .*moved, which is gone \(moved or deleted\?\); "
+                                          r"pass --data DATA$"):
+        evaluate(copy, out=tmp_path / "eval", verbose=False)
+    assert not (tmp_path / "eval").exists()  # refused before anything is written
+
+
 def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
     data, run = trained

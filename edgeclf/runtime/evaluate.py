@@ -147,12 +147,14 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         print(f"warning: {model} was exported from a model its run has since replaced (model.pt changed); "
               "these figures are the old file's: re-export it", file=sys.stderr)
     rec = _split_record(engine)
-    data = dataset_root(rec, data)
+    given, data = data, dataset_root(rec, data)
+    if data is None:
+        raise ConfigError(f"{model}: no run record names its dataset; pass --data DATA")
+    if given is None and not Path(data).is_dir():  # the run's own dataset, since moved: not the user's typo
+        raise ConfigError(f"{model} was trained on {data}, which is gone (moved or deleted?); pass --data DATA")
     if out is not None:  # before the predictions, not after
         check_outside("--out", out, data)
         make_dir(out)
-    if data is None:
-        raise ConfigError(f"{model}: no run record names its dataset; pass --data DATA")
     ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
     unseen = _unseen(ds, rec)
     # Names can collide (IMG_0001.jpg): a held-out folder that shares some with the run gets its hashed
