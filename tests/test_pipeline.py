@@ -67,6 +67,20 @@ def test_evaluate_names_a_moved_dataset(trained: tuple[Path, Path], tmp_path: Pa
     assert not (tmp_path / "eval").exists()  # refused before anything is written
 
 
+def test_a_moved_run_still_scores_its_exports_on_its_own_split(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """Exports record their run's absolute path; a run folder moved whole lost its split ('no run record')."""
+    import shutil
+
+    from edgeclf.runtime.evaluate import evaluate
+    from edgeclf.workflows.export import export
+
+    _, run = trained
+    f = export(shutil.copytree(run, tmp_path / "before"), verbose=False)
+    moved = Path(shutil.move(str(tmp_path / "before"), str(tmp_path / "after")))
+    m = evaluate(moved / "export" / f.name, verbose=False)
+    assert m["split"] == "test" and m["n"] == json.loads((run / "metrics.json").read_text())["test"]["n"]
+
+
 def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
     data, run = trained

@@ -32,6 +32,24 @@ def model_digest(run_dir: str | os.PathLike[str]) -> str | None:
     return sha256_file(p) if p.is_file() else None
 
 
+def exported_from(model_file: str | os.PathLike[str]) -> Path | None:
+    """The run folder an exported file came from: the one its sidecar names, or, when that run was moved
+    (the sidecar holds an absolute path), the run around RUN/export/FILE holding the same model.pt."""
+    try:
+        rec = read_json(Path(model_file).with_suffix(".json"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or not rec.get("run_dir"):
+        return None
+    recorded = Path(rec["run_dir"])
+    if (recorded / MODEL_FILE).is_file():
+        return recorded
+    here = Path(model_file).resolve().parent
+    if here.name == "export" and rec.get("model_sha256") and model_digest(here.parent) == rec["model_sha256"]:
+        return here.parent
+    return None
+
+
 def is_stale(model_file: str | os.PathLike[str]) -> bool:
     """Whether an exported file was made from another model.pt than its run folder holds now (the run was replaced)."""
     side = Path(model_file).with_suffix(".json")

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..plots import plot_reliability, plot_risk_coverage
 from ..params import NONE, POSITIVE_INT, Options, check, check_path
-from .._io import atomic_path, check_outside, make_dir, read_json, write_json, write_text
-from ..artifacts.run import SPLIT_FILE, dataset_root, is_stale, read_split
+from .._io import atomic_path, check_outside, make_dir, write_json, write_text
+from ..artifacts.run import SPLIT_FILE, dataset_root, exported_from, is_stale, read_split
 from ..data.dataset import Dataset, Sample, scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
@@ -29,9 +29,7 @@ def _run_dir(engine: Engine) -> Path | None:
     """The run directory that produced the model, when it is still there."""
     if engine.kind == "torch":
         return engine.path
-    side = engine.path.with_suffix(".json")
-    run_dir = Path(read_json(side).get("run_dir", "")) if side.is_file() else None
-    return run_dir if run_dir and (run_dir / "model.pt").is_file() else None
+    return exported_from(engine.path)
 
 
 def _split_record(engine: Engine) -> dict[str, Any]:
