@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -163,6 +164,25 @@ def test_wrong_architecture_fails_loudly(tmp_path: Path) -> None:
     torch.save(src, path)
     with pytest.raises(ModelError, match="does not fit"):
         load_pretrained(get_spec("mobilenet_v2_0.5_224").build(), get_spec("mobilenet_v2_0.5_224"), str(path))
+
+
+def test_unusable_checkpoint_files_say_why(tmp_path: Path) -> None:
+    """A whole pickled model read as 'neither a PyTorch checkpoint … Re-running torch.load with weights_only=False
+    will likely succeed' (torch's advice, with terminal colour codes); the others did not name the file."""
+    spec = get_spec("mobilenet_v2_0.35_96")
+    whole, garbage, cut, foreign = (tmp_path / f"{n}.pth" for n in ("whole", "garbage", "cut", "foreign"))
+    torch.save(torch.nn.Linear(3, 2), whole)
+    garbage.write_bytes(b"not a checkpoint\n")
+    torch.save({"fc.weight": torch.zeros(2, 3)}, foreign)
+    cut.write_bytes(foreign.read_bytes()[:300])
+    for path, why in ((whole, r"pickled Python objects .*torch.save\(model.state_dict\(\), 'weights.pth'\)$"),
+                      (garbage, r"neither a PyTorch checkpoint \(torch.save\) nor a .tflite file$"),
+                      (cut, r"damaged or truncated PyTorch checkpoint .*; copy or download it again$"),
+                      (foreign, r"unrecognised checkpoint layout")):
+        with pytest.raises(ModelError) as exc:
+            load_pretrained(spec.build(), spec, str(path))
+        msg = str(exc.value)
+        assert re.search(why, msg) and str(path) in msg and "weights_only" not in msg and "\x1b" not in msg, msg
 
 
 def test_no_weights_message() -> None:

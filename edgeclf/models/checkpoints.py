@@ -127,8 +127,17 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file to the user
-        raise ModelError(f"cannot read {path}: it is neither a PyTorch checkpoint nor a .tflite file ({exc})"
-                         .splitlines()[0]) from None
+        text = str(exc)
+        # torch's own text tells the user to load with weights_only=False: advice edgeclf must not relay.
+        if "Unsupported global" in text:
+            raise ModelError(f"cannot read {path}: it holds pickled Python objects (a whole model saved with "
+                             "torch.save(model)?), which edgeclf does not unpickle since that can run any code; "
+                             "save the weights instead: torch.save(model.state_dict(), 'weights.pth')") from None
+        if "zip archive" in text:
+            raise ModelError(f"cannot read {path}: a damaged or truncated PyTorch checkpoint "
+                             f"({text.split('.')[0]}); copy or download it again") from None
+        raise ModelError(f"cannot read {path}: it is neither a PyTorch checkpoint (torch.save) nor a .tflite "
+                         "file") from None
     for k in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(k), dict):
             obj = obj[k]
@@ -140,7 +149,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 def load_checkpoint(backbone: "Backbone", spec: "ModelSpec", path: Path, layout: str | None) -> dict | None:
     """Load a checkpoint file into `backbone` (key layout given or detected); return its ImageNet classifier."""
     state = read_checkpoint(path)
-    layout = layout or _detect_layout(state)
+    try:
+        layout = layout or _detect_layout(state)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from None
     if layout == "native":
         if any(k.startswith("backbone.") for k in state):  # saved from a whole Classifier
             state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
