@@ -261,3 +261,16 @@ def test_doctor_warns_about_pixels_clients_decode_differently(tmp_path: Path) ->
     assert any("1 image(s) have transparent pixels" in w and "cut_out.png" in w for w in r["warnings"])
     assert r["high_bit_depth"] == [str(data / "b" / "deep.png")]  # Pillow's convert("RGB") makes it white
     assert any("1 image(s) are 16-bit" in w and "deep.png" in w for w in r["warnings"])
+
+
+def test_a_terminal_that_cannot_print_a_class_name_gets_a_stand_in(tmp_path: Path) -> None:
+    """Windows writes redirected output in cp1252: a class named 猫 crashed doctor with UnicodeEncodeError."""
+    import subprocess
+    import sys
+
+    data = make_dataset(tmp_path / "data", {"猫": 3, "dog": 3})
+    env = dict(os.environ, PYTHONIOENCODING="cp1252")
+    out = subprocess.run([sys.executable, "-m", "edgeclf", "doctor", str(data), "--no-embeddings"], env=env,
+                         capture_output=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr.decode("cp1252", "replace")[-400:]
+    assert "?      " in out.stdout.decode("cp1252") and "dog" in out.stdout.decode("cp1252")

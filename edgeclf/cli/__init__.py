@@ -175,8 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _printable_streams() -> None:
+    """Print what the terminal's encoding cannot hold as '?' instead of crashing on it.
+
+    Windows writes redirected output (`edgeclf doctor data > report.txt`) in cp1252, which has no 猫 for a
+    class name or – for a range; Python would raise UnicodeEncodeError after the work was done.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if encoding not in ("utf8", "utf8sig") and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):  # a stream that cannot be reconfigured keeps its behaviour
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edgeclf` console script."""
+    _printable_streams()
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
