@@ -267,3 +267,18 @@ def test_train_config_replays_a_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["train", str(data), "--config", str(tmp_path / "r1" / "metrics.json"), "--out", str(tmp_path / "r3")]) == 2
     assert "is neither a run's manifest.json nor train options ('best_epoch'" in capsys.readouterr().err
     assert not (tmp_path / "r3").exists()
+
+
+def test_config_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """An options JSON naming /x/café.pth was 'not JSON' where the locale's encoding is not UTF-8 (Windows, LANG=C)."""
+    import os
+    import subprocess
+    import sys
+
+    opts = tmp_path / "opts.json"
+    opts.write_text('{"model": "efficientnet_lite0", "weights": "/x/caf\u00e9.pth"}', encoding="utf-8")
+    code = "import sys; from edgeclf.training.config import read_config; print(ascii(read_config(sys.argv[1])))"
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONCOERCECLOCALE="0")
+    r = subprocess.run([sys.executable, "-X", "utf8=0", "-c", code, str(opts)], env=env, capture_output=True,
+                       text=True, encoding="utf-8")
+    assert r.returncode == 0 and "caf\\xe9.pth" in r.stdout, r.stderr[-300:]

@@ -159,7 +159,7 @@ class TrainConfig:
 def read_config(path: str | Path) -> dict[str, Any]:
     """The config a run's manifest.json (or a JSON of options) holds, for `train --config` to replay."""
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read it ({exc.strerror})") from None
     except ValueError:

@@ -81,7 +81,7 @@ class FeatureCache:
     def refresh(self) -> None:
         """Read the rows other writers appended since the last look (or everything, the first time)."""
         try:
-            self.dim = int(json.loads((self.dir / "meta.json").read_text())["dim"])
+            self.dim = int(json.loads((self.dir / "meta.json").read_text(encoding="utf-8"))["dim"])
             rows = (self.dir / "feats.f32").stat().st_size // (4 * self.dim)
             with open(self.dir / "hashes.txt", "rb") as f:
                 f.seek(self._lines * _HASH_LINE)
