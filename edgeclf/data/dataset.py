@@ -209,8 +209,9 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
         # DATA/pikachu given for DATA: most folders beside it hold images the same way (a folder of runs,
         # datasets and downloads does not, and gets no advice).
         if images and 2 <= sum(1 for d in siblings if _loose_images(d)) > len(siblings) / 2:
-            hint = (f"; {root} holds {len(images)} image{'s' * (len(images) != 1)} itself, like one class folder: to train on its classes, "
-                    f"pass the folder above it ({root.parent if root.name not in ('', '.', '..') else parent})")
+            above = root.parent if root.name not in ("", ".", "..") else parent
+            hint = (f"; {root} holds {len(images)} image{'s' * (len(images) != 1)} itself, like one class folder: "
+                    f"to train on its classes, pass the folder above it ({above})")
         raise DatasetError(f"{root} has no class sub-folders; put images in {root}/<class name>/ (one folder per "
                            f"class){hint}")
     empty = [c for c, files in per_class.items() if not files]
