@@ -274,3 +274,25 @@ def test_a_terminal_that_cannot_print_a_class_name_gets_a_stand_in(tmp_path: Pat
                          capture_output=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr.decode("cp1252", "replace")[-400:]
     assert "?      " in out.stdout.decode("cp1252") and "dog" in out.stdout.decode("cp1252")
+
+
+def test_images_without_an_image_extension_are_named_not_dropped_silently(tmp_path: Path) -> None:
+    """Scraped photos saved as `000123` or `pic.jpg?w=400` were left out with no word (train) or only counted."""
+    from edgeclf.data.doctor import format_report
+
+    data = make_dataset(tmp_path / "data", {"a": 4, "b": 4})
+    (data / "a" / "img_000.jpg").rename(data / "a" / "000123")
+    (data / "b" / "img_000.jpg").rename(data / "b" / "pic.jpg?w=400")
+    (data / "b" / "README").write_text("BM is how this text starts, but it is no bitmap\n")
+    (data / "b" / "notes.txt").write_text("not an image")
+    r = diagnose(data, workers=1)
+    assert "2 file(s) hold image data but have no image extension, so they were left out (first: " in format_report(r)
+    (tmp_path / "c").mkdir()
+    for p in sorted((data / "a").glob("img_*.jpg")):  # a class of extension-less photos only
+        p.rename(tmp_path / "c" / p.stem)
+    (data / "a" / "000123").rename(tmp_path / "c" / "000123")
+    (data / "a").rmdir()
+    (tmp_path / "c").rename(data / "a")
+    with pytest.raises(DatasetError, match=r"class folder .*data/a has no images .*; 4 file\(s\) hold image data but "
+                                           r"have no image extension.*rename them to .jpg/.png"):
+        scan(data)

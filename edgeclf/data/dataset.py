@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import DatasetError
 from ..params import check_path
 from ..table import short_list
-from .images import is_image_file
+from .images import is_image_file, misnamed_images
 from .split import SPLITS, SplitSpec, assign, percentage
 
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -223,6 +223,9 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
                     None)
         why = (f"; the folder link {link} is not followed (it leaves the class folder): copy the photos in, "
                f"or make {where} itself the link" if link else "")
+        if not why and layout == "folders":
+            named = misnamed_images([o for o in others if Path(o).relative_to(root).parts[0] == empty[0]])
+            why = f"; {named}" if named else ""
         raise DatasetError(f"class folder {where} has no images ({len(empty)} empty class folder(s)); "
                            f"add images to it or remove it{why}")
     bad = next((c for c in sorted(per_class) if any(ord(ch) < 32 or ord(ch) == 127 for ch in c)), None)

@@ -17,7 +17,7 @@ from ..params import NONE, POSITIVE_INT, check
 from ..progress import progress
 from ..table import format_table, short_list
 from .dataset import Dataset, scan
-from .images import ImageDecodeError, is_unreadable_photo, load_rgb, unreadable_photos
+from .images import ImageDecodeError, is_unreadable_photo, load_rgb, misnamed_images, unreadable_photos
 from .near_dups import (CONFIRM, MIN_COSINE, NEAR_DUP_BITS, NEIGHBOURS, OUTLIER_Z, THUMB, aligned_similarity, cliques,
                         content_thumb, hash_pairs, nearest, outlier_scores, perceptual_hash, robust_z)
 from .parallel import imap
@@ -188,7 +188,8 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
         "split_totals": {s: sum(counts[c][s] for c in ds.classes) for s in SPLITS},
         "ignored": {"hidden": ds.ignored_hidden, "non_images": len(ds.ignored_non_images),
                     "non_image_examples": ds.ignored_non_images[:5], "folder_links": ds.skipped_links,
-                    "unreadable_photos": [p for p in ds.ignored_non_images if is_unreadable_photo(p)]},
+                    "unreadable_photos": [p for p in ds.ignored_non_images if is_unreadable_photo(p)],
+                    "misnamed_images": misnamed_images(ds.ignored_non_images)},
         "unreadable": [{"path": info.path, "reason": info.error, "class": ds.classes[ds.samples[i].label]}
                        for i, info in bad],
         "exact_duplicates": exact_d,
@@ -221,6 +222,8 @@ def _warnings(r: dict[str, Any]) -> list[str]:
     photos = unreadable_photos(r["ignored"].get("unreadable_photos", []))
     if photos:
         out.append(photos)
+    if r["ignored"].get("misnamed_images"):
+        out.append(r["ignored"]["misnamed_images"])
     if r["unreadable"]:
         out.append(f"{len(r['unreadable'])} unreadable image(s) will be skipped; fix or delete them")
     leak = r["leakage"]

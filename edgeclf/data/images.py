@@ -53,6 +53,31 @@ def unreadable_photos(paths: list[str]) -> str | None:
             "convert them to JPEG or PNG to use them")
 
 
+def _looks_like_image(path: str) -> bool:
+    """Whether a file's first bytes are those of an image format edgeclf reads (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*"))
+            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:12] in (b"ftypavif", b"ftypavis")
+            or (head[:2] == b"BM" and len(head) == 12 and head[6:10] == b"\x00\x00\x00\x00"))
+
+
+def misnamed_images(paths: list[str]) -> str | None:
+    """One line on the files among `paths` that hold image data under a name without an image extension, or None.
+
+    Scraped and exported photos often come as `000123` or `photo.jpg?w=400`: the name decides what edgeclf
+    reads, so without this they would be left out with no word.
+    """
+    found = [p for p in paths if not is_unreadable_photo(p) and _looks_like_image(p)]
+    if not found:
+        return None
+    return (f"{len(found)} file(s) hold image data but have no image extension, so they were left out (first: "
+            f"{found[0]}); rename them to .jpg/.png/... to use them")
+
+
 def is_image_file(path: str | os.PathLike[str]) -> bool:
     """Whether a file name has an image extension edgeclf reads."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS

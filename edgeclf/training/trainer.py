@@ -16,7 +16,7 @@ import torch
 from .._io import check_outside, make_dir, write_json
 from ..data.dataset import Dataset, scan
 from ..data.exclusions import apply_exclusions, read_exclusions
-from ..data.images import unreadable_photos
+from ..data.images import misnamed_images, unreadable_photos
 from ..errors import ConfigError, EdgeclfError
 from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
@@ -121,9 +121,9 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
         if ds.layout == "presplit" and ignored:
             log(f"warning: {ds.root} is pre-split (train/val/test folders): {' and '.join(ignored)} ignored; the "
                 "folders decide the split", file=sys.stderr)
-        photos = unreadable_photos(ds.ignored_non_images)
-        if photos:
-            log(f"warning: {photos}", file=sys.stderr)
+        for note in (unreadable_photos(ds.ignored_non_images), misnamed_images(ds.ignored_non_images)):
+            if note:
+                log(f"warning: {note}", file=sys.stderr)
         if ds.skipped_links:
             log(f"skipped {len(ds.skipped_links)} folder link(s) that loop or leave their class folder: "
                 f"{', '.join(ds.skipped_links[:3])}", file=sys.stderr)
