@@ -182,6 +182,11 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no image files in .*empty; pass image files or folders"):
         predict(tfl, tmp_path / "empty")
+    (tmp_path / "empty" / "0001").write_bytes((tmp_path / "imgs" / "ok.jpg").read_bytes())  # a scraper's name
+    with pytest.raises(DatasetError, match=r"no image files in .*empty; 1 file\(s\) hold image data but have no "
+                                           r"image extension.*or pass the files by name$"):
+        predict(tfl, tmp_path / "empty")
+    assert predict(tfl, tmp_path / "empty" / "0001")[0]["top"]  # by name it is read: the content decides
     # A pattern no shell expanded (quoted; Windows' cmd never expands): read as one missing file before.
     assert [Path(r["path"]).name for r in predict(tfl, str(tmp_path / "imgs" / "*.jpg"))] == ["broken.jpg", "ok.jpg"]
     assert predict(tfl, str(tmp_path / "imgs" / "*.png"))[0]["error"] == "no file matches this pattern"

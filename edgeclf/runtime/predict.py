@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.images import is_image_file, is_picture, rgb_array
+from ..data.images import is_image_file, is_picture, misnamed_images, rgb_array
 from ..errors import ConfigError, DatasetError
 from ..params import NONE, POSITIVE_INT, as_list, check, check_path, shown
 from .engine import load_engine
@@ -65,8 +65,11 @@ def predict(model: str | os.PathLike[str], inputs: ImageInput | list[ImageInput]
     found = {i: collect_images([x]) for i, x in enumerate(inputs) if i not in pictures}
     paths = [f for fs in found.values() for f in fs]
     if not paths and not pictures:
+        others = [str(f) for x in inputs if Path(x).is_dir() for f in sorted(Path(x).rglob("*")) if f.is_file()]
+        named = misnamed_images(others)
         raise DatasetError(f"no image files in {', '.join(map(str, inputs)) or 'the inputs'}; "
-                           "pass image files or folders that hold them")
+                           + (f"{named}, or pass the files by name" if named else
+                              "pass image files or folders that hold them"))
     engine = load_engine(model, threads)
     probs, bad, good = predict_files(engine, paths) if paths else (np.zeros((0, 0)), {}, [])
     for p in bad:  # a pattern collect_images could not expand is no missing file: say what it is
