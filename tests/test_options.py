@@ -283,3 +283,21 @@ def test_config_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None
     r = subprocess.run([sys.executable, "-X", "utf8=0", "-c", code, str(opts)], env=env, capture_output=True,
                        text=True, encoding="utf-8")
     assert r.returncode == 0 and "caf\\xe9.pth" in r.stdout, r.stderr[-300:]
+
+
+def test_progress_bars_show_in_a_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jupyter and Colab give stderr an ipykernel stream that is no terminal: bars were off where Model Maker's users
+    work. (A real kernel's sys.stderr is ipykernel.iostream.OutStream, isatty() False: checked with nbclient.)"""
+    import io
+
+    from edgeclf import progress
+
+    kernel_stream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})
+    monkeypatch.delenv("EDGECLF_PROGRESS", raising=False)
+    monkeypatch.setattr("sys.stderr", kernel_stream())
+    assert progress.enabled()
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # a pipe or a file: quiet, as before
+    assert not progress.enabled()
+    monkeypatch.setenv("EDGECLF_PROGRESS", "0")
+    monkeypatch.setattr("sys.stderr", kernel_stream())
+    assert not progress.enabled()
