@@ -301,3 +301,28 @@ def test_progress_bars_show_in_a_notebook(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("EDGECLF_PROGRESS", "0")
     monkeypatch.setattr("sys.stderr", kernel_stream())
     assert not progress.enabled()
+
+
+def test_decoding_uses_threads_where_fork_is_unsafe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers were always forked: a ValueError on Windows (no fork) and a crash risk on macOS (Python's docs)."""
+    import os
+    import sys
+
+    from edgeclf.data.parallel import imap
+
+    pid = os.getpid()
+    if "jax" not in sys.modules:  # another test file in this worker may have loaded it: then threads, rightly
+        assert pid not in set(imap(_pid, range(64), workers=2, chunksize=4))  # Linux: forked processes
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert set(imap(_pid, range(64), workers=2, chunksize=4)) == {pid}  # threads in this process
+    assert list(imap(_square, range(50), workers=2, chunksize=3)) == [i * i for i in range(50)]  # order kept
+
+
+def _pid(_: int) -> int:
+    import os
+
+    return os.getpid()
+
+
+def _square(i: int) -> int:
+    return i * i

@@ -24,8 +24,9 @@ def default_workers() -> int:
 
 
 def _fork_is_safe() -> bool:
-    # JAX (pulled in by the LiteRT converter) runs its own threads and deadlocks when forked.
-    return "jax" not in sys.modules
+    # JAX (pulled in by the LiteRT converter) runs its own threads and deadlocks when forked; macOS's system
+    # libraries start threads too (Python's docs call fork unsafe there), and Windows has no fork at all.
+    return sys.platform != "darwin" and "fork" in mp.get_all_start_methods() and "jax" not in sys.modules
 
 
 def _map_chunk(fn: Callable[[T], R], chunk: list[T]) -> list[R]:
