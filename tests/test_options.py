@@ -326,3 +326,13 @@ def _pid(_: int) -> int:
 
 def _square(i: int) -> int:
     return i * i
+
+
+def test_demo_dataset_follows_per_class(tmp_path: Path) -> None:
+    """`demo --per-class 1` after a default demo trained on the 60 images per class the first one left."""
+    from edgeclf.data.dataset import scan
+    from edgeclf.workflows.demo import demo_dataset
+
+    assert len(scan(demo_dataset(tmp_path, 60)).samples) == 180
+    assert len(scan(demo_dataset(tmp_path, 2)).samples) == 6
+    assert len(scan(demo_dataset(tmp_path, 60)).samples) == 180  # the default's folder, untouched and reused

@@ -50,6 +50,17 @@ def make_shapes_dataset(root: str | os.PathLike[str], per_class: int = 60, seed:
     return root
 
 
+def demo_dataset(out: Path, per_class: int) -> Path:
+    """The demo's dataset in `out`: `data` for the default size, `data_N` for another, so a rerun with another
+    --per-class does not train on the images an earlier one left there (it added only the missing ones)."""
+    data = out / ("data" if per_class == 60 else f"data_{per_class}")
+    others = sorted(d.name for d in data.iterdir() if d.name not in SHAPES) if data.is_dir() else []
+    if others:  # the demo's images would be mixed into someone's dataset, and it trained on the mix
+        raise ConfigError(f"--out {out}: {data} holds {', '.join(others[:3])}, which the demo did not make; "
+                          "choose another --out")
+    return make_shapes_dataset(data, per_class)
+
+
 def demo(out: str | os.PathLike[str] = "edgeclf-demo", model: str = "efficientnet_lite0", per_class: int = 60,
          epochs: int = 30) -> dict[str, Path]:
     """Make a dataset, train, export a .tflite, evaluate the file and benchmark it; returns the paths."""
@@ -67,12 +78,8 @@ def demo(out: str | os.PathLike[str] = "edgeclf-demo", model: str = "efficientne
     check("--epochs", epochs, POSITIVE_INT)
     get_spec(model)  # an unknown name fails before 3 x per_class images are drawn
     out = make_dir(out, "--out")
-    others = sorted(d.name for d in (out / "data").iterdir() if d.name not in SHAPES) if (out / "data").is_dir() else []
-    if others:  # the demo's images would be mixed into someone's dataset, and it trained on the mix
-        raise ConfigError(f"--out {out}: {out / 'data'} holds {', '.join(others[:3])}, which the demo did not make; "
-                          "choose another --out")
     t0 = time.perf_counter()
-    data = make_shapes_dataset(out / "data", per_class)
+    data = demo_dataset(out, per_class)
     print(f"[1/4] dataset   {data} ({len(SHAPES)} classes x {per_class} images)")
     weights = "imagenet"
     try:
