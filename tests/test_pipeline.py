@@ -305,3 +305,11 @@ def test_presplit_names_repeat_across_split_folders(tmp_path: Path, capsys: pyte
         verify(run, verbose=False)
     rows = verify(run, split="val", verbose=False)["rows"]
     assert rows[0]["n"] == 6 and [r["golden"] for r in rows[1:]] == ["ok", "ok"]
+    # Another tool's model put beside the exports to compare: verify stopped at it ("no other.onnx.json beside
+    # it … re-export with edgeclf export") and checked nothing; now it is left out with its reason.
+    import torch
+
+    torch.onnx.export(torch.nn.Conv2d(3, 2, 1), (torch.zeros(1, 3, 8, 8),), str(run / "export" / "other.onnx"),
+                      dynamo=False)
+    r = verify(run, split="val", verbose=False)
+    assert [x["golden"] for x in r["rows"][1:]] == ["ok", "ok"] and list(r["not_edgeclf_exports"]) == ["other.onnx"]

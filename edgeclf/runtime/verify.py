@@ -12,7 +12,7 @@ import numpy as np
 from .._io import write_json
 from ..artifacts.run import dataset_root, is_stale, read_split
 from ..data.dataset import scan
-from ..errors import EdgeclfError
+from ..errors import EdgeclfError, ModelError
 from ..params import NONE, POSITIVE_INT, Options, as_list, check, check_path
 from ..table import format_table
 from .engine import load_engine
@@ -22,6 +22,17 @@ from .golden import check_golden
 
 # The clients of each file type; the PyTorch run is the reference row, not a client of the file.
 CLIENTS_OF = {kind: tuple(c for c in RUNS[kind] if c != "torch") for kind in (".tflite", ".onnx")}
+
+
+def _foreign(f: Path) -> str | None:
+    """Why an exported-looking file is no edgeclf export (no sidecar, no edgeclf metadata), or None."""
+    if f.with_suffix(".json").is_file():
+        return None  # edgeclf's own file: any failure to load it is reported, not skipped
+    try:
+        load_engine(f)
+    except ModelError as exc:
+        return str(exc).removeprefix(f"{f}: ").split("; ")[0]
+    return None
 
 
 def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None = None, split: str = "test",
@@ -38,6 +49,12 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         check("--clients", c, Options(*sorted({k for kind in CLIENTS_OF.values() for k in kind})))
     run_dir = Path(run_dir)
     files = sorted(p for p in (run_dir / "export").glob("*") if p.suffix in CLIENTS_OF) if run_dir.is_dir() else []
+    # A file put there by hand (another tool's model, to compare) is left out with its reason, not fatal.
+    foreign = {f.name: why for f in files if (why := _foreign(f))}
+    files = [f for f in files if f.name not in foreign]
+    if not files and foreign:
+        raise EdgeclfError(f"{run_dir / 'export'} holds no edgeclf export ({next(iter(foreign.values()))}); "
+                           f"run `edgeclf export {run_dir}`")
     if not files:
         raise EdgeclfError(f"{run_dir} has no exported files in {run_dir / 'export'}; run `edgeclf export {run_dir}`")
     rec = read_split(run_dir)
@@ -73,7 +90,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
                          "golden": g["status"] + (f" ({g['detail']})" if g["status"] != "ok" else ""),
                          "golden_detail": g})
     result = {"run_dir": str(run_dir), "data": str(root), "split": split, "skipped": sorted(bad), "rows": rows,
-              "golden_failed": failed, "stale": [f.name for f in stale]}
+              "golden_failed": failed, "stale": [f.name for f in stale], "not_edgeclf_exports": foreign}
     write_json(run_dir / "verify.json", result)
     if verbose:
         scored = "every image" if split == "all" else f"{split} split"
@@ -82,6 +99,8 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
                            [[r["file"], r["client"], r["resize"], r["accuracy"], r["top1_agreement_with_pytorch"],
                              r["max_abs_prob_diff_vs_pytorch"], r["golden"]] for r in rows]))
         print(f"written {run_dir / 'verify.json'}")
+        for name, why in foreign.items():
+            print(f"warning: {name} left out: not an edgeclf export ({why})", file=sys.stderr)
         if stale:
             print(f"warning: {', '.join(f.name for f in stale)}: exported from the model this run replaced "
                   f"(model.pt changed since); re-export with `edgeclf export {run_dir}`", file=sys.stderr)
