@@ -48,6 +48,14 @@ def test_rerun_skips_finished_cells(report: Path) -> None:
     rows = compare(data, ["mobilenet_v2_1.0_96"], ["float32"], report, threads=[1], runs=3, verbose=False,
                    epochs=5, workers=1, cache_dir=report.parent / "cache")
     assert cell.stat().st_mtime_ns == before and rows[0]["status"] == "ok"
+    # Another setting is another comparison: its rerun reused these cells and reported them as its own
+    # (seen: --weights none's random-init rows kept after a rerun asking for ImageNet weights).
+    from edgeclf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"holds results made with epochs 5, not 8: a rerun resumes the same"):
+        compare(data, ["mobilenet_v2_1.0_96"], ["float32"], report, threads=[1], runs=3, verbose=False,
+                epochs=8, workers=1, cache_dir=report.parent / "cache")
+    assert cell.stat().st_mtime_ns == before
 
 
 def test_pareto_front() -> None:

@@ -36,6 +36,11 @@ def test_search_picks_within_limits_and_resumes(data3: Path, tmp_path: Path) -> 
                    out=out, finalists=1, runs=5, verbose=False, **FAST)
     assert again["pick"]["file"] == pick["file"]
     assert {p: p.stat().st_mtime for p in (out / "runs").rglob("model.pt")} == mtimes  # resumed: nothing retrained
+    # Other threads: the kept latencies were measured at 1 thread and were reported as 2 threads' (and the
+    # kept latency floors pruned for 1 thread).
+    with pytest.raises(ConfigError, match=r"--out .*s holds results made with threads 1, not 2: a rerun resumes"):
+        search(data3, max_latency_ms=1000, max_size_mb=3.0, quantize=["int8"], models=SMALL, out=out, threads=2,
+               verbose=False, **FAST)
 
 
 def test_ties_on_validation_accuracy_go_to_the_lower_loss() -> None:

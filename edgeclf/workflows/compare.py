@@ -57,6 +57,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     from ..training.trainer import train
 
     from ..training.config import TrainConfig
+    from .resume import hold_settings
 
     check_path("DATA", data)
     check_path("--out", out)
@@ -83,6 +84,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     out = Path(out)
     check_outside("--out", out, data)
     make_dir(out / "cells")
+    hold_settings(out, data, weights=weights, **train_kwargs)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for model in progress(models, "compare", len(models), "model"):

@@ -107,6 +107,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     from ..models.weights import availability
     from ..models.zoo import get_spec, list_models
     from ..training.config import TrainConfig
+    from .resume import hold_settings
 
     check_path("DATA", data)
     check_path("--out", out)
@@ -136,6 +137,8 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     check_outside("--out", out, data)
     cells = out / "cells"
     make_dir(cells)
+    # The limits only prune what the cells hold; threads set the latencies, the teacher the finalists.
+    hold_settings(out, data, threads=threads, teacher=teacher, **train_options)
     key = f"p50_ms_{threads}t"
 
     def cell(name: str, make) -> dict[str, Any]:  # resumable: each step's result is kept
