@@ -36,10 +36,17 @@ def test_search_picks_within_limits_and_resumes(data3: Path, tmp_path: Path) -> 
                    out=out, finalists=1, runs=5, verbose=False, **FAST)
     assert again["pick"]["file"] == pick["file"]
     assert {p: p.stat().st_mtime for p in (out / "runs").rglob("model.pt")} == mtimes  # resumed: nothing retrained
-    # Other threads: the kept latencies were measured at 1 thread and were reported as 2 threads' (and the
-    # kept latency floors pruned for 1 thread).
-    with pytest.raises(ConfigError, match=r"--out .*s holds results made with threads 1, not 2: a rerun resumes"):
-        search(data3, max_latency_ms=1000, max_size_mb=3.0, quantize=["int8"], models=SMALL, out=out, threads=2,
+    # Other threads: trainings are kept, latencies and their floors are the new thread count's (the floor was
+    # the 1-thread one, kept from the first run).
+    two = search(data3, max_latency_ms=1000, max_size_mb=3.0, quantize=["int8"], models=SMALL, out=out, threads=2,
+                 finalists=1, runs=5, verbose=False, **FAST)
+    assert {p: p.stat().st_mtime for p in (out / "runs").rglob("model.pt")} == mtimes
+    assert sorted(p.name for p in (out / "cells").glob("*_int8_free_2t.json")) == sorted(
+        f"{m}_int8_free_2t.json" for m in SMALL) and all("p50_ms_2t" in x for x in two["rows"] if "status" not in x
+                                                        or x["status"] == "ok")
+    # Another training option is another search: its rerun would report these trainings as its own.
+    with pytest.raises(ConfigError, match=r"--out .*s holds results made with epochs \(default\), not 3: a rerun"):
+        search(data3, max_latency_ms=1000, max_size_mb=3.0, quantize=["int8"], models=SMALL, out=out, epochs=3,
                verbose=False, **FAST)
 
 

@@ -137,8 +137,9 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     check_outside("--out", out, data)
     cells = out / "cells"
     make_dir(cells)
-    # The limits only prune what the cells hold; threads set the latencies, the teacher the finalists.
-    hold_settings(out, data, threads=threads, teacher=teacher, **train_options)
+    # The limits only prune what the cells hold, and latencies are kept per thread count; the teacher
+    # decides the finalists.
+    hold_settings(out, data, teacher=teacher, **train_options)
     key = f"p50_ms_{threads}t"
 
     def cell(name: str, make) -> dict[str, Any]:  # resumable: each step's result is kept
@@ -152,7 +153,8 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     rows: list[dict[str, Any]] = []
     for m in models:
         for q in quantize:
-            row = cell(f"{m}_{q}_free", lambda: _free(m, q, len(ds.classes), threads))
+            # Per thread count, like the timed cell: a rerun with other --threads must not prune on this floor.
+            row = cell(f"{m}_{q}_free_{threads}t", lambda: _free(m, q, len(ds.classes), threads))
             if row["size_est_mb"] > max_size_mb * 1.1:  # the graph's weights alone exceed it (10 % slack)
                 row["status"] = f"pruned (free): ~{row['size_est_mb']:g} MB of weights > {max_size_mb:g} MB"
             elif row["latency_floor_ms"] > max_latency_ms:
