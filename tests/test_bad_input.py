@@ -213,13 +213,27 @@ def test_gif_first_frame_and_other_formats(tmp_path: Path) -> None:
 
 def test_photos_edgeclf_cannot_read_are_reported_not_silently_dropped(tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture) -> None:
-    """.jfif (a browser's JPEG) and .avif are read; iPhone .heic and camera raw files are named in a warning."""
+    """.jfif (a browser's JPEG), .avif and iPhone .heic are read; camera raw files are named in a warning."""
     data = make_dataset(tmp_path / "data", {"a": 6, "b": 6})
     photo(3).save(data / "a" / "saved.jfif", format="JPEG")
-    (data / "b" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    photo(4).save(data / "b" / "IMG_0001.HEIC", quality=90)  # an iPhone's camera default: it was left out
+    (data / "b" / "IMG_0002.CR2").write_bytes(b"II*\x00\x10\x00\x00\x00CR\x02\x00")
     r = diagnose(data, workers=1)
-    assert r["n_images"] == 13 and r["ignored"]["unreadable_photos"] == [str(data / "b" / "IMG_0001.HEIC")]
-    assert any(w.startswith("1 photo(s) in formats edgeclf cannot read were left out (1 .heic") for w in r["warnings"])
+    assert r["n_images"] == 14 and not r["unreadable"]
+    assert r["ignored"]["unreadable_photos"] == [str(data / "b" / "IMG_0002.CR2")]
+    assert any(w.startswith("1 photo(s) in formats edgeclf cannot read were left out (1 .cr2") for w in r["warnings"])
+
+
+def test_heic_is_decoded_upright_as_a_jpeg_is(tmp_path: Path) -> None:
+    """An iPhone photo stores the camera's rotation: the .heic and the .jpg of one shot give the same pixels' shape."""
+    a = np.zeros((120, 160, 3), np.uint8)
+    a[:, :40] = 255  # a white band on the left; rotated upright (EXIF 6) it is on top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for ext in ("heic", "jpg"):
+        Image.fromarray(a).save(tmp_path / f"shot.{ext}", exif=exif.tobytes(), quality=95)
+        img = np.asarray(load_rgb(tmp_path / f"shot.{ext}"))
+        assert img.shape == (160, 120, 3) and img[:30].mean() > 200 and img[-30:].mean() < 60, ext
 
 
 def test_draft_decoding_keeps_shorter_side(tmp_path: Path) -> None:

@@ -13,12 +13,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import EdgeclfError
 
+try:  # HEIC is an iPhone camera's default format: Pillow reads it through pillow-heif (a dependency)
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - a wheel missing on some platform loses HEIC only, with a warning
+    HEIF_EXTENSIONS: frozenset[str] = frozenset()
+else:
+    register_heif_opener()
+    HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".bmp", ".gif", ".tif",
-                              ".tiff"})
-# Photos a phone or camera writes that Pillow cannot decode: left out, but said so (a folder of iPhone
-# .heic files would otherwise train on nothing of it, silently).
-UNREADABLE_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2",
-                                         ".raf", ".jxl"})
+                              ".tiff"}) | HEIF_EXTENSIONS
+# Photos a phone or camera writes that Pillow cannot decode: left out, but said so (a folder of camera
+# raw files would otherwise train on nothing of it, silently).
+UNREADABLE_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf",
+                                         ".rw2", ".raf", ".jxl"}) - HEIF_EXTENSIONS
 # Above any camera photo (200 MP phone sensors write 16320x12240; medium-format backs 151 MP) yet far
 # below what exhausts memory: a full decode of the limit is 0.8 GB of RGB.
 MAX_PIXELS = 256_000_000
@@ -38,12 +46,12 @@ class ImageDecodeError(EdgeclfError):
 
 
 def is_unreadable_photo(path: str | os.PathLike[str]) -> bool:
-    """Whether a file is a photo format edgeclf cannot decode (HEIC, camera raw)."""
+    """Whether a file is a photo format edgeclf cannot decode (camera raw, JPEG XL)."""
     return Path(path).suffix.lower() in UNREADABLE_PHOTO_EXTENSIONS
 
 
 def unreadable_photos(paths: list[str]) -> str | None:
-    """One line on the photo files among `paths` that edgeclf cannot decode (HEIC, camera raw), or None."""
+    """One line on the photo files among `paths` that edgeclf cannot decode (camera raw, JPEG XL), or None."""
     photos = [p for p in paths if is_unreadable_photo(p)]
     if not photos:
         return None
