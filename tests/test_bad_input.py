@@ -298,9 +298,10 @@ def test_images_without_an_image_extension_are_named_not_dropped_silently(tmp_pa
     (data / "a" / "img_000.jpg").rename(data / "a" / "000123")
     (data / "b" / "img_000.jpg").rename(data / "b" / "pic.jpg?w=400")
     (data / "b" / "README").write_text("BM is how this text starts, but it is no bitmap\n")
+    photo(5).save(data / "b" / "IMG_0003", format="HEIF")  # an iPhone photo that lost its name
     (data / "b" / "notes.txt").write_text("not an image")
     r = diagnose(data, workers=1)
-    assert "2 file(s) hold image data but have no image extension, so they were left out (first: " in format_report(r)
+    assert "3 file(s) hold image data but have no image extension, so they were left out (first: " in format_report(r)
     (tmp_path / "c").mkdir()
     for p in sorted((data / "a").glob("img_*.jpg")):  # a class of extension-less photos only
         p.rename(tmp_path / "c" / p.stem)

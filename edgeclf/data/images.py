@@ -70,6 +70,7 @@ def _looks_like_image(path: str) -> bool:
         return False
     return (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*"))
             or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:12] in (b"ftypavif", b"ftypavis")
+            or (bool(HEIF_EXTENSIONS) and head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"))
             or (head[:2] == b"BM" and len(head) == 12 and head[6:10] == b"\x00\x00\x00\x00"))
 
 
