@@ -62,7 +62,7 @@ def unreadable_photos(paths: list[str]) -> str | None:
 
 
 def _looks_like_image(path: str) -> bool:
-    """Whether a file starts as an image format edgeclf reads does (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF)."""
+    """Whether a file's first bytes are an image format edgeclf reads (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF, HEIC)."""
     try:
         with open(path, "rb") as f:
             head = f.read(12)

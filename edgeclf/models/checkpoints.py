@@ -109,7 +109,7 @@ def remap(state: dict[str, torch.Tensor], layout: str, backbone: "Backbone") -> 
     return body, head
 
 
-def _detect_layout(state: dict[str, torch.Tensor]) -> str:
+def _detect_layout(state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> str:
     keys = set(state)
     if "_conv_stem.weight" in keys:
         return "lukemelas_lite"
@@ -119,7 +119,8 @@ def _detect_layout(state: dict[str, torch.Tensor]) -> str:
         return "torchvision_v3" if any(".block." in k for k in keys) else "torchvision_v2"
     if "stem.conv.weight" in keys:
         return "native"
-    raise ModelError("unrecognised checkpoint layout (expected torchvision, timm, EfficientNet-PyTorch or edgeclf keys)")
+    raise ModelError(f"{path}: unrecognised checkpoint layout (expected torchvision, timm, EfficientNet-PyTorch or "
+                     "edgeclf keys)")
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -149,10 +150,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 def load_checkpoint(backbone: "Backbone", spec: "ModelSpec", path: Path, layout: str | None) -> dict | None:
     """Load a checkpoint file into `backbone` (key layout given or detected); return its ImageNet classifier."""
     state = read_checkpoint(path)
-    try:
-        layout = layout or _detect_layout(state)
-    except ModelError as exc:
-        raise ModelError(f"{path}: {exc}") from None
+    layout = layout or _detect_layout(state, path)
     if layout == "native":
         if any(k.startswith("backbone.") for k in state):  # saved from a whole Classifier
             state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}

@@ -32,9 +32,8 @@ def _run_dir(engine: Engine) -> Path | None:
     return exported_from(engine.path)
 
 
-def _split_record(engine: Engine) -> dict[str, Any]:
+def _split_record(run_dir: Path | None) -> dict[str, Any]:
     """The split record (split.json) of the run that produced the model; {} when the run is gone."""
-    run_dir = _run_dir(engine)
     return read_split(run_dir) if run_dir and (run_dir / SPLIT_FILE).is_file() else {}
 
 
@@ -144,7 +143,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     if verbose and Path(model).is_file() and is_stale(model):
         print(f"warning: {model} was exported from a model its run has since replaced (model.pt changed); "
               "these figures are the old file's: re-export it", file=sys.stderr)
-    rec = _split_record(engine)
+    run_dir = _run_dir(engine)  # once: finding a moved run hashes its model.pt
+    rec = _split_record(run_dir)
     given, data = data, dataset_root(rec, data)
     if data is None:
         raise ConfigError(f"{model}: no run record names its dataset; pass --data DATA")
@@ -183,7 +183,6 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         m["mediapipe_roi"] = bool(roi and engine.preprocess.resize == "crop")
         ref, _, _ = predict_files(engine, [paths[i] for i in good], workers, desc="LiteRT reference")
         m["top1_agreement_with_litert"], m["max_abs_prob_diff_vs_litert"] = _agreement(ref, probs)
-    run_dir = _run_dir(engine)
     if compare_to_run and run_dir is not None and engine.kind != "torch" and client != "torch":
         ref, _, _ = predict_files(load_engine(run_dir, threads), [paths[i] for i in good], workers,
                                   desc="PyTorch reference")
