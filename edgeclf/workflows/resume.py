@@ -12,14 +12,18 @@ from ..errors import ConfigError
 SETTINGS_FILE = "settings.json"
 # Options that change how fast results come, not what they are: a rerun may change them.
 NEUTRAL = frozenset({"workers", "cache_dir", "verbose"})
+# Options that name a file or folder: the CLI hands them over as typed, so `--teacher runs/big` and the same
+# folder given absolute (or from another working directory) must compare equal.
+PATHS = frozenset({"teacher", "exclude", "weights"})
+KEYWORDS = frozenset({"imagenet", "none"})  # --weights values that are not paths
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, path: bool = False) -> Any:
     """A JSON-able form that compares equal across reruns (paths as absolute strings, lists as lists)."""
-    if isinstance(value, os.PathLike):
-        return str(Path(value).resolve())
+    if isinstance(value, os.PathLike) or (path and isinstance(value, str) and value not in KEYWORDS):
+        return str(Path(value).expanduser().resolve())
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, path) for v in value]
     return value
 
 
@@ -30,7 +34,7 @@ def hold_settings(out: Path, data: str | os.PathLike[str], **settings: Any) -> N
     cells and reported the old results as the new request's.
     """
     now = {"data": str(Path(data).resolve()),
-           **{k: _plain(v) for k, v in sorted(settings.items()) if k not in NEUTRAL and v is not None}}
+           **{k: _plain(v, k in PATHS) for k, v in sorted(settings.items()) if k not in NEUTRAL and v is not None}}
     f = out / SETTINGS_FILE
     if f.is_file():
         try:
