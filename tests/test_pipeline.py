@@ -67,18 +67,30 @@ def test_evaluate_names_a_moved_dataset(trained: tuple[Path, Path], tmp_path: Pa
     assert not (tmp_path / "eval").exists()  # refused before anything is written
 
 
-def test_a_moved_run_still_scores_its_exports_on_its_own_split(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_moved_run_still_scores_its_exports_on_its_own_split(trained: tuple[Path, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
     """Exports record their run's absolute path; a run folder moved whole lost its split ('no run record')."""
     import shutil
 
     from edgeclf.runtime.evaluate import evaluate
     from edgeclf.workflows.export import export
 
-    _, run = trained
+    data, run = trained
     f = export(shutil.copytree(run, tmp_path / "before"), verbose=False)
     moved = Path(shutil.move(str(tmp_path / "before"), str(tmp_path / "after")))
     m = evaluate(moved / "export" / f.name, verbose=False)
     assert m["split"] == "test" and m["n"] == json.loads((run / "metrics.json").read_text())["test"]["n"]
+    # A new run took the old place: the sidecar's path now names another model. The moved run is still the
+    # file's own (its split, no 'replaced since' warning); the new one was used, with its other split.
+    from edgeclf.artifacts.run import exported_from, is_stale
+    from edgeclf.training.trainer import train
+
+    train(data, MODEL, tmp_path / "before", weights="none", epochs=1, workers=1, verbose=False, seed=1,
+          test_percent=30, cache_dir=run.parent / "cache")
+    assert exported_from(moved / "export" / f.name) == moved and not is_stale(moved / "export" / f.name)
+    m = evaluate(moved / "export" / f.name, verbose=True)
+    assert m["n"] == json.loads((run / "metrics.json").read_text())["test"]["n"]
+    assert "replaced" not in capsys.readouterr().out
 
 
 def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_path: Path,

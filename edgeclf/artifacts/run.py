@@ -29,39 +29,50 @@ SPLIT_FILE = "split.json"
 def model_digest(run_dir: str | os.PathLike[str]) -> str | None:
     """SHA-256 of the run's model.pt, which exports record: a file from a model since replaced is told apart."""
     p = Path(run_dir) / MODEL_FILE
-    return sha256_file(p) if p.is_file() else None
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    # verify and evaluate ask once per exported file; a model.pt is tens of MB.
+    key = (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(p)
+    return _DIGESTS[key]
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def _origin(model_file: str | os.PathLike[str]) -> tuple[Path | None, str | None]:
+    """(the run an exported file came from, the model.pt digest it was made from), as far as its sidecar tells."""
+    try:
+        rec = read_json(Path(model_file).with_suffix(".json"))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(rec, dict) or not rec.get("run_dir"):
+        return None, None
+    recorded, made_from = Path(rec["run_dir"]), rec.get("model_sha256")
+    if made_from and model_digest(recorded) != made_from:
+        # The sidecar holds an absolute path: a run moved whole (its place perhaps taken by a new run) is
+        # the one around RUN/export/FILE that holds the same model.pt.
+        here = Path(model_file).resolve().parent
+        if here.name == "export" and model_digest(here.parent) == made_from:
+            return here.parent, made_from
+    return (recorded if (recorded / MODEL_FILE).is_file() else None), made_from
 
 
 def exported_from(model_file: str | os.PathLike[str]) -> Path | None:
     """The run folder an exported file came from: the one its sidecar names, or, when that run was moved
     (the sidecar holds an absolute path), the run around RUN/export/FILE holding the same model.pt."""
-    try:
-        rec = read_json(Path(model_file).with_suffix(".json"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(rec, dict) or not rec.get("run_dir"):
-        return None
-    recorded = Path(rec["run_dir"])
-    if (recorded / MODEL_FILE).is_file():
-        return recorded
-    here = Path(model_file).resolve().parent
-    if here.name == "export" and rec.get("model_sha256") and model_digest(here.parent) == rec["model_sha256"]:
-        return here.parent
-    return None
+    return _origin(model_file)[0]
 
 
 def is_stale(model_file: str | os.PathLike[str]) -> bool:
     """Whether an exported file was made from another model.pt than its run folder holds now (the run was replaced)."""
-    side = Path(model_file).with_suffix(".json")
-    try:
-        rec = read_json(side)
-    except (OSError, ValueError):
-        return False
-    if not isinstance(rec, dict) or not rec.get("model_sha256") or not rec.get("run_dir"):
+    run, made_from = _origin(model_file)
+    if run is None or not made_from:
         return False  # exported before files recorded their model: cannot tell
-    made_from, run_dir = rec["model_sha256"], rec["run_dir"]
-    now = model_digest(run_dir)
-    return now is not None and now != made_from
+    return model_digest(run) != made_from
 
 
 def save_model(run_dir: Path, model: Classifier, meta: dict[str, Any]) -> Path:
