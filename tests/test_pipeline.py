@@ -191,6 +191,17 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     # Nothing readable: the CLI says so and exits non-zero, so a script notices.
     assert main(["predict", str(tfl), str(bad)]) == 1
     assert main(["predict", str(tfl), str(bad), str(tmp_path / "imgs" / "ok.jpg")]) == 0
+    # An image piped in (`curl -s URL | edgeclf predict MODEL -`): scored like the file, named "-".
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "edgeclf", "predict", str(tfl), "-", "--csv", "--top-k", "1"]
+    piped = subprocess.run(cli, input=(tmp_path / "imgs" / "ok.jpg").read_bytes(), capture_output=True, check=True)
+    top = one[0]["top"][0]
+    assert piped.stdout.decode().splitlines()[1] == f"-,1,{top['label']},{top['score']},,"
+    empty = subprocess.run(cli, input=b"", capture_output=True)
+    assert empty.returncode == 2 and empty.stderr.decode().strip() == (
+        "edgeclf: error: IMAGES -: standard input is empty; pipe an image's bytes in")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no image files in .*empty; pass image files or folders"):
         predict(tfl, tmp_path / "empty")

@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("predict", cmd_predict, "top-k labels for images or folders of images")
     p.add_argument("model", help=".tflite or .onnx file, or a run directory")
-    p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("images", nargs="+", help="image files or folders (searched recursively); - reads one image "
+                                              "piped in on standard input")
     p.add_argument("--top-k", type=int, default=3, help="labels listed per image (default 3)")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
     g = p.add_mutually_exclusive_group()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..errors import ConfigError, EdgeclfError
@@ -124,10 +125,38 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _stdin_image(images: list[str]) -> tuple[list[str], str | None]:
+    """IMAGES with `-` (an image piped in, e.g. from curl) replaced by a temporary file holding its bytes."""
+    if "-" not in images:
+        return images, None
+    if images.count("-") > 1:
+        raise ConfigError("IMAGES names - (standard input) more than once; it holds one image")
+    if sys.stdin is None or sys.stdin.isatty():
+        raise ConfigError("IMAGES -: reads one image from standard input, but nothing is piped in "
+                          "(e.g. `curl -s URL | edgeclf predict MODEL -`)")
+    import tempfile
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise ConfigError("IMAGES -: standard input is empty; pipe an image's bytes in")
+    fd, tmp = tempfile.mkstemp(prefix="edgeclf-stdin-")  # no extension: the image is read by its content
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return [tmp if x == "-" else x for x in images], tmp
+
+
 def cmd_predict(a: argparse.Namespace) -> int:
     from ..runtime.predict import format_predictions, predict
 
-    rows = predict(a.model, a.images, a.top_k, a.threads)
+    images, tmp = _stdin_image(a.images)
+    try:
+        rows = predict(a.model, images, a.top_k, a.threads)
+    finally:
+        if tmp:
+            os.unlink(tmp)
+    for r in rows:
+        if tmp and r.get("path") == tmp:
+            r["path"] = "-"
     print(format_predictions(rows, "json" if a.json else "csv" if a.csv else "text"))
     bad = sum("error" in r for r in rows)
     if bad:
