@@ -45,6 +45,17 @@ def test_too_few_validation_images_are_skipped_with_a_reason() -> None:
     assert t is None and "4 validation images for 3 classes" in why
 
 
+def test_many_classes_with_few_validation_images_each_are_calibrated() -> None:
+    """100 classes, 2 validation images each: one temperature is well fitted on 200 images (was skipped)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 100, 200)
+    z = rng.normal(0, 1, (200, 100))
+    z[np.arange(200), y] += 3.0  # right most of the time, with soft (under-confident) scores
+    t, why = calibrate(softmax(z), y, 100)
+    assert t is not None and t < 1 and why.startswith("temperature")
+    assert calibrate(softmax(z[:29]), y[:29], 100)[0] is None  # under 30 in all and under 3 per class
+
+
 def test_a_validation_split_without_errors_is_not_fitted() -> None:
     """Every validation image right: the log loss has no minimum, so no temperature (it would be ~0)."""
     probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.6, 0.2], [0.1, 0.3, 0.6]] * 4)
