@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -124,9 +125,19 @@ def test_bad_export_options(run: Path, tmp_path: Path) -> None:
     # An ONNX file named .tflite, or a file with no suffix, was written and then failed to load as a model.
     with pytest.raises(EdgeclfError, match=r"--output .*m.tflite must end in .onnx for --format onnx, e.g. .*m.onnx"):
         export(run, "onnx", "float32", tmp_path / "m.tflite", verbose=False)
-    with pytest.raises(EdgeclfError, match=r"--output .*model must end in .tflite for --format tflite"):
+    with pytest.raises(EdgeclfError, match=r"--output .*model must end in .tflite for --format tflite.*; or name "
+                                           r"a folder \(ending in /\)"):
         export(run, "tflite", "float32", tmp_path / "model", verbose=False)
+    with pytest.raises(EdgeclfError, match=r"--output .*m.onnx must end in .tflite .*; for onnx, add --format onnx$"):
+        export(run, "tflite", "float32", tmp_path / "m.onnx", verbose=False)
     assert not list(tmp_path.iterdir())  # nothing half-written
+    # A folder (Model Maker's export_dir): the default names inside it, several quantizations at once.
+    made = export(run, "tflite", "float32,float16", f"{tmp_path / 'apk'}/", verbose=False, max_drop=None)
+    assert [p.relative_to(tmp_path).as_posix() for p in made] == [f"apk/{MODEL}_float32.tflite",
+                                                                  f"apk/{MODEL}_float16.tflite"]
+    assert (tmp_path / "apk" / "labels.txt").is_file()
+    assert export(run, "tflite", "float32", tmp_path / "apk", verbose=False) == made[0]  # an existing folder
+    shutil.rmtree(tmp_path / "apk")
     # Another dataset as --calibration-data: it calibrated the int8 file on photos of other classes.
     other = tmp_path / "other"
     for name in ("cat", "dog"):

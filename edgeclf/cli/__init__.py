@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: write FILE.layers.csv, the error each op adds against the float graph, and print "
                         "the worst")
     p.add_argument("--no-int8-check", action="store_true", help="int8: skip the validation check against float")
-    p.add_argument("--output", "-o", default=None, help="output file (default RUN_DIR/export/MODEL_QUANT.tflite)")
+    p.add_argument("--output", "-o", default=None,
+                   help="output file, or a folder (ending in /) for the default name there (default "
+                        "RUN_DIR/export/MODEL_QUANT.tflite)")
 
     p = add("evaluate", cmd_evaluate, "accuracy of an exported file (or run dir) on a split of the dataset")
     p.add_argument("model", help=".tflite file or run directory")

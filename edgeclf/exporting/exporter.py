@@ -52,6 +52,11 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
     return np.stack([c[0] for c in crops if not isinstance(c, str)])  # a bad image is simply not used
 
 
+def names_folder(out: str | os.PathLike[str] | None) -> bool:
+    """Whether --output names a folder (one that exists, or written with a trailing slash) for the default file name."""
+    return out is not None and (Path(out).is_dir() or str(out).endswith(("/", os.sep)))
+
+
 def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: str = "float32",
            out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
            calibration_data: str | os.PathLike[str] | None = None, verbose: bool = True,
@@ -66,7 +71,8 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     model, meta = load_run(run_dir)
     pre = run_preprocess(meta, run_dir)
     suffix = "" if io == "uint8" else f"_io{io}"
-    dest = Path(out) if out else Path(run_dir) / "export" / f"{meta['model']}_{quantize}{suffix}{FORMATS[format]}"
+    name = f"{meta['model']}_{quantize}{suffix}{FORMATS[format]}"
+    dest = (Path(out) / name if names_folder(out) else Path(out)) if out else Path(run_dir) / "export" / name
     t = time.perf_counter()
     calib = None
     if format == "tflite":

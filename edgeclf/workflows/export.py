@@ -10,7 +10,7 @@ from typing import Any
 from .._io import read_json, write_json
 from ..artifacts.run import dataset_root, read_split
 from ..errors import ConfigError, EdgeclfError
-from ..exporting.exporter import FORMATS, export as export_file, layers_report
+from ..exporting.exporter import FORMATS, export as export_file, layers_report, names_folder
 from ..exporting.int8_layers import read_report, worst
 from ..exporting.tflite import check_quantize
 from ..params import NONE, Interval, Options, as_list, check, check_path
@@ -45,18 +45,23 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     check_path("RUN", run_dir)
     check_path("--output", out, optional=True)
     check("--format", format, Options(*FORMATS))
-    if out is not None and Path(out).suffix != FORMATS[format]:
+    folder = names_folder(out)
+    if out is not None and not folder and Path(out).suffix != FORMATS[format]:
         # The suffix is how runtimes, MediaPipe and edgeclf itself tell the files apart.
+        other = next((f for f, ext in FORMATS.items() if ext == Path(out).suffix.lower()), None)
         raise ConfigError(f"--output {out} must end in {FORMATS[format]} for --format {format}, e.g. "
-                          f"{Path(out).with_suffix(FORMATS[format])}")
+                          f"{Path(out).with_suffix(FORMATS[format])}"
+                          + (f"; for {other}, add --format {other}" if other else
+                             "; or name a folder (ending in /) for the default file name there"))
     quants = [q for item in as_list(quantize) or [] for q in (item.split(",") if isinstance(item, str) else [item])]
     if not quants:
         raise ConfigError("--quantize names no quantization; give one of float32, float16, dynamic, int8")
     if len(quants) != 1 or not isinstance(quantize, str):
         if format == "tflite":
             check_quantize(quants)  # every name, before the first file is written
-        if out is not None and len(quants) > 1:
-            raise EdgeclfError("--output names one file; export one --quantize at a time with it, or drop --output")
+        if out is not None and not folder and len(quants) > 1:
+            raise EdgeclfError("--output names one file; export one --quantize at a time with it, name a folder "
+                               "(ending in /), or drop --output")
         return [export(run_dir, format, q, out, io, calibration_size, calibration_data, max_drop, verbose,
                        max_float_ops, report) for q in quants]
     check_path("--calibration-data", calibration_data, optional=True)
