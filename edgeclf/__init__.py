@@ -43,3 +43,8 @@ def __getattr__(name: str) -> Any:
         module, attr = _API[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'edgeclf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazily loaded API too: tab completion (IPython, Jupyter, editors) lists what dir() returns."""
+    return sorted(set(globals()) | set(_API))

@@ -275,6 +275,8 @@ def test_python_api_as_the_readme_shows(tmp_path: Path) -> None:
     make_dataset(tmp_path / "data", {"a": 6, "b": 6})
     code = """
 import edgeclf
+# Tab completion (IPython, Jupyter) lists dir(): the lazily loaded commands were missing from it.
+assert {"train", "export", "evaluate", "predict", "doctor", "compare", "search"} <= set(dir(edgeclf)), dir(edgeclf)
 from edgeclf.training.features import FeatureCache  # a submodule first: the worst order for the names
 run = edgeclf.train("data", model="mobilenet_v2_0.35_96", out="run", weights="none", epochs=1,
                     feature_backend="torch", verbose=False)
