@@ -197,8 +197,9 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
 
     cli = [sys.executable, "-m", "edgeclf", "predict", str(tfl), "-", "--csv", "--top-k", "1"]
     piped = subprocess.run(cli, input=(tmp_path / "imgs" / "ok.jpg").read_bytes(), capture_output=True, check=True)
-    top = one[0]["top"][0]
-    assert piped.stdout.decode().splitlines()[1] == f"-,1,{top['label']},{top['score']},,"
+    from edgeclf.runtime.predict import format_predictions
+
+    assert piped.stdout.decode().splitlines() == format_predictions([{**one[0], "path": "-"}], "csv").splitlines()
     empty = subprocess.run(cli, input=b"", capture_output=True)
     assert empty.returncode == 2 and empty.stderr.decode().strip() == (
         "edgeclf: error: IMAGES -: standard input is empty; pipe an image's bytes in")
