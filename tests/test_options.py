@@ -42,6 +42,9 @@ BAD = [
     (["demo", "--out", "{data}/.."], "which the demo did not make"),
     (["export", "{data}", "--calibration-size", "0"], "--calibration-size must be an int in [1, inf), got 0"),
     (["export", "{data}", "--quantize", "float32,int9"], "--quantize must be one of float32, float16, dynamic, int8, got 'int9'"),
+    (["train", "{data}", "--image_dir", "{data}"], "DATA given twice"),
+    (["train", "--image_dir", "{data}", "--tfhub_module", "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"],
+     "inception_v3/feature_vector/5 has no counterpart in edgeclf's zoo (MobileNet V1/V2/V3, EfficientNet-Lite)"),
 ]
 
 
@@ -218,7 +221,9 @@ def test_train_options_come_from_one_config(tmp_path: Path) -> None:
 
     ns = build_parser().parse_args(["train", "DATA", "--lr", "0.01", "--no-flip", "--fine-tune-on-the-fly",
                                     "--fine-tune", "2", "--distill-weight", "1"])
-    given = {k: v for k, v in vars(ns).items() if k not in ("data", "out", "exist_ok", "config", "fn", "command")}
+    from edgeclf.cli.commands import TRAIN_COMMAND_ARGS
+
+    given = {k: v for k, v in vars(ns).items() if k not in TRAIN_COMMAND_ARGS}
     assert given == {"lr": 0.01, "flip": False, "fine_tune_cached": False, "fine_tune": "2", "distill_weight": 1.0}
     cfg = TrainConfig.build(given)
     assert cfg.fine_tune == "2" and cfg.epochs == 30 and cfg.model == "efficientnet_lite0"
@@ -336,3 +341,27 @@ def test_demo_dataset_follows_per_class(tmp_path: Path) -> None:
     assert len(scan(demo_dataset(tmp_path, 60)).samples) == 180
     assert len(scan(demo_dataset(tmp_path, 2)).samples) == 6
     assert len(scan(demo_dataset(tmp_path, 60)).samples) == 180  # the default's folder, untouched and reused
+
+
+def test_retrain_py_command_lines_carry_over(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """retrain.py's --image_dir, --tfhub_module and --bottleneck_dir mean DATA, the zoo's counterpart and the
+    feature cache; its output flags, which have no train counterpart, say what to run instead."""
+    from edgeclf.cli import build_parser
+    from edgeclf.training.config import TrainConfig
+
+    hub = "https://tfhub.dev/google/imagenet/mobilenet_v2_035_128/feature_vector/5"
+    a = build_parser().parse_args(["train", "--image_dir", "flowers", "--tfhub_module", hub, "--bottleneck_dir", "/b",
+                                   "--how_many_training_steps", "500"])
+    assert (a.image_dir, a.model, a.cache_dir, a.steps) == ("flowers", hub, "/b", 500)
+    assert TrainConfig.build({"model": hub}).model == "mobilenet_v2_0.35_128"  # the run records the zoo's name
+    from edgeclf.models.zoo import get_spec
+
+    assert [get_spec(h).name for h in ("https://tfhub.dev/tensorflow/efficientnet/lite2/feature-vector/2",
+                                       "https://tfhub.dev/google/imagenet/mobilenet_v1_050_160/feature_vector/5",
+                                       "google/mobilenet-v3/tensorFlow2/small-075-224-feature-vector")] == [
+        "efficientnet_lite2", "mobilenet_v1_0.5_160", "mobilenet_v3_small_0.75_224"]
+    with pytest.raises(SystemExit):
+        main(["train", "--image_dir", str(tmp_path), "--output_graph", "out.pb"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("--output_graph is retrain.py's: edgeclf train writes a run folder; `edgeclf export RUN -o "
+                        "FILE.tflite` then writes the model, its labels inside it and in labels.txt beside it"), err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from .. import __version__
 from ..errors import EdgeclfError
@@ -20,9 +20,31 @@ def _split_args(p: argparse.ArgumentParser) -> None:
                    help="percent of images for test (default 10)")
 
 
+# retrain.py / Model Maker options with no edgeclf flag of their own: what to do instead.
+_EXPORT_HINT = ("edgeclf train writes a run folder; `edgeclf export RUN -o FILE.tflite` then writes the model, "
+                "its labels inside it and in labels.txt beside it")
+FOREIGN_FLAGS = {
+    "--output_graph": _EXPORT_HINT, "--output_labels": _EXPORT_HINT, "--saved_model_dir": _EXPORT_HINT,
+    "--summaries_dir": "TensorBoard logs are written in the run folder (RUN/tensorboard); drop it",
+    "--export_dir": "`edgeclf export RUN -o DIR/` writes the model there",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with what to do instead for the options of the tools edgeclf replaces."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        if message.startswith("unrecognized arguments:"):
+            flag = next((w.split("=")[0] for w in message.split(":", 1)[1].split() if w.split("=")[0] in
+                         FOREIGN_FLAGS), None)
+            if flag:
+                message = f"{message}; {flag} is retrain.py's: {FOREIGN_FLAGS[flag]}"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    ap = argparse.ArgumentParser(prog="edgeclf", description="Turn a folder of images (one sub-folder per class) "
+    ap = _Parser(prog="edgeclf", description="Turn a folder of images (one sub-folder per class) "
                                  "into a fast, small on-device image classifier.")
     ap.add_argument("--version", action="version", version=f"edgeclf {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -59,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", cmd_train, "train a classifier (transfer learning on cached backbone features)")
     p.add_argument("data", nargs="?", default=None, help="DATA/<class>/ images (default with --config: its data)")
+    p.add_argument("--image_dir", default=None, metavar="DATA", help="retrain.py's name for DATA")
     p.add_argument("--out", "-o", default="runs/train",
                    help="run directory; if it holds a run already, the new one goes to OUT2, OUT3, ... (default runs/train)")
     p.add_argument("--exist-ok", action="store_true", help="write into --out even if it holds a run (replacing it)")

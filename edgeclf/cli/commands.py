@@ -69,13 +69,19 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+# `edgeclf train`'s arguments that are not TrainConfig options.
+TRAIN_COMMAND_ARGS = ("data", "image_dir", "out", "exist_ok", "config", "fn", "command")
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from ..training.config import read_config
     from ..training.trainer import train
 
-    options = {k: v for k, v in vars(a).items() if k not in ("data", "out", "exist_ok", "config", "fn", "command")}
+    options = {k: v for k, v in vars(a).items() if k not in TRAIN_COMMAND_ARGS}
+    if a.data and a.image_dir:
+        raise ConfigError(f"DATA given twice ({a.data} and --image_dir {a.image_dir}); give one")
     base = read_config(a.config) if a.config else None
-    data = a.data or (base or {}).get("data")
+    data = a.data or a.image_dir or (base or {}).get("data")
     if data is None:
         raise EdgeclfError("train needs DATA (a folder with one sub-folder per class), or --config RUN/manifest.json")
     train(data, out=a.out, config=base, exist_ok=a.exist_ok, **options)

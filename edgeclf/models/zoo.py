@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -89,9 +91,34 @@ ALIASES = {"mobilenet_1.0_224": "mobilenet_v1_1.0_224", "mobilenet_v2": "mobilen
            "mobilenet_v3_large": "mobilenet_v3_large_1.0_224", "mobilenet_v3_small": "mobilenet_v3_small_1.0_224"}
 
 
+def _hub_name(handle: str) -> str | None:
+    """The zoo name of a TF Hub / Kaggle Models handle retrain.py's --tfhub_module took, if it has one.
+
+    .../imagenet/mobilenet_v2_100_224/feature_vector/5 -> mobilenet_v2_1.0_224,
+    .../efficientnet/lite0/feature-vector/2 -> efficientnet_lite0 (Kaggle spells them mobilenet-v2/.../100-224).
+    """
+    s = handle.lower()
+    lite = re.search(r"efficientnet.*?lite[_-]?(\d)", s)
+    if lite:
+        return f"efficientnet_lite{lite.group(1)}"
+    version = re.search(r"mobilenet[_-]v([123])", s)
+    size = re.search(r"(\d{3})[_-](\d{3})", s[version.end():]) if version else None
+    if not size:
+        return None
+    kind = re.search(r"(large|small)", s)
+    v3 = f"_{kind.group(1) if kind else 'large'}" if version.group(1) == "3" else ""
+    return f"mobilenet_v{version.group(1)}{v3}_{int(size.group(1)) / 100}_{int(size.group(2))}"
+
+
 def get_spec(name: str) -> ModelSpec:
-    """Look up a variant by name (also retrain.py-style names like `mobilenet_0.50_160`)."""
+    """Look up a variant by name (also retrain.py-style names like `mobilenet_0.50_160`, and TF Hub handles)."""
     key = ALIASES.get(name, name)
+    if "/" in key:  # retrain.py --tfhub_module https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5
+        hub = _hub_name(key)
+        if hub not in REGISTRY:
+            raise ModelError(f"{name} has no counterpart in edgeclf's zoo (MobileNet V1/V2/V3, EfficientNet-Lite); "
+                             "run `edgeclf models` for the list")
+        key = hub
     if key not in REGISTRY and key.startswith("mobilenet_") and not key.startswith("mobilenet_v"):
         # retrain.py's --architecture mobilenet_<width>_<size> means MobileNet V1.
         parts = key.split("_")

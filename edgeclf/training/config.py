@@ -39,7 +39,8 @@ def _opt(default: Any, *flags: str, help: str, check: tuple = (), group: str | N
 class TrainConfig:
     """Every option of `edgeclf train` with its default, CLI flags and allowed values."""
 
-    model: str = _opt("efficientnet_lite0", "--model", "--architecture", help="backbone (see `edgeclf models`)")
+    model: str = _opt("efficientnet_lite0", "--model", "--architecture", "--tfhub_module",
+                      help="backbone (see `edgeclf models`; retrain.py's TF Hub handles name their counterpart)")
     weights: str = _opt("imagenet", "--weights",
                         help="imagenet | none | PATH to a .pth checkpoint or a .tflite file (MobileNet V1/V2, "
                              "EfficientNet-Lite; `edgeclf models --weights FILE` says which model a file fits)")
@@ -112,7 +113,8 @@ class TrainConfig:
     feature_backend: str = _opt("auto", "--feature-backend", check=(Options("auto", "litert", "torch"),),
                                 help="who computes cached features (auto: the backbone exported to LiteRT, "
                                      "~3.5-5x faster on a CPU)")
-    cache_dir: str | None = _opt(None, "--cache-dir", help="feature cache (default $EDGECLF_HOME/features)")
+    cache_dir: str | None = _opt(None, "--cache-dir", "--bottleneck_dir",
+                                 help="feature cache (default $EDGECLF_HOME/features)")
     workers: int | None = _opt(None, "--workers", check=(NONE, POSITIVE_INT),
                                help="decoding processes (default: all cores; 1 for on-the-fly fine-tuning, where "
                                     "a GPU wants more)")
@@ -127,6 +129,10 @@ class TrainConfig:
         for name in ("exclude", "teacher", "cache_dir"):
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
+        if isinstance(self.model, str) and "/" in self.model:  # a TF Hub handle: the run records the zoo's name
+            from ..models.zoo import get_spec
+
+            self.model = get_spec(self.model).name
         for f in fields(self):
             if f.metadata["check"]:
                 check(f.metadata["flags"][0], getattr(self, f.name), *f.metadata["check"])
