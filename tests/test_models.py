@@ -49,6 +49,13 @@ def test_registry_covers_the_family() -> None:
     assert {f"efficientnet_lite{i}" for i in range(5)} <= names
     assert {"mobilenet_v3_large_0.75_224", "mobilenet_v3_small_1.0_224"} <= names
     assert get_spec("mobilenet_0.50_160").name == "mobilenet_v1_0.5_160"  # retrain.py's spelling
+    # Model Maker's, MediaPipe's (enum) and papers' spellings, and a stray space from a copied command line.
+    assert [get_spec(n).name for n in ("EfficientNet-Lite0", "EFFICIENTNET_LITE4", "MobileNetV2", "mobilenet_v2",
+                                       "efficientnet_lite2 ")] == [
+        "efficientnet_lite0", "efficientnet_lite4", "mobilenet_v2_1.0_224", "mobilenet_v2_1.0_224", "efficientnet_lite2"]
+    from edgeclf.training.config import TrainConfig
+
+    assert TrainConfig.build({"model": "EfficientNet-Lite0"}).model == "efficientnet_lite0"  # what the run records
     with pytest.raises(ModelError, match="did you mean"):
         get_spec("efficientnet_lite9")
 

@@ -112,7 +112,10 @@ def _hub_name(handle: str) -> str | None:
 
 def get_spec(name: str) -> ModelSpec:
     """Look up a variant by name (also retrain.py-style names like `mobilenet_0.50_160`, and TF Hub handles)."""
-    key = ALIASES.get(name, name)
+    # Model Maker's and papers' spellings: EfficientNet-Lite0, MobileNetV2, MOBILENET_V2 (MediaPipe's enum).
+    key = re.sub(r"mobilenetv(\d)", r"mobilenet_v\1", name.strip().lower().replace("-", "_"))
+    key = key.replace("efficientnetlite", "efficientnet_lite")
+    key = ALIASES.get(key, key)
     if "/" in key:  # retrain.py --tfhub_module https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5
         hub = _hub_name(key)
         if hub not in REGISTRY:

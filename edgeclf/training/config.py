@@ -16,7 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..params import (COUNT, FRACTION, NON_NEGATIVE, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Options, check,
                       check_split, parse_duration)
 
@@ -129,10 +129,16 @@ class TrainConfig:
         for name in ("exclude", "teacher", "cache_dir"):
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
-        if isinstance(self.model, str) and "/" in self.model:  # a TF Hub handle: the run records the zoo's name
+        if isinstance(self.model, str):
+            # Another spelling (a TF Hub handle, EfficientNet-Lite0, retrain.py's mobilenet_0.50_160): the run
+            # records the zoo's name, and compare/search name folders after it. Unknown names fail where they did.
             from ..models.zoo import get_spec
 
-            self.model = get_spec(self.model).name
+            try:
+                self.model = get_spec(self.model).name
+            except ModelError:
+                if "/" in self.model:
+                    raise
         for f in fields(self):
             if f.metadata["check"]:
                 check(f.metadata["flags"][0], getattr(self, f.name), *f.metadata["check"])

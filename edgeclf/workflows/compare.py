@@ -65,8 +65,9 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     TrainConfig.build(train_kwargs, who="compare()", own=compare)
     models, quantize, threads = as_list(models) or [], as_list(quantize), as_list(threads)
     log = print if verbose else (lambda *a, **k: None)
-    for m in models:
-        get_spec(m)  # unknown names fail before hours of work
+    # Unknown names fail before hours of work; other spellings (EfficientNet-Lite0) become the zoo's names,
+    # which name the runs' folders.
+    models = [get_spec(m).name for m in models]
     if weights == "imagenet":
         from ..models.weights import availability
 

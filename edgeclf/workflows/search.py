@@ -131,8 +131,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
 
         load_teacher(teacher, ds)
     models = models or [m for m in list_models() if availability(get_spec(m)) == "offline"]
-    for m in models:
-        get_spec(m)
+    models = [get_spec(m).name for m in models]  # unknown names fail now; other spellings name one folder
     out = Path(out)
     check_outside("--out", out, data)
     cells = out / "cells"
