@@ -70,7 +70,7 @@ def calibrate(val_probs: np.ndarray | None, val_y: np.ndarray, classes: int) -> 
     """(T, why): T fitted on the validation split, or None with the reason it was not (too few images)."""
     n = 0 if val_probs is None else len(val_y)
     if n < min(MIN_PER_CLASS * classes, MIN_VAL_IMAGES):
-        return None, (f"not calibrated: {n} validation images for {classes} classes (needs {MIN_VAL_IMAGES}, or "
+        return None, (f"not calibrated: {n} validation images for {classes} classes (needs {MIN_VAL_IMAGES} in all, or "
                       f"{MIN_PER_CLASS} per class); probabilities are the raw softmax")
     if bool((val_probs.argmax(1) == val_y).all()):
         # With no error to explain, the log loss keeps falling as T -> 0: the 'fit' would claim certainty
