@@ -56,7 +56,18 @@ class Options:
         return "one of " + ", ".join(self.values)
 
 
+class Flag:
+    """True or False, and nothing else: 'no' or 0 from a hand-written config would pass as truthy or falsy."""
+
+    def __contains__(self, v: object) -> bool:
+        return type(v).__name__ in ("bool", "bool_")  # numpy's bool too
+
+    def __str__(self) -> str:
+        return "True or False"
+
+
 NONE = None  # in a constraint list: the value may be None
+BOOL = Flag()
 
 
 def as_list(value: Any) -> list[Any] | None:

@@ -117,6 +117,12 @@ def test_api_raises_the_same_error(tmp_path: Path) -> None:
         edgeclf.train(tmp_path, batch_size=0)
     with pytest.raises(ConfigError, match="--val-percent"):
         edgeclf.doctor(tmp_path, val_percent=-5)
+    # A switch from a hand-written config: 'no' was truthy, so flips stayed on.
+    with pytest.raises(ConfigError, match=r"^--flip must be True or False, got 'no'$"):
+        edgeclf.train(tmp_path, flip="no")
+    with pytest.raises(ConfigError, match=r"^fine_tune_cached must be True or False, got 0$"):
+        edgeclf.train(tmp_path, fine_tune_cached=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # refused before anything was written
 
 
 def test_api_takes_one_value_where_it_takes_several(tmp_path: Path) -> None:

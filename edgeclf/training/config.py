@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, ModelError
-from ..params import (COUNT, FRACTION, NON_NEGATIVE, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Options, check,
-                      check_split, parse_duration)
+from ..params import (BOOL, COUNT, FRACTION, NON_NEGATIVE, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Options,
+                      check, check_split, parse_duration)
 
 # Imported by the CLI at start-up: nothing here may pull in torch (no models/ or backends imports).
 _GROUPS = {
@@ -140,8 +140,10 @@ class TrainConfig:
                 if "/" in self.model:
                     raise
         for f in fields(self):
-            if f.metadata["check"]:
-                check(f.metadata["flags"][0], getattr(self, f.name), *f.metadata["check"])
+            checks = f.metadata["check"] or ((BOOL,) if isinstance(f.default, bool) else ())
+            if checks:
+                flag = f.metadata["flags"][0] if f.metadata["flags"] else f.name  # negate-only: the API's name
+                check(flag, getattr(self, f.name), *checks)
         check_split(self.val_percent, self.test_percent)
         if self.time_budget is not None:
             parse_duration("--time-budget", self.time_budget)
