@@ -122,6 +122,12 @@ def test_api_raises_the_same_error(tmp_path: Path) -> None:
         edgeclf.train(tmp_path, flip="no")
     with pytest.raises(ConfigError, match=r"^fine_tune_cached must be True or False, got 0$"):
         edgeclf.train(tmp_path, fine_tune_cached=0)
+    with pytest.raises(ConfigError, match=r"^embeddings must be True or False, got 'false'$"):
+        edgeclf.doctor(tmp_path, embeddings="false")
+    with pytest.raises(ConfigError, match=r"^--report must be True or False, got 'yes'$"):
+        edgeclf.export(tmp_path, report="yes")
+    with pytest.raises(ConfigError, match=r"^roi must be True or False, got 'no'$"):
+        edgeclf.evaluate(tmp_path / "m.tflite", roi="no")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # refused before anything was written
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..plots import plot_reliability, plot_risk_coverage
-from ..params import NONE, POSITIVE_INT, Options, check, check_path
+from ..params import BOOL, NONE, POSITIVE_INT, Options, check, check_path
 from .._io import atomic_path, check_outside, make_dir, write_json, write_text
 from ..artifacts.run import SPLIT_FILE, dataset_root, exported_from, is_stale, read_split
 from ..data.dataset import Dataset, Sample, scan
@@ -134,6 +134,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check_path("--out", out, optional=True)
     check("--split", split, NONE, Options("train", "val", "test", "all"))
     check("--top-k", top_k, POSITIVE_INT)
+    check("roi", roi, BOOL)
     check("--threads", threads, NONE, POSITIVE_INT)
     check("--workers", workers, NONE, POSITIVE_INT)
     engine, client = client_engine(model, client, threads)

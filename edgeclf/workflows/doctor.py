@@ -17,7 +17,7 @@ import numpy as np
 from ..data.doctor import diagnose
 from .._io import check_outside, make_dir
 from ..errors import EdgeclfError
-from ..params import NONE, POSITIVE_INT, check, check_path
+from ..params import BOOL, NONE, POSITIVE_INT, check, check_path
 
 
 class _Embeddings:
@@ -70,6 +70,8 @@ def doctor(data: str | os.PathLike[str], val_percent: float = 10.0, test_percent
     check_path("DATA", data)
     check("--workers", workers, NONE, POSITIVE_INT)
     check("--top", top, POSITIVE_INT)
+    check("embeddings", embeddings, BOOL)
+    check("--label-issues", label_issues, BOOL)
     if label_issues:
         from .label_issues import FOLDS
 

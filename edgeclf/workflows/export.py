@@ -13,7 +13,7 @@ from ..errors import ConfigError, EdgeclfError
 from ..exporting.exporter import FORMATS, export as export_file, layers_report, names_folder
 from ..exporting.int8_layers import read_report, worst
 from ..exporting.tflite import check_quantize
-from ..params import NONE, Interval, Options, as_list, check, check_path
+from ..params import BOOL, NONE, Interval, Options, as_list, check, check_path
 from ..runtime.evaluate import evaluate
 from ..runtime.golden import pick_images, remove_stale, write_golden
 from ..table import format_table
@@ -67,6 +67,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     check_path("--calibration-data", calibration_data, optional=True)
     check("--max-drop", max_drop, NONE, Interval(float, 0, 100))
     check("--max-float-ops", max_float_ops, Interval(int, 0, 1000))
+    check("--report", report, BOOL)
     dest = export_file(run_dir, format, quantize, out, io, calibration_size, calibration_data, verbose,
                        report=report)
     if quantize == "int8" and max_drop is not None:
