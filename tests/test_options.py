@@ -191,11 +191,12 @@ def test_intervals() -> None:
 
 
 def test_api_import_is_lazy() -> None:
-    """`edgeclf.doctor` and `edgeclf.scan` do not import torch (api.py used to import every stage)."""
+    """`edgeclf.doctor`, `scan`, and scoring exported files do not import torch (api.py used to import every stage)."""
     import subprocess
     import sys
 
-    code = "import sys, edgeclf; edgeclf.doctor; edgeclf.scan; print('torch' in sys.modules)"
+    code = ("import sys, edgeclf; edgeclf.doctor; edgeclf.scan; edgeclf.predict; edgeclf.evaluate; edgeclf.verify; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -200,6 +200,10 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     from edgeclf.runtime.predict import format_predictions
 
     assert piped.stdout.decode().splitlines() == format_predictions([{**one[0], "path": "-"}], "csv").splitlines()
+    # Scoring a .tflite file needs no torch (1.5 s and ~200 MB to import; an app server or a board pays it).
+    code = (f"import sys, edgeclf; edgeclf.predict({str(tfl)!r}, {str(tmp_path / 'imgs' / 'ok.jpg')!r}); "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
     empty = subprocess.run(cli, input=b"", capture_output=True)
     assert empty.returncode == 2 and empty.stderr.decode().strip() == (
         "edgeclf: error: IMAGES -: standard input is empty; pipe an image's bytes in")

@@ -10,16 +10,15 @@ import io
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .._io import read_json, write_bytes, write_json, write_text
 from ..errors import EdgeclfError
-from ..models.builder import Classifier
 from ..models.preprocess import Preprocess
 from ..models.weights import sha256_file
-from ..models.zoo import get_spec
+
+if TYPE_CHECKING:  # torch loads where model.pt is written or read: evaluating a .tflite file needs neither
+    from ..models.builder import Classifier
 
 MODEL_FILE = "model.pt"
 MANIFEST = "manifest.json"
@@ -77,6 +76,8 @@ def is_stale(model_file: str | os.PathLike[str]) -> bool:
 
 def save_model(run_dir: Path, model: Classifier, meta: dict[str, Any]) -> Path:
     """Write model.pt: backbone + head weights and what is needed to rebuild them."""
+    import torch
+
     payload = {"meta": meta, "backbone": model.backbone.state_dict(), "head": model.head.state_dict()}
     buf = io.BytesIO()
     # Serialized in memory, then written by Python: torch's own file writer reports a full disk as
@@ -99,6 +100,11 @@ def write_model_files(run_dir: Path, model: Classifier, spec: Any, classes: list
 
 def load_run(run_dir: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any]]:
     """Rebuild the trained classifier of a run directory (eval mode) and its metadata."""
+    import torch
+
+    from ..models.builder import Classifier
+    from ..models.zoo import get_spec
+
     run_dir = Path(run_dir)
     path = run_dir / MODEL_FILE
     if not path.is_file():

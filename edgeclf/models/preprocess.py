@@ -12,11 +12,15 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
 from ..params import Options, check
+
+if TYPE_CHECKING:  # torch loads where a model runs in PyTorch, not for a .tflite file's preprocessing
+    import torch
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # torchvision's (0.485, 0.456, 0.406) x 255
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -132,6 +136,8 @@ class Preprocess:
 
     def normalize(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 NHWC → float32 NCHW, normalized."""
+        import torch
+
         x = torch.as_tensor(batch).permute(0, 3, 1, 2).float()
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
