@@ -37,19 +37,30 @@ def _split_record(run_dir: Path | None) -> dict[str, Any]:
     return read_split(run_dir) if run_dir and (run_dir / SPLIT_FILE).is_file() else {}
 
 
-def predict_files(engine: Engine, paths: list[str], workers: int | None = None, desc: str = "predicting"
-                  ) -> tuple[np.ndarray, dict[str, str], list[int]]:
-    """Probabilities for the decodable files; returns (probs, {bad path: reason}, indices of good files)."""
-    good, arrays, bad = [], [], {}
-    for i, res in enumerate(progress(imap(Crops(engine.preprocess), map(plain, paths), workers), "decoding", len(paths), "img")):
+def predict_files(engine: Engine, paths: list[str], workers: int | None = None, desc: str = "predicting",
+                  batch: int = 32) -> tuple[np.ndarray, dict[str, str], list[int]]:
+    """Probabilities for the decodable files; returns (probs, {bad path: reason}, indices of good files).
+
+    Images are scored in batches as they are decoded: holding every decoded image first took 150 KB per
+    photo at 224 px (3 GB for 20,000), so a large folder ran out of memory before the first prediction.
+    """
+    good, bad, probs, pending = [], {}, [], []
+
+    def flush() -> None:
+        if pending:
+            probs.append(engine.predict(np.stack(pending)))
+            pending.clear()
+
+    for i, res in enumerate(progress(imap(Crops(engine.preprocess), map(plain, paths), workers), desc, len(paths),
+                                     "img")):
         if isinstance(res, str):
             bad[paths[i]] = res
-        else:
-            good.append(i)
-            arrays.append(res[0])
-    probs = []
-    for s in progress(range(0, len(arrays), 32), desc, (len(arrays) + 31) // 32, "batch"):
-        probs.append(engine.predict(np.stack(arrays[s:s + 32])))
+            continue
+        good.append(i)
+        pending.append(res[0])
+        if len(pending) == batch:
+            flush()
+    flush()
     out = np.concatenate(probs) if probs else np.zeros((0, len(engine.labels)), np.float32)
     return out, bad, good
 
