@@ -11,7 +11,6 @@ from ..errors import ConfigError
 from ..params import COUNT, POSITIVE_INT, Options, as_list, check, check_path
 from ..runtime.benchmark import benchmark_file, format_benchmark
 from ..runtime.engine import require_model
-from .export import export
 
 RUNTIMES = ("litert", "onnxruntime", "torch")
 
@@ -20,6 +19,8 @@ def runtime_files(run_dir: Path, runtimes: list[str]) -> list[Path]:
     """The same trained model for each runtime: float32 .tflite / .onnx exported on demand, or the run dir (torch)."""
     for rt in runtimes:  # every name checked before the first export
         check("--runtime", rt, Options(*RUNTIMES))
+    from .export import export  # converting needs torch; timing files does not
+
     _, meta = load_run(run_dir)
     out = []
     for rt in runtimes:
