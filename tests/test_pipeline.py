@@ -67,6 +67,20 @@ def test_evaluate_names_a_moved_dataset(trained: tuple[Path, Path], tmp_path: Pa
     assert not (tmp_path / "eval").exists()  # refused before anything is written
 
 
+def test_class_folders_named_another_way_are_pointed_out(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """Photos sorted on another machine ('Red/', 'gr een/'): 'classes the model does not know' said no more."""
+    import shutil
+
+    from edgeclf.runtime.evaluate import evaluate
+
+    data, run = trained
+    for src, dst in (("red", "Red"), ("green", "gr een"), ("blue", "blue")):
+        shutil.copytree(data / src, tmp_path / "new" / dst)
+    with pytest.raises(DatasetError, match=r"knows?: Red, gr een; .*; 2 differ from the model's only in case, spaces or "
+                                           r"punctuation \(Red -> red, gr een -> green\): rename those folders"):
+        evaluate(run, tmp_path / "new", verbose=False)
+
+
 def test_a_moved_run_still_scores_its_exports_on_its_own_split(trained: tuple[Path, Path], tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
     """Exports record their run's absolute path; a run folder moved whole lost its split ('no run record')."""

@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..data.crops import Crops, plain
 from ..data.parallel import imap
 from ..progress import progress
 from ..errors import ConfigError, DatasetError, ModelError
-from ..table import format_table
+from ..table import format_table, short_list
 from .engine import Engine, load_engine
 from ..metrics import classification_metrics, coverage_report
 
@@ -175,8 +176,16 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     index = {c: i for i, c in enumerate(engine.labels)}
     missing = [c for c in ds.classes if c not in index]
     if missing:
+        # Photos sorted on another machine: 'Daisy/' or 'sun flowers/' for the model's 'daisy' / 'sunflowers'.
+        def fold(c: str) -> str:
+            return "".join(ch for ch in unicodedata.normalize("NFC", c).casefold() if ch.isalnum())
+
+        known = {fold(c): c for c in engine.labels}
+        near = [f"{c} -> {known[fold(c)]}" for c in missing if fold(c) in known]
+        hint = (f"; {len(near)} differ from the model's only in case, spaces or punctuation ({short_list(near)}): "
+                "rename those folders to the model's names" if near else "")
         raise DatasetError(f"{data} has classes the model does not know: {', '.join(missing)}; "
-                           "evaluate on the dataset the model was trained on")
+                           f"evaluate on the dataset the model was trained on{hint}")
     paths = [str(s.path) for s in samples]
     probs, bad, good = client_predict(engine, client, paths, workers, roi)
     y = np.array([index[ds.classes[samples[i].label]] for i in good], dtype=np.int64)
