@@ -223,6 +223,14 @@ def test_runs_do_not_overwrite_each_other(tmp_path: Path) -> None:
     (tmp_path / "runs" / "train4").mkdir()  # not an edgeclf run: never written into
     (tmp_path / "runs" / "train4" / "mine.txt").write_text("x")
     assert train(data, out=tmp_path / "runs" / "train", **kw) == tmp_path / "runs" / "train5"
+    # `--out .` in an app's folder: its own labels.txt would have been replaced by the run's.
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "labels.txt").write_text("cat\ndog\n")
+    with pytest.raises(ConfigError, match=r"--out .*app already holds files that are not an edgeclf run \(labels.txt\); "
+                                          r"choose a new or empty folder \(or pass --exist-ok"):
+        train(data, out=app, **kw)
+    assert sorted(p.name for p in app.iterdir()) == ["labels.txt"] and (app / "labels.txt").read_text() == "cat\ndog\n"
 
 
 def test_train_options_come_from_one_config(tmp_path: Path) -> None:

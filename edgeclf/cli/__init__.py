@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="?", default=None, help="DATA/<class>/ images (default with --config: its data)")
     p.add_argument("--image_dir", default=None, metavar="DATA", help="retrain.py's name for DATA")
     p.add_argument("--out", "-o", default="runs/train",
-                   help="run directory; if it holds a run already, the new one goes to OUT2, OUT3, ... (default runs/train)")
+                   help="run directory; if it holds a run already, the new one goes to OUT2, OUT3, ...; a folder "
+                        "holding other files is refused (default runs/train)")
     p.add_argument("--exist-ok", action="store_true", help="write into --out even if it holds a run (replacing it)")
     p.add_argument("--config", default=None, metavar="MANIFEST.json",
                    help="replay a run: its manifest.json's options, overridden by any given here")

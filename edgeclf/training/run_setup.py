@@ -12,6 +12,7 @@ from ..artifacts.run import MANIFEST, is_complete
 from ..data.dataset import Dataset, class_counts
 from ..errors import ConfigError, DatasetError
 from ..models.weights import locate, sha256_file
+from ..table import short_list
 
 
 LOCK = ".edgeclf-lock"  # held (flock) by the process writing the run; the OS drops it when that process ends
@@ -57,6 +58,13 @@ def next_run_dir(out: Path, exist_ok: bool = False) -> RunClaim:
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
+    if not exist_ok and out.is_dir() and not (out / MANIFEST).is_file():
+        # `--out .` or `--out ~/Desktop`: a run writes labels.txt, metrics.json, model.pt ... and would replace
+        # the user's own files of those names.
+        own = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        if own:
+            raise ConfigError(f"--out {out} already holds files that are not an edgeclf run ({short_list(own, 3)}); "
+                              "choose a new or empty folder (or pass --exist-ok to write there anyway)")
     if exist_ok or not is_complete(out):
         claim = _hold(out)
         if claim is not None:
