@@ -57,7 +57,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     from ..training.trainer import train
 
     from ..training.config import TrainConfig
-    from .resume import hold_settings
+    from .resume import check_own_folder, hold_settings
 
     check_path("DATA", data)
     check_path("--out", out)
@@ -84,6 +84,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     threads = threads or [1, 2]
     out = Path(out)
     check_outside("--out", out, data)
+    check_own_folder(out)
     make_dir(out / "cells")
     hold_settings(out, data, weights=weights, **train_kwargs)
     t0 = time.perf_counter()

@@ -8,6 +8,7 @@ from typing import Any
 
 from .._io import read_json, write_json
 from ..errors import ConfigError
+from ..table import short_list
 
 SETTINGS_FILE = "settings.json"
 # Options that change how fast results come, not what they are: a rerun may change them.
@@ -25,6 +26,16 @@ def _plain(value: Any, path: bool = False) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v, path) for v in value]
     return value
+
+
+def check_own_folder(out: Path) -> None:
+    """Refuse an --out that holds someone else's files: compare and search write report.html, runs/, cells/ there."""
+    if not out.is_dir() or (out / SETTINGS_FILE).is_file() or (out / "cells").is_dir():  # new, or ours (older too)
+        return
+    own = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if own:
+        raise ConfigError(f"--out {out} already holds files of its own ({short_list(own, 3)}); choose a new or "
+                          "empty folder, or the folder of an earlier run of this command to resume it")
 
 
 def hold_settings(out: Path, data: str | os.PathLike[str], **settings: Any) -> None:

@@ -107,7 +107,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     from ..models.weights import availability
     from ..models.zoo import get_spec, list_models
     from ..training.config import TrainConfig
-    from .resume import hold_settings
+    from .resume import check_own_folder, hold_settings
 
     check_path("DATA", data)
     check_path("--out", out)
@@ -134,6 +134,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     models = [get_spec(m).name for m in models]  # unknown names fail now; other spellings name one folder
     out = Path(out)
     check_outside("--out", out, data)
+    check_own_folder(out)
     cells = out / "cells"
     make_dir(cells)
     # The limits only prune what the cells hold, and latencies are kept per thread count; the teacher
