@@ -67,6 +67,22 @@ def test_evaluate_names_a_moved_dataset(trained: tuple[Path, Path], tmp_path: Pa
     assert not (tmp_path / "eval").exists()  # refused before anything is written
 
 
+def test_evaluate_out_never_replaces_the_runs_metrics(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """`evaluate FILE --out RUN` replaced the run's metrics.json, the training record compare and search read."""
+    import shutil
+
+    from edgeclf.runtime.evaluate import evaluate
+
+    _, run = trained
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    before = (copy / "metrics.json").read_bytes()
+    with pytest.raises(ConfigError, match=r"--out .*run is a training run folder, whose metrics.json evaluate would "
+                                          r"replace; use a folder of its own, e.g. --out .*run/eval$"):
+        evaluate(copy, out=copy, verbose=False)
+    assert (copy / "metrics.json").read_bytes() == before
+    assert evaluate(copy, out=copy / "eval", verbose=False)["n"] > 0 and (copy / "eval" / "metrics.json").is_file()
+
+
 def test_class_folders_named_another_way_are_pointed_out(trained: tuple[Path, Path], tmp_path: Path) -> None:
     """Photos sorted on another machine ('Red/', 'gr een/'): 'classes the model does not know' said no more."""
     import shutil

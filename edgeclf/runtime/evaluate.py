@@ -15,7 +15,7 @@ import numpy as np
 from ..plots import plot_reliability, plot_risk_coverage
 from ..params import BOOL, NONE, POSITIVE_INT, Options, check, check_path
 from .._io import atomic_path, check_outside, make_dir, write_json, write_text
-from ..artifacts.run import SPLIT_FILE, dataset_root, exported_from, is_stale, read_split
+from ..artifacts.run import MANIFEST, MODEL_FILE, SPLIT_FILE, dataset_root, exported_from, is_stale, read_split
 from ..data.dataset import Dataset, Sample, scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
@@ -144,6 +144,10 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check_path("MODEL", model)
     check_path("--data", data, optional=True)
     check_path("--out", out, optional=True)
+    if out is not None and any((Path(out) / f).is_file() for f in (MANIFEST, MODEL_FILE)):
+        # Its metrics.json is the training record compare, search and distillation read.
+        raise ConfigError(f"--out {out} is a training run folder, whose metrics.json evaluate would replace; "
+                          f"use a folder of its own, e.g. --out {Path(out) / 'eval'}")
     check("--split", split, NONE, Options("train", "val", "test", "all"))
     check("--top-k", top_k, POSITIVE_INT)
     check("roi", roi, BOOL)
