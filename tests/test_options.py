@@ -384,5 +384,5 @@ def test_retrain_py_command_lines_carry_over(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(SystemExit):
         main(["train", "--image_dir", str(tmp_path), "--output_graph", "out.pb"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.endswith("--output_graph is retrain.py's: edgeclf train writes a run folder; `edgeclf export RUN -o "
+    assert err.endswith("--output_graph is not an edgeclf option: edgeclf train writes a run folder; `edgeclf export RUN -o "
                         "FILE.tflite` then writes the model, its labels inside it and in labels.txt beside it"), err

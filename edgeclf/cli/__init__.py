@@ -38,14 +38,14 @@ class _Parser(argparse.ArgumentParser):
             flag = next((w.split("=")[0] for w in message.split(":", 1)[1].split() if w.split("=")[0] in
                          FOREIGN_FLAGS), None)
             if flag:
-                message = f"{message}; {flag} is retrain.py's: {FOREIGN_FLAGS[flag]}"
+                message = f"{message}; {flag} is not an edgeclf option: {FOREIGN_FLAGS[flag]}"
         super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     ap = _Parser(prog="edgeclf", description="Turn a folder of images (one sub-folder per class) "
-                                 "into a fast, small on-device image classifier.")
+                 "into a fast, small on-device image classifier.")
     ap.add_argument("--version", action="version", version=f"edgeclf {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
