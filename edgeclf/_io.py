@@ -58,6 +58,15 @@ def make_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
     return path
 
 
+def user_entries(folder: Path) -> list[str]:
+    """The names in an output folder that someone else put there (hidden ones such as .DS_Store aside), sorted.
+
+    train, compare and search refuse an --out holding any: they write labels.txt, report.html ... and would
+    replace the user's files of those names.
+    """
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+
+
 def check_outside(option: str, path: str | os.PathLike[str], data: str | os.PathLike[str]) -> None:
     """Refuse an output folder inside the dataset: its plots would be scanned as a class of images next time."""
     out, root = Path(path).expanduser().resolve(), Path(data).expanduser().resolve()

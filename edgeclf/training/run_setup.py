@@ -7,7 +7,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import IO
 
-from .._io import make_dir
+from .._io import make_dir, user_entries
 from ..artifacts.run import MANIFEST, is_complete
 from ..data.dataset import Dataset, class_counts
 from ..errors import ConfigError, DatasetError
@@ -58,10 +58,8 @@ def next_run_dir(out: Path, exist_ok: bool = False) -> RunClaim:
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
-    if not exist_ok and out.is_dir() and not (out / MANIFEST).is_file():
-        # `--out .` or `--out ~/Desktop`: a run writes labels.txt, metrics.json, model.pt ... and would replace
-        # the user's own files of those names.
-        own = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if not exist_ok and not (out / MANIFEST).is_file():  # `--out .` or `--out ~/Desktop`
+        own = user_entries(out)
         if own:
             raise ConfigError(f"--out {out} already holds files that are not an edgeclf run ({short_list(own, 3)}); "
                               "choose a new or empty folder (or pass --exist-ok to write there anyway)")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import read_json, write_json
+from .._io import read_json, user_entries, write_json
 from ..errors import ConfigError
 from ..table import short_list
 
@@ -30,9 +30,9 @@ def _plain(value: Any, path: bool = False) -> Any:
 
 def check_own_folder(out: Path) -> None:
     """Refuse an --out that holds someone else's files: compare and search write report.html, runs/, cells/ there."""
-    if not out.is_dir() or (out / SETTINGS_FILE).is_file() or (out / "cells").is_dir():  # new, or ours (older too)
+    if (out / SETTINGS_FILE).is_file() or (out / "cells").is_dir():  # ours (older ones too): resumed
         return
-    own = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    own = user_entries(out)
     if own:
         raise ConfigError(f"--out {out} already holds files of its own ({short_list(own, 3)}); choose a new or "
                           "empty folder, or the folder of an earlier run of this command to resume it")
