@@ -307,6 +307,15 @@ def test_graph_macs_match_the_module_count(run: Path, exported: dict[str, Path])
     # Which note a row above 100 % gets depends on the kernels: integer ones, or a peak measured low.
     assert row["int8"] is True and graph_int8(exported["dynamic"]) is True
     assert graph_int8(exported["float32"]) is False and graph_int8(exported["float16"]) is False
+    # Timing a .tflite (as an app's board would) needs no torch: its MAC peak is numpy's BLAS, at the thread count.
+    import subprocess
+    import sys
+
+    code = ("import sys; from edgeclf.workflows.benchmark import benchmark; "
+            f"r = benchmark([{str(exported['int8'])!r}], threads=[2], runs=2, warmup=1, verbose=False)[0]; "
+            "print(r['peak_gmacs'] > 0, r['threads'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "2", "False"]
 
 
 def test_benchmark_one_model_in_three_runtimes(run: Path) -> None:

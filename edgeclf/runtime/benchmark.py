@@ -30,7 +30,7 @@ def _rss_mb() -> float:
 
 
 def _raw_tflite(path: Path, threads: int):
-    """Any .tflite, edgeclf's or not: (invoke one random input, input description)."""
+    """Any .tflite, edgeclf's or not: (invoke one random input, input description, the interpreter)."""
     it = open_interpreter(path, threads)
     d = it.get_input_details()[0]
     x = np.random.default_rng(0).integers(0, 256, d["shape"]).astype(d["dtype"])
@@ -40,12 +40,15 @@ def _raw_tflite(path: Path, threads: int):
         it.invoke()
 
     shape = "x".join(str(v) for v in d["shape"][1:])
-    return run, f"{shape} {np.dtype(d['dtype']).name}"
+    return run, f"{shape} {np.dtype(d['dtype']).name}", it
 
 
 def graph_macs(path: str | os.PathLike[str]) -> int:
     """Multiply-accumulates of a .tflite, counted from its graph: conv, depthwise conv and fully-connected ops."""
-    it = open_interpreter(path)
+    return _graph_macs(open_interpreter(path))
+
+
+def _graph_macs(it: Any) -> int:
     # Python ints: numpy's int32 dimensions would overflow in the products below (and in 100 * macs).
     shapes = {t["index"]: [int(d) for d in t["shape"]] for t in it.get_tensor_details()}
     total = 0
@@ -65,7 +68,10 @@ def graph_macs(path: str | os.PathLike[str]) -> int:
 
 def graph_int8(path: str | os.PathLike[str]) -> bool:
     """Whether a .tflite's convolutions hold int8 weights (int8 and dynamic-range files): integer kernels."""
-    it = open_interpreter(path)
+    return _graph_int8(open_interpreter(path))
+
+
+def _graph_int8(it: Any) -> bool:
     dtypes = {t["index"]: np.dtype(t["dtype"]) for t in it.get_tensor_details()}
     return any(op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(op["inputs"]) > 1
                and dtypes[op["inputs"][1]] == np.int8 for op in it._get_ops_details())
@@ -94,24 +100,25 @@ _PEAK: dict[int, float] = {}
 def peak_gmacs(threads: int) -> float:
     """This CPU's float32 multiply-accumulate rate (GMAC/s) at `threads`, from a tight 1024² matmul."""
     if threads not in _PEAK:
-        import torch
+        # numpy's BLAS, not torch's: timing a .tflite must not import torch (1.5 s, ~200 MB). Both reach the
+        # same peak here (51 vs 49 GMAC/s on one core, 104 vs 100 on two).
+        from threadpoolctl import threadpool_limits
 
-        saved = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-        for _ in range(3):
-            a @ b
-        # The fastest of several short bursts: another process taking the core slows some bursts, and a
-        # peak measured low would put float files above 100 % and make search's latency floor prune
-        # candidates that fit.
-        best, n = float("inf"), 4
-        for _ in range(6):
-            t = time.perf_counter()
-            for _ in range(n):
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((1024, 1024), np.float32), rng.standard_normal((1024, 1024), np.float32)
+        with threadpool_limits(threads):
+            for _ in range(3):
                 a @ b
-            best = min(best, time.perf_counter() - t)
+            # The fastest of several short bursts: another process taking the core slows some bursts, and a
+            # peak measured low would put float files above 100 % and make search's latency floor prune
+            # candidates that fit.
+            best, n = float("inf"), 4
+            for _ in range(6):
+                t = time.perf_counter()
+                for _ in range(n):
+                    a @ b
+                best = min(best, time.perf_counter() - t)
         _PEAK[threads] = n * 1024**3 / best / 1e9
-        torch.set_num_threads(saved)
     return _PEAK[threads]
 
 
@@ -121,7 +128,7 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
     p = require_model(path)
     rss0 = _rss_mb()
     if p.suffix == ".tflite":
-        fn, inp = _raw_tflite(p, threads)
+        fn, inp, it = _raw_tflite(p, threads)
         runtime = "litert"
     else:
         engine = load_engine(path, threads)
@@ -146,11 +153,11 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
            "input": inp, "runs": runs, **_stats(ms), "throughput_ips": round(1e3 / float(ms.mean()), 1),
            "memory_mb": round(mem, 1)}
     if p.suffix == ".tflite":
-        macs = graph_macs(p)
+        macs = _graph_macs(it)
         peak = peak_gmacs(threads)
         # Roofline: the time the MACs would take at the machine's float32 FMA peak, over the measured time.
         row.update(params_m=round(graph_params(p) / 1e6, 3), macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
-                   roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1), int8=graph_int8(p))
+                   roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1), int8=_graph_int8(it))
     return row
 
 
