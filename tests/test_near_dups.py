@@ -150,6 +150,31 @@ def test_outliers_are_the_odd_photos(shots: tuple[Path, list[tuple[str, str]]], 
     assert len(flagged) <= 4  # a few borderline shots at most, never the bulk of a class
 
 
+def test_colour_variants_and_proportions_are_not_copies(tmp_path: Path) -> None:
+    """A catalogue: the same outline in red and in blue, or tall and wide, is two products (two classes), not one photo
+    filed twice. A real copy across classes, altered or made grey, still is."""
+    from edgeclf.workflows.doctor import doctor
+
+    root, rng = tmp_path / "data", np.random.default_rng(1)
+    for name in ("red", "blue", "tall", "wide"):
+        (root / name).mkdir(parents=True)
+    for i in range(6):
+        state = rng.bit_generator.state  # the same object twice: only its colour differs
+        product_shot(rng, (200, 40, 40)).save(root / "red" / f"r{i}.jpg", quality=92)
+        rng.bit_generator.state = state
+        product_shot(rng, (40, 60, 200)).save(root / "blue" / f"b{i}.jpg", quality=92)
+        shape = product_shot(rng, (90, 140, 60))
+        shape.resize((shape.width // 2, shape.height)).save(root / "tall" / f"t{i}.png")
+        shape.resize((shape.width, shape.height // 2)).save(root / "wide" / f"w{i}.png")
+    copies = {(root / "red" / "r0.jpg", root / "blue" / "copy_of_r0.jpg"),
+              (root / "red" / "r1.jpg", root / "blue" / "grey_r1.png")}
+    altered(Image.open(root / "red" / "r0.jpg"), rng, root / "blue" / "copy_of_r0.jpg")
+    Image.open(root / "red" / "r1.jpg").convert("L").save(root / "blue" / "grey_r1.png")
+    r = doctor(root, model=MODEL, workers=1, cache_dir=tmp_path / "c")
+    across = [{Path(f) for f in g["files"]} for g in r["near_duplicates"] if g["cross_class"]]
+    assert sorted(map(sorted, across)) == sorted(map(sorted, copies)), across
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -19,7 +19,7 @@ from ..table import format_table, short_list
 from .dataset import Dataset, scan
 from .images import ImageDecodeError, is_unreadable_photo, load_rgb, misnamed_images, unreadable_photos
 from .near_dups import (CONFIRM, MIN_COSINE, NEAR_DUP_BITS, NEIGHBOURS, OUTLIER_Z, THUMB, aligned_similarity, cliques,
-                        content_thumb, hash_pairs, nearest, outlier_scores, perceptual_hash, robust_z)
+                        looks_differ, content_signature, hash_pairs, nearest, outlier_scores, perceptual_hash, robust_z)
 from .parallel import imap
 from .rowfile import Rows, TempRows
 from .split import SPLITS
@@ -40,6 +40,7 @@ class ImageInfo:
     thumb: np.ndarray | None = None  # content thumbnail that confirms near-duplicates
     transparent: bool = False  # some pixel has alpha < 255: clients disagree on what is under it
     high_bit_depth: bool = False  # 16-bit or float greyscale: clients disagree on how to make 8 bits of it
+    looks: np.ndarray | None = None  # content colour and proportions that tell cross-class look-alikes apart
 
 
 def inspect(path: str) -> ImageInfo:
@@ -59,7 +60,8 @@ def inspect(path: str) -> ImageInfo:
         return ImageInfo(path, sha, None, None, None, exc.reason)
     except Exception as exc:  # noqa: BLE001 - a header Pillow cannot parse at all
         return ImageInfo(path, sha, None, None, None, load_error_reason(path, exc))
-    return ImageInfo(path, sha, perceptual_hash(img), width, height, None, content_thumb(img), transparent, deep)
+    thumb, looks = content_signature(img)
+    return ImageInfo(path, sha, perceptual_hash(img), width, height, None, thumb, transparent, deep, looks)
 
 
 HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # Pillow's modes of 16-bit and float greyscale
@@ -95,7 +97,7 @@ def _describe_group(ds: Dataset, idx: list[int], sim: dict[tuple[int, int], floa
     return out
 
 
-def _near_duplicates(infos: list[ImageInfo], thumbs: TempRows, reps: list[int], x: Rows | None,
+def _near_duplicates(infos: list[ImageInfo], labels: list[int], thumbs: TempRows, reps: list[int], x: Rows | None,
                      near_bits: int) -> tuple[list[list[int]], dict[tuple[int, int], float]]:
     """Confirmed near-duplicate cliques (indices into infos) and the similarity of each confirmed pair."""
     rep = np.asarray(reps, np.int64)
@@ -107,6 +109,10 @@ def _near_duplicates(infos: list[ImageInfo], thumbs: TempRows, reps: list[int], 
         cand.append(np.stack([rep[a], rep[idx[a, b]]], 1))
     pairs = np.unique(np.sort(np.concatenate(cand), 1), axis=0)
     score = aligned_similarity(thumbs, pairs)
+    # Across classes, colour and proportions decide too: one outline in red and in blue is two products.
+    for k, (i, j) in enumerate(pairs):
+        if score[k] >= CONFIRM and labels[i] != labels[j] and looks_differ(infos[i].looks, infos[j].looks):
+            score[k] = -1.0
     sim = {(int(i), int(j)): float(v) for (i, j), v in zip(pairs[score >= CONFIRM], score[score >= CONFIRM])}
     return cliques((i, j, v) for (i, j), v in sim.items()), sim
 
@@ -170,7 +176,7 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
     # One representative per exact-duplicate set, so exact copies are not re-reported as near ones.
     reps = sorted({by_sha[infos[i].sha256][0] for i in good})
     x = embed([infos[i].path for i in reps]) if embed is not None and reps else None
-    near_groups, sim = _near_duplicates(infos, thumbs, reps, x, near_bits)
+    near_groups, sim = _near_duplicates(infos, [s.label for s in ds.samples], thumbs, reps, x, near_bits)
 
     counts = ds.counts()
     totals = [counts[c]["total"] for c in ds.classes]

@@ -36,6 +36,10 @@ NEIGHBOURS = 5  # embedding neighbours per photo taken as candidates ...
 MIN_COSINE = 0.6  # ... if at least this similar (altered copies of flowers: >= 0.68)
 NEAR_DUP_BITS = 6  # hash candidates: max bit distance of both 64-bit hashes
 _BANDS = 8  # 8 bands of 8 bits: two hashes within 7 bits share at least one band exactly
+GREY_SATURATION = 0.04  # mean (max − min) / 255 of the content below which it counts as grey
+_GRID = 3  # cells a side of the colour layout
+COLOUR_TOL = 0.06  # chromaticity difference (r, g or b share of a cell's colour, mean over cells) that tells apart
+ASPECT_TOL = 0.22  # |log| of the width/height ratio of two contents that tells them apart (x 1.25)
 OUTLIER_Z = 3.5  # robust z-score of the distance to the nearest class centre that flags an outlier
 
 
@@ -103,8 +107,9 @@ def hash_pairs(hashes: list[int], max_bits: int) -> list[tuple[int, int, int]]:
     return [(int(i), int(j), int(d)) for i, j, d in pairs]
 
 
-def content_thumb(img: Image.Image) -> np.ndarray:
-    """A THUMB×THUMB uint8 grey thumbnail of the photo's content, a uniform border trimmed off."""
+def content_signature(img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """A THUMB×THUMB uint8 grey thumbnail of the photo's content (a uniform border trimmed off) and the
+    content's looks (see looks_differ), from one decode."""
     small = img.copy()
     small.thumbnail((256, 256))
     a = np.asarray(small.convert("RGB"), np.int16)
@@ -115,7 +120,37 @@ def content_thumb(img: Image.Image) -> np.ndarray:
         ys, xs = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
         if len(ys) > 8 and len(xs) > 8:
             small = small.crop((int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1))
-    return np.asarray(small.convert("L").resize((THUMB, THUMB), Image.BILINEAR), np.uint8)
+    thumb = np.asarray(small.convert("L").resize((THUMB, THUMB), Image.BILINEAR), np.uint8)
+    return thumb, _looks(small.convert("RGB"))
+
+
+def _looks(content: Image.Image) -> np.ndarray:
+    """[chromaticity of each cell of a 3×3 grid (27), mean saturation, width / height]: what the grey square
+    thumbnail does not see. Chromaticity (r, g, b over their sum) divides brightness out."""
+    cells = np.asarray(content.resize((_GRID, _GRID), Image.BOX), np.float32).reshape(-1, 3)
+    chroma = cells / np.maximum(cells.sum(1, keepdims=True), 1.0)
+    # Every 4th pixel each way: the saturation needs no detail (the full grid cost doctor 30 % more time).
+    p = np.asarray(content, np.float32)[::4, ::4].reshape(-1, 3)
+    sat = float(((p.max(1) - p.min(1)) / 255).mean()) if len(p) else 0.0
+    return np.append(chroma.ravel(), [sat, content.width / content.height]).astype(np.float32)
+
+
+def looks_differ(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two contents are told apart by colour or proportions, which the grey square thumbnail does not see.
+
+    Colour: both in colour, and their 3×3 grids of chromaticity differ (brightness, contrast and
+    recompression leave chromaticity alone; a grey copy carries no colour, so it never differs).
+    Proportions: width / height differ by more than a crop of a copy (<= ~10 %) changes them.
+    Used across classes only (see doctor): there colour and shape are often what separates them (a
+    red and a blue mug, a tall and a wide bottle), while within a class a recoloured edit of one
+    shot is still a copy. Thresholds: bench/doctor_variants.py.
+    """
+    if abs(float(np.log(a[-1] / b[-1]))) > ASPECT_TOL:
+        return True
+    if min(float(a[-2]), float(b[-2])) < GREY_SATURATION:
+        return False
+    diff = np.abs(a[:-2] - b[:-2]).reshape(-1, 3).max(1).mean()
+    return float(diff) > COLOUR_TOL
 
 
 def _resample(offset: float, side: float) -> np.ndarray:
