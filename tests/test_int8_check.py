@@ -62,8 +62,10 @@ def test_int8_over_budget_keeps_the_worst_ops_in_float(run: Path, tmp_path: Path
     c = json.loads(f.with_suffix(".json").read_text())
     check = c["int8_check"]
     assert check["passed"] and check["drop_points"] <= 1 and check["top1_agreement"] >= 0.99
-    assert [t["calibration_images"] for t in check["tries"]] == [100, 400]
-    assert all(t["drop_points"] > 1 for t in check["tries"]) and check["calibration_images"] == 400
+    n_train = len(json.loads((run / "split.json").read_text())["files"]["train"])
+    assert 100 < n_train < 400  # the re-calibration takes all there are, and says how many
+    assert [t["calibration_images"] for t in check["tries"]] == [100, n_train]
+    assert all(t["drop_points"] > 1 for t in check["tries"]) and check["calibration_images"] == n_train
     assert "output" in check["float_ops"] and len(check["float_ops"]) == 3 and c["float_ops"] == check["float_ops"]
     rows = list(csv.DictReader(open(f.with_suffix(".layers.csv"))))  # the table the choice came from
     assert sorted(int(r["rank"]) for r in rows) == list(range(1, len(rows) + 1))
@@ -83,7 +85,8 @@ def test_int8_over_budget_with_no_float_ops_is_refused(run: Path, tmp_path: Path
     f = next((flat / "export").glob("*_int8.tflite"))
     c = json.loads(f.with_suffix(".json").read_text())["int8_check"]
     assert f.is_file() and c["passed"] is False and c["drop_points"] > 1 and "first_try" in c
-    assert c["calibration_images"] == 400 and c["float_ops"] == []
+    assert c["calibration_images"] == len(json.loads((run / "split.json").read_text())["files"]["train"])
+    assert c["float_ops"] == []
     # The CLI says it in one line and exits non-zero; --no-int8-check exports without the check.
     assert main(["export", str(flat), "--quantize", "int8", "--max-float-ops", "0"]) == 2
     assert main(["export", str(flat), "--quantize", "int8", "--no-int8-check"]) == 0
@@ -115,14 +118,31 @@ def test_max_drop_is_validated(run: Path) -> None:
         export(run, quantize="int8", max_drop=-1)
 
 
-def test_small_validation_split_skips_the_check_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_small_validation_split_is_judged_with_the_training_images(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """A dataset of a few hundred photos has a validation split under 100: the training images join the check
+    (it used to be skipped for exactly these datasets); under 100 images in all it is skipped with a warning."""
     from edgeclf.training.trainer import train
     from edgeclf.workflows.export import export
 
-    data = _colour_dataset(tmp_path / "data", n=10)
-    small = train(data, "mobilenet_v2_0.35_96", tmp_path / "run", weights="none", epochs=2,
-                  feature_backend="torch", verbose=False)
-    f = export(small, quantize="int8")
+    # ImageNet features (a random backbone leaves the colours at chance) and a linear head, as _flat_logits needs.
+    kw = {"epochs": 10, "feature_backend": "torch", "verbose": False, "aug_views": 0, "hidden": 0, "dropout": 0.2}
+    small = train(_colour_dataset(tmp_path / "d40", n=40), "mobilenet_v2_1.0_96", tmp_path / "r40", **kw)
+    split = json.loads((small / "split.json").read_text())["files"]
+    assert len(split["val"]) < 100 <= len(split["val"]) + len(split["train"])
+    f = export(small, quantize="int8", max_drop=50)
     c = json.loads(f.with_suffix(".json").read_text())["int8_check"]
-    assert c["checked"] is False and "validation images (< 100)" in c["note"]
+    assert c["checked"] and c["split"] == "val+train" and c["n"] == len(split["val"]) + len(split["train"])
+    assert c["drop_points"] == pytest.approx(100 * (c["val_acc_float"] - c["val_acc_int8"]), abs=0.01)
+    assert f"int8 check on {c['n']} validation + training images" in capsys.readouterr().out
+    # Over budget: the first calibration already took every training image, so re-calibrating is skipped.
+    flat = _flat_logits(small, tmp_path / "flat")
+    f = export(flat, quantize="int8", max_drop=1.0, verbose=False)
+    c = json.loads(f.with_suffix(".json").read_text())["int8_check"]
+    assert [t["calibration_images"] for t in c["tries"]] == [len(split["train"])] and len(c["float_ops"]) == 3, c
+
+    tiny = train(_colour_dataset(tmp_path / "d10", n=10), "mobilenet_v2_1.0_96", tmp_path / "r10", **kw)
+    f = export(tiny, quantize="int8")
+    c = json.loads(f.with_suffix(".json").read_text())["int8_check"]
+    assert c["checked"] is False and "validation images (< 100)" in c["note"] and "too few" in c["note"]
     assert "int8 not checked against float" in capsys.readouterr().err

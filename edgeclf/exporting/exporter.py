@@ -104,6 +104,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         "model_sha256": model_digest(run_dir),
         "score_threshold": meta.get("score_threshold"),
         **({"float_ops": [short_name(t) for t in keep_float]} if keep_float and quantize == "int8" else {}),
+        **({"calibration_images": len(calib)} if calib is not None else {}),
     })
     if verbose:
         used = "" if calib is None else f", calibrated on {len(calib):,} training images" + (

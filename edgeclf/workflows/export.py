@@ -19,7 +19,8 @@ from ..runtime.golden import pick_images, remove_stale, write_golden
 from ..table import format_table
 
 DEFAULT_MAX_DROP = 1.0  # points of validation accuracy an int8 file may lose against the float model
-MIN_VAL_IMAGES = 100  # below this one image is > 1 point: the check would judge noise, so it is skipped
+MIN_VAL_IMAGES = 100  # below this one image is > 1 point: the check would judge noise, so training images join
+MAX_POOLED_IMAGES = 1000  # ... unless validation + training images exceed this (time: each is scored twice per try)
 RETRY_CALIBRATION = 400  # images the second calibration uses when the first misses --max-drop
 MAX_FLOAT_OPS = 3  # ops the third try may keep in float: enough for one broken op and its neighbours (bench/README.md)
 
@@ -36,7 +37,8 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
 
     `quantize` names one quantization (the file's path is returned) or several, as a list or
     comma-separated like the CLI's ("float32,int8"): one file each, their paths returned in a list.
-    An int8 file is checked on the validation split against the float model: when it loses more
+    An int8 file is checked on the validation split (with the training images when it holds under
+    MIN_VAL_IMAGES) against the float model: when it loses more
     than `max_drop` points it is re-calibrated on more images, then up to `max_float_ops` of the
     ops that add the most error are kept in float; if it still loses too much, the file is kept,
     its sidecar says so, and Int8DropError is raised (the CLI exits non-zero). None skips the check.
@@ -84,8 +86,8 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     result = read_json(dest.with_suffix(".json")).get("int8_check", {})
     if result and not result.get("passed", True):
         floats = f" and {len(result['float_ops'])} ops in float" if result.get("float_ops") else ""
-        raise Int8DropError(f"{dest} loses {result['drop_points']:.2f} points of validation accuracy against the "
-                            f"float model (> --max-drop {max_drop:g}) even with {result['calibration_images']} "
+        raise Int8DropError(f"{dest} loses {result['drop_points']:.2f} points of accuracy ({result['split']} split) "
+                            f"against the float model (> --max-drop {max_drop:g}) even with {result['calibration_images']} "
                             f"calibration images{floats}; the file is kept and marked in its .json; use "
                             "float16/dynamic, raise --max-float-ops, or raise --max-drop")
     return dest
@@ -93,20 +95,39 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
 
 def int8_check(dest: Path, run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None,
                max_drop: float) -> dict[str, Any]:
-    """Validation accuracy of the float model and the int8 file, their top-1 agreement, and the verdict."""
+    """Validation accuracy of the float model and the int8 file, their top-1 agreement, and the verdict.
+
+    Below MIN_VAL_IMAGES validation images (a dataset of a few hundred photos) the training images
+    are scored too: there the float model is nearly always right, so what int8 loses is int8's own
+    damage, and the check is not skipped for exactly the small datasets most users start with.
+    """
     rec = read_split(run_dir)
     root = dataset_root(rec, data)
-    n_val = len(rec.get("files", {}).get("val", []))
-    if not root.is_dir() or n_val < MIN_VAL_IMAGES:
-        why = f"{root} is gone" if not root.is_dir() else f"{n_val} validation images (< {MIN_VAL_IMAGES})"
+    files = rec.get("files", {})
+    n_val, n_train = len(files.get("val", [])), len(files.get("train", []))
+    splits = ["val"] if n_val >= MIN_VAL_IMAGES else ["val", "train"]
+    why = None
+    if not root.is_dir():
+        why = f"{root} is gone"
+    elif n_val < MIN_VAL_IMAGES and not MIN_VAL_IMAGES <= n_val + n_train <= MAX_POOLED_IMAGES:
+        why = (f"{n_val} validation images (< {MIN_VAL_IMAGES}) and {n_train} training images "
+               f"({'too few' if n_val + n_train < MIN_VAL_IMAGES else 'too many'} to score with them)")
+    if why:
         return {"checked": False, "note": f"int8 not checked against float: {why}"}
-    q = evaluate(dest, root, split="val", verbose=False)  # runs the run's PyTorch model on the same images too
-    if "pytorch_accuracy" not in q:
+    # Each evaluation runs the run's PyTorch model on the same images too.
+    qs = [evaluate(dest, root, split=sp, verbose=False) for sp in splits if files.get(sp)]
+    if any("pytorch_accuracy" not in q for q in qs):
         return {"checked": False, "note": f"int8 not checked against float: no PyTorch run beside {dest.name}"}
-    drop = 100 * (q["pytorch_accuracy"] - q["accuracy"])
-    return {"checked": True, "split": "val", "n": q["n"], "val_acc_float": q["pytorch_accuracy"],
-            "val_acc_int8": q["accuracy"], "drop_points": round(drop, 2),
-            "top1_agreement": q.get("top1_agreement_with_pytorch"), "max_drop": max_drop, "passed": drop <= max_drop}
+    n = sum(q["n"] for q in qs)
+
+    def pooled(key: str) -> float:
+        return round(sum(q[key] * q["n"] for q in qs) / n, 4)
+
+    acc_float, acc_int8 = pooled("pytorch_accuracy"), pooled("accuracy")
+    drop = 100 * (acc_float - acc_int8)
+    return {"checked": True, "split": "+".join(splits), "n": n, "val_acc_float": acc_float,
+            "val_acc_int8": acc_int8, "drop_points": round(drop, 2),
+            "top1_agreement": pooled("top1_agreement_with_pytorch"), "max_drop": max_drop, "passed": drop <= max_drop}
 
 
 def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None, io: str,
@@ -119,8 +140,9 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
     def retry(why: str, calibration: int, keep: list[dict[str, Any]]) -> None:
         nonlocal dest, result, calibration_size
         if verbose:
-            print(f"int8 loses {result['drop_points']:.2f} points on validation (> --max-drop {max_drop:g}); {why}")
-        tries.append({"calibration_images": calibration_size, "float_ops": result.get("float_ops", []),
+            print(f"int8 loses {result['drop_points']:.2f} points on {result['split']} (> --max-drop {max_drop:g}); "
+                  f"{why}")
+        tries.append({"calibration_images": calibrated_on(), "float_ops": result.get("float_ops", []),
                       **{k: result[k] for k in ("val_acc_int8", "drop_points", "top1_agreement")}})
         dest = export_file(run_dir, "tflite", "int8", out, io, calibration, data, verbose,
                            keep_float=[r["tensor"] for r in keep], report=True)
@@ -128,7 +150,12 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
         result = int8_check(dest, run_dir, data, max_drop)
         result["float_ops"] = [r["layer"] for r in keep]
 
-    if result["checked"] and not result["passed"] and calibration_size < RETRY_CALIBRATION:
+    def calibrated_on() -> int:
+        return int(read_json(dest.with_suffix(".json")).get("calibration_images", calibration_size))
+
+    # Re-calibrating helps only if the first calibration left training images out.
+    if (result["checked"] and not result["passed"] and calibration_size < RETRY_CALIBRATION
+            and calibrated_on() >= calibration_size):
         retry(f"re-calibrating on up to {RETRY_CALIBRATION} training images", RETRY_CALIBRATION, [])
     if result["checked"] and not result["passed"] and max_float_ops > 0:
         if not layers_report(dest).is_file():  # the first export ran without the report
@@ -139,14 +166,16 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
     if tries:
         result["first_try"] = tries[0]
         result["tries"] = tries
-    result["calibration_images"] = calibration_size
+    result["calibration_images"] = calibrated_on()
     side = dest.with_suffix(".json")
     write_json(side, {**read_json(side), "int8_check": result})
     if verbose:
         if not result["checked"]:
             print(f"warning: {result['note']}", file=sys.stderr)
         else:
-            print(f"int8 check on {result['n']} validation images: float {result['val_acc_float']:.4f}, int8 "
+            where = ("validation images" if result["split"] == "val" else
+                     "validation + training images (too few validation images alone)")
+            print(f"int8 check on {result['n']} {where}: float {result['val_acc_float']:.4f}, int8 "
                   f"{result['val_acc_int8']:.4f} ({result['drop_points']:+.2f} points lost), top-1 agreement "
                   f"{result['top1_agreement']} — {'within' if result['passed'] else 'OVER'} --max-drop {max_drop:g}")
     return dest
