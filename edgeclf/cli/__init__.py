@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-size", type=int, default=100, help="training images used to calibrate int8")
     p.add_argument("--calibration-data", default=None, help="dataset folder, if it moved since training")
     p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
-                   help="int8: the most validation accuracy (points) the file may lose against the float model; "
+                   help="int8: the most accuracy (points) the file may lose against the float model on the "
+                        "validation split (with the training images when it holds under 100); "
                         "beyond it edgeclf re-calibrates on more images, then keeps the ops that add the most "
                         "error in float, and if that fails keeps the file, marks it and exits non-zero (default 1.0)")
     p.add_argument("--max-float-ops", type=int, default=3, metavar="N",
