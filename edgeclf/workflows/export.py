@@ -105,7 +105,7 @@ def int8_check(dest: Path, run_dir: str | os.PathLike[str], data: str | os.PathL
     root = dataset_root(rec, data)
     files = rec.get("files", {})
     n_val, n_train = len(files.get("val", [])), len(files.get("train", []))
-    splits = ["val"] if n_val >= MIN_VAL_IMAGES else ["val", "train"]
+    splits = [sp for sp in (["val"] if n_val >= MIN_VAL_IMAGES else ["val", "train"]) if files.get(sp)]
     why = None
     if not root.is_dir():
         why = f"{root} is gone"
@@ -115,7 +115,7 @@ def int8_check(dest: Path, run_dir: str | os.PathLike[str], data: str | os.PathL
     if why:
         return {"checked": False, "note": f"int8 not checked against float: {why}"}
     # Each evaluation runs the run's PyTorch model on the same images too.
-    qs = [evaluate(dest, root, split=sp, verbose=False) for sp in splits if files.get(sp)]
+    qs = [evaluate(dest, root, split=sp, verbose=False) for sp in splits]
     if any("pytorch_accuracy" not in q for q in qs):
         return {"checked": False, "note": f"int8 not checked against float: no PyTorch run beside {dest.name}"}
     n = sum(q["n"] for q in qs)
@@ -173,8 +173,8 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
         if not result["checked"]:
             print(f"warning: {result['note']}", file=sys.stderr)
         else:
-            where = ("validation images" if result["split"] == "val" else
-                     "validation + training images (too few validation images alone)")
+            where = {"val": "validation images", "train": "training images (no validation split)"}.get(
+                result["split"], "validation + training images (too few validation images alone)")
             print(f"int8 check on {result['n']} {where}: float {result['val_acc_float']:.4f}, int8 "
                   f"{result['val_acc_int8']:.4f} ({result['drop_points']:+.2f} points lost), top-1 agreement "
                   f"{result['top1_agreement']} — {'within' if result['passed'] else 'OVER'} --max-drop {max_drop:g}")
