@@ -12,6 +12,7 @@ from edgeclf.cli import main
 from edgeclf.data.dataset import scan
 from edgeclf.data.doctor import diagnose, format_report
 from edgeclf.data.split import SplitSpec, assign, hash_key
+from edgeclf.errors import DatasetError
 
 
 def test_adding_images_never_moves_existing_ones(tmp_path: Path) -> None:
@@ -101,6 +102,44 @@ def test_nested_class_folders(tmp_path: Path) -> None:
     make_dataset(tmp_path / "d", {"b": 3})
     ds = scan(tmp_path / "d")
     assert ds.classes == ["a", "b"] and len(ds.samples) == 6
+
+
+def test_names_made_on_a_mac_are_recorded_as_an_app_spells_them(tmp_path: Path) -> None:
+    """macOS (and zips made there) store 'café' decomposed (NFD). Labels, split names and the split itself are
+    the NFC ones: the same on Linux, in labels.txt and in the MediaPipe file an app compares its strings with."""
+    import unicodedata
+
+    from edgeclf.training.trainer import train
+    from edgeclf.workflows.export import export
+
+    def form(kind: str, name: str) -> str:
+        return unicodedata.normalize(kind, name)
+
+    for kind in ("NFD", "NFC"):
+        make_dataset(tmp_path / kind, {form(kind, "café"): 12, form(kind, "crème brûlée"): 12})
+        for f in sorted((tmp_path / kind / form(kind, "café")).iterdir())[:3]:
+            f.rename(f.with_name(form(kind, f"été_{f.name}")))
+    mac, linux = scan(tmp_path / "NFD"), scan(tmp_path / "NFC")
+    assert mac.classes == linux.classes == ["café", "crème brûlée"]
+    assert mac.split_record()["files"] == linux.split_record()["files"]  # one dataset, one split, on both systems
+    assert all(form("NFC", n) == n for names in mac.split_record()["files"].values() for n in names)
+    # A run recorded before names were NFC (decomposed names in its split.json) still finds its photos.
+    old = {sp: [form("NFD", n) for n in names] for sp, names in mac.split_record()["files"].items()}
+    assert {str(s.path) for s in linux.recorded("test", {"files": old})} == {str(s.path) for s in linux.split("test")}
+    make_dataset(tmp_path / "wrap" / form("NFD", "données"), {"a": 2, "b": 2})
+    with pytest.raises(DatasetError, match=form("NFD", "données") + r" holds 2 folders of images \(a, b\)"):
+        scan(tmp_path / "wrap")
+
+    run = train(tmp_path / "NFD", "mobilenet_v1_0.25_128", tmp_path / "run", weights="none", epochs=1, verbose=False)
+    assert (run / "labels.txt").read_text() == "café\ncrème brûlée\n"
+    import mediapipe as mp
+    from mediapipe.tasks.python import vision
+
+    f = export(run, quantize="float32", max_drop=None, verbose=False)
+    with vision.ImageClassifier.create_from_options(vision.ImageClassifierOptions(
+            base_options=mp.tasks.BaseOptions(model_asset_path=str(f)), max_results=2)) as clf:
+        got = clf.classify(mp.Image.create_from_file(str(next((tmp_path / "NFD").rglob("*.jpg")))))
+    assert sorted(c.category_name for c in got.classifications[0].categories) == ["café", "crème brûlée"]
 
 
 def test_doctor_finds_duplicates_leakage_and_imbalance(tmp_path: Path) -> None:

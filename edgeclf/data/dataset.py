@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +51,12 @@ class Dataset:
     def name(self, s: Sample) -> str:
         """How the split record names a sample: 'class/relative path', or its path under DATA when pre-split."""
         if self.layout == "presplit":  # train/cat/1.jpg and test/cat/1.jpg are two photos: the folder tells them apart
-            return Path(os.path.relpath(s.path, self.root)).as_posix()
+            return label_form(Path(os.path.relpath(s.path, self.root)).as_posix())
         return f"{self.classes[s.label]}/{s.rel}"
 
     def recorded(self, split: str, record: dict) -> list[Sample]:
         """The samples a run's split record lists for `split` (its own files, not a re-hash); the hash split if none."""
-        listed = set(record.get("files", {}).get(split, []))
+        listed = {label_form(n) for n in record.get("files", {}).get(split, [])}  # runs recorded before NFC
         return [s for s in self.samples if self.name(s) in listed] or self.split(split)
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -87,6 +88,16 @@ class Dataset:
             st = s.path.stat()
             h.update(f"{self.classes[s.label]}/{s.rel}|{st.st_size}|{int(st.st_mtime)}\n".encode())
         return h.hexdigest()[:16]
+
+
+def label_form(name: str) -> str:
+    """A class or file name as edgeclf records it: Unicode NFC.
+
+    macOS file systems and zips made there store 'café' decomposed (NFD): as a label that string
+    differs from the 'café' an app's code holds, and the same dataset would name (and so split)
+    its files differently on a Mac and on Linux.
+    """
+    return unicodedata.normalize("NFC", name)
 
 
 def _hidden(name: str) -> bool:
@@ -180,6 +191,7 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     others: list[str] = []
     links: list[str] = []
     per_class: dict[str, list[tuple[Path, str, str | None]]] = {}
+    folder: dict[str, Path] = {}  # class name -> its folder (the name is NFC, the folder's may not be)
     if _is_presplit(dirs):
         layout = "presplit"
         for split_dir in dirs:
@@ -187,13 +199,16 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
             for cdir in _subdirs(split_dir):
                 files, h, o = _walk_images(cdir, links)
                 hidden, others = hidden + h, others + o
-                per_class.setdefault(cdir.name, []).extend((f, f.relative_to(cdir).as_posix(), split) for f in files)
+                per_class.setdefault(label_form(cdir.name), []).extend(
+                    (f, label_form(f.relative_to(cdir).as_posix()), split) for f in files)
     else:
         layout = "folders"
         for cdir in dirs:
             files, h, o = _walk_images(cdir, links)
             hidden, others = hidden + h, others + o
-            per_class[cdir.name] = [(f, f.relative_to(cdir).as_posix(), None) for f in files]
+            folder.setdefault(label_form(cdir.name), cdir)
+            per_class.setdefault(label_form(cdir.name), []).extend(
+                (f, label_form(f.relative_to(cdir).as_posix()), None) for f in files)
         loose = [p for p in root.iterdir() if p.is_file() and not _hidden(p.name)]
         others += [str(p) for p in loose]
     if not per_class and layout == "presplit":  # e.g. classes that happen to be called "train" and "test"
@@ -216,15 +231,16 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
                            f"class){hint}")
     empty = [c for c, files in per_class.items() if not files]
     if empty:
-        where = root / empty[0] if layout == "folders" else f"{root}/*/{empty[0]}"
+        where = folder[empty[0]] if layout == "folders" else f"{root}/*/{empty[0]}"
         # A link the walk refused is the likely reason: say so, or the user sees photos there and no cause.
         depth = 0 if layout == "folders" else 1  # the class is the first part below DATA, or below DATA/<split>
-        link = next((ln for ln in links if Path(ln.split(" -> ")[0]).relative_to(root).parts[depth] == empty[0]),
+        link = next((ln for ln in links
+                     if label_form(Path(ln.split(" -> ")[0]).relative_to(root).parts[depth]) == empty[0]),
                     None)
         why = (f"; the folder link {link} is not followed (it leaves the class folder): copy the photos in, "
                f"or make {where} itself the link" if link else "")
         if not why and layout == "folders":
-            named = misnamed_images([o for o in others if Path(o).relative_to(root).parts[0] == empty[0]])
+            named = misnamed_images([o for o in others if label_form(Path(o).relative_to(root).parts[0]) == empty[0]])
             why = f"; {named}" if named else ""
         raise DatasetError(f"class folder {where} has no images ({len(empty)} empty class folder(s)); "
                            f"add images to it or remove it{why}")
@@ -246,10 +262,10 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
         only = next(iter(per_class))
         hint = ""
         if layout == "folders":  # an archive that unpacks to DATA/flower_photos/<class>/: the classes sit one deeper
-            inner = [d.name for d in _subdirs(root / only) if _walk_images(d)[0]]
+            inner = [d.name for d in _subdirs(folder[only]) if _walk_images(d)[0]]
             if len(inner) >= 2:
-                hint = (f"; {root / only} holds {len(inner)} folders of images ({short_list(inner)}): "
-                        f"if those are the classes, pass {root / only} as DATA")
+                hint = (f"; {folder[only]} holds {len(inner)} folders of images ({short_list(inner)}): "
+                        f"if those are the classes, pass {folder[only]} as DATA")
         raise DatasetError(f"{root} has a single class ({only!r}); a classifier needs at least 2 class folders{hint}")
     classes = sorted(per_class)
     samples: list[Sample] = []

@@ -30,7 +30,7 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
                        data: str | os.PathLike[str] | None = None, seed: int = 0) -> np.ndarray:
     """Up to `n` uint8 crops from the run's training split (evenly over classes) for int8 calibration."""
     from ..data.crops import Crops, plain
-    from ..data.dataset import scan
+    from ..data.dataset import label_form, scan
 
     rec = read_split(run_dir)
     root = dataset_root(rec, data)
@@ -38,7 +38,8 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
         raise EdgeclfError(f"int8 calibration needs the training images, but {root} is gone; "
                            "pass --calibration-data DATA")
     ds = scan(root, rec["val_percent"], rec["test_percent"])
-    if rec.get("classes") and ds.classes != rec["classes"]:  # another dataset: not what the model will see
+    # Another dataset: not what the model will see.
+    if rec.get("classes") and ds.classes != [label_form(c) for c in rec["classes"]]:
         raise EdgeclfError(f"--calibration-data {root} has classes {short_list(ds.classes)}, not this run's "
                            f"{short_list(rec['classes'])}; pass the folder the run was trained on (moved or copied)")
     train = ds.recorded("train", rec)

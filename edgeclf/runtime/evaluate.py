@@ -6,7 +6,6 @@ import csv
 import io
 import os
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from ..plots import plot_reliability, plot_risk_coverage
 from ..params import BOOL, NONE, POSITIVE_INT, Options, check, check_path
 from .._io import atomic_path, check_outside, make_dir, write_json, write_text
 from ..artifacts.run import MANIFEST, MODEL_FILE, SPLIT_FILE, dataset_root, exported_from, is_stale, read_split
-from ..data.dataset import Dataset, Sample, scan
+from ..data.dataset import Dataset, Sample, label_form, scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
 from ..progress import progress
@@ -177,12 +176,12 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     elsewhere = split is None and not unseen and not _same_folder(rec.get("root"), ds.root)
     split = split or ("all" if unseen else "test")
     samples = split_samples(ds, split, rec)
-    index = {c: i for i, c in enumerate(engine.labels)}
+    index = {label_form(c): i for i, c in enumerate(engine.labels)}  # a run from before labels were NFC
     missing = [c for c in ds.classes if c not in index]
     if missing:
         # Photos sorted on another machine: 'Daisy/' or 'sun flowers/' for the model's 'daisy' / 'sunflowers'.
         def fold(c: str) -> str:
-            return "".join(ch for ch in unicodedata.normalize("NFC", c).casefold() if ch.isalnum())
+            return "".join(ch for ch in label_form(c).casefold() if ch.isalnum())
 
         known = {fold(c): c for c in engine.labels}
         near = [f"{c} -> {known[fold(c)]}" for c in missing if fold(c) in known]

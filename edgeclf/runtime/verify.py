@@ -11,7 +11,7 @@ import numpy as np
 
 from .._io import write_json
 from ..artifacts.run import dataset_root, is_stale, read_split
-from ..data.dataset import scan
+from ..data.dataset import label_form, scan
 from ..errors import EdgeclfError, ModelError
 from ..params import NONE, POSITIVE_INT, Options, as_list, check, check_path
 from ..table import format_table
@@ -65,7 +65,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     samples = split_samples(ds, split, rec)  # the run's own list, as evaluate scores it
     paths = [str(s.path) for s in samples]
     torch_engine = load_engine(run_dir, threads)
-    index = {c: i for i, c in enumerate(torch_engine.labels)}
+    index = {label_form(c): i for i, c in enumerate(torch_engine.labels)}
     ref, bad, good = predict_files(torch_engine, paths, workers, desc="PyTorch")
     y = np.array([index[ds.classes[samples[i].label]] for i in good])
     rows: list[dict[str, Any]] = [{"file": run_dir.name, "client": "torch", "resize": torch_engine.preprocess.resize,

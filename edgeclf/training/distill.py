@@ -22,7 +22,7 @@ from torch import nn
 
 from ..artifacts.run import MODEL_FILE, is_complete, load_run, read_split, run_preprocess
 from ..data.augment import Augment
-from ..data.dataset import Dataset
+from ..data.dataset import Dataset, label_form
 from ..errors import ConfigError
 from ..table import short_list
 from ..models.builder import Classifier
@@ -74,7 +74,7 @@ def load_teacher(run_dir: str | os.PathLike[str], ds: Dataset) -> Teacher:
         raise ConfigError(f"--teacher {run_dir} is not a finished edgeclf run; train the teacher first "
                           f"(`edgeclf train DATA --model efficientnet_lite2 --out {run_dir}`)")
     model, meta = load_run(run_dir)
-    if list(meta["classes"]) != list(ds.classes):
+    if [label_form(c) for c in meta["classes"]] != list(ds.classes):
         raise ConfigError(f"--teacher {run_dir} was trained on classes {short_list(meta['classes'])}; "
                           f"this dataset has {short_list(ds.classes)}: train the teacher on this dataset")
     record = read_split(run_dir) if (run_dir / "split.json").is_file() else {}
