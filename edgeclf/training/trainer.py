@@ -6,7 +6,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +41,7 @@ from .outputs import LiveLog, plot_curves, summary
 
 
 _RECIPE = ("aug_views", "hidden", "fine_tune", "fine_tune_epochs", "epochs")
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 DEFAULT_WHY = "defaults, chosen on validation (bench/README.md, Accuracy by default)"
 
 
@@ -143,8 +144,9 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
             "command": " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("edgeclf") else None,
             "config": config_record, "exclusions": excluded, "versions": versions(),
             "dataset_fingerprint": ds.fingerprint(),
-            "recipe": {"why": "as given (options or --config)" if set(_RECIPE) & (set(options) | set(
-                config.to_dict() if isinstance(config, TrainConfig) else config or {})) else DEFAULT_WHY},
+            # A recipe option set to its default (the demo's epochs, a replayed default run) is still the default.
+            "recipe": {"why": "as given (options or --config)" if any(
+                getattr(cfg, k) != _DEFAULTS[k] for k in _RECIPE) else DEFAULT_WHY},
         }
         # Written first, finished last: an interrupted run is visibly marked incomplete.
         if world.main:
