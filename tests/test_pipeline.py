@@ -194,6 +194,14 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     m_held = evaluate(tfl, held, verbose=False)
     assert (m_held["split"], m_held["n"], m_held["data_unseen_by_run"]) == ("all", 12, True)
     assert evaluate(tfl, held, split="test", verbose=False)["n"] < 12
+    # New photos of one class only (how many of them does the model name right?): scored, not "needs 2 classes".
+    one = tmp_path / "one_class"
+    (one / "red").mkdir(parents=True)
+    for f in (held / "red").iterdir():
+        (one / "red" / f.name).write_bytes(f.read_bytes())
+    m_one = evaluate(tfl, one, verbose=False)
+    red = next(r for r in m_held["per_class"] if r["class"] == "red")
+    assert (m_one["split"], m_one["n"]) == ("all", 6) and m_one["accuracy"] == red["recall"]
     assert evaluate(tfl, data, split="all", verbose=False)["n"] == len(list(data.rglob("*.jpg")))
     # A split with no images (1 photo per class stays in train) was a table of NaN; --json wrote invalid JSON.
     tiny = tmp_path / "tiny"

@@ -181,8 +181,13 @@ def _is_presplit(dirs: list[Path]) -> bool:
     return bool(dirs) and names <= set(_SPLIT_ALIASES) and "train" in {_SPLIT_ALIASES[n] for n in names}
 
 
-def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: float = 10.0) -> Dataset:
-    """Scan DATA/<class>/... (split by hash) or DATA/{train,val,test}/<class>/... (split as given)."""
+def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: float = 10.0,
+         min_classes: int = 2) -> Dataset:
+    """Scan DATA/<class>/... (split by hash) or DATA/{train,val,test}/<class>/... (split as given).
+
+    `min_classes` is 2 to train; a folder to evaluate on may hold photos of one class only (new
+    photos of one product, to see how many the model names right).
+    """
     root = Path(check_path("DATA", root)).expanduser()
     _check_root(root)
     spec = SplitSpec(val_percent, test_percent)
@@ -258,7 +263,7 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     if odd is not None:
         raise DatasetError(f"file {_raw(odd)} in {root} has a name that is not UTF-8 (unzipped with another "
                            "encoding?); rename it, e.g. `convmv -f latin1 -t utf8 -r --notest DATA`")
-    if len(per_class) < 2:
+    if len(per_class) < min_classes:
         only = next(iter(per_class))
         hint = ""
         if layout == "folders":  # an archive that unpacks to DATA/flower_photos/<class>/: the classes sit one deeper

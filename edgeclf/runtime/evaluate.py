@@ -169,7 +169,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     if out is not None:  # before the predictions, not after
         check_outside("--out", out, data)
         make_dir(out)
-    ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
+    ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)), min_classes=1)
     unseen = _unseen(ds, rec)
     # Names can collide (IMG_0001.jpg): a held-out folder that shares some with the run gets its hashed
     # test split, and the header says how to score all of it.
