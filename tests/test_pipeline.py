@@ -202,6 +202,12 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     m_one = evaluate(tfl, one, verbose=False)
     red = next(r for r in m_held["per_class"] if r["class"] == "red")
     assert (m_one["split"], m_one["n"]) == ("all", 6) and m_one["accuracy"] == red["recall"]
+    # A Kaggle-style folder holding only test/<class>/: the error says where the classes are.
+    (tmp_path / "kaggle").mkdir()
+    (one).rename(tmp_path / "kaggle" / "test")
+    with pytest.raises(DatasetError, match=r"classes the model does not know: test; .*kaggle/test holds folders named "
+                                           r"as the model's classes \(red\): to evaluate on them, pass .*kaggle/test"):
+        evaluate(tfl, tmp_path / "kaggle", verbose=False)
     assert evaluate(tfl, data, split="all", verbose=False)["n"] == len(list(data.rglob("*.jpg")))
     # A split with no images (1 photo per class stays in train) was a table of NaN; --json wrote invalid JSON.
     tiny = tmp_path / "tiny"
