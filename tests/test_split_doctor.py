@@ -90,6 +90,26 @@ def test_presplit_layout(tmp_path: Path) -> None:
     assert not any("no val image" in w for w in warnings)
 
 
+def test_presplit_without_val_folder_validates_on_a_hashed_part_of_train(tmp_path: Path) -> None:
+    """train/ and test/ only (Kaggle's usual layout) left the run without validation: no early stopping, no
+    calibration, no "unknown" threshold. --val-percent of train/ validates instead, hashed (stable), as
+    Model Maker's data.split(0.9) does; the test folder is untouched and every class keeps training photos."""
+    root = tmp_path / "d"
+    make_dataset(root / "train", {"a": 40, "b": 40, "c": 1})
+    make_dataset(root / "test", {"a": 5, "b": 5, "c": 1}, seed=2)
+    ds = scan(root)
+    val = ds.split("val")
+    assert ds.val_from_train and 2 <= len(val) <= 20 and all(s.path.parts[-3] == "train" for s in val)
+    assert len(ds.split("test")) == 11 and {s.label for s in ds.split("train")} == {0, 1, 2}
+    assert [s.path for s in scan(root).split("val")] == [s.path for s in val]  # the same every time
+    assert ds.split_record()["val_from_train"] is True
+    assert not scan(root, val_percent=0).split("val")
+    assert len(scan(root, val_percent=30).split("val")) > len(val)
+    make_dataset(root / "val", {"a": 2, "b": 2}, seed=3)  # a val folder decides, as before
+    given = scan(root)
+    assert not given.val_from_train and all(s.path.parts[-3] == "val" for s in given.split("val"))
+
+
 def test_many_small_classes_are_counted_not_all_named(tmp_path: Path) -> None:
     """120 small classes made one warning line of every name; doctor names five and counts the rest."""
     root = make_dataset(tmp_path / "d", {f"c{i}": 2 for i in range(7)})
@@ -286,7 +306,9 @@ def test_presplit_class_without_training_photos(tmp_path: Path) -> None:
     make_dataset(root / "test", {"a": 1, "b": 1, "c": 2}, seed=2)
     warnings = diagnose(root, workers=1)["warnings"]
     assert any(w.startswith("1 class(es) have no train image (c)") for w in warnings), warnings
-    assert f"the val split is empty; add images to {root}/val/<class name>/" in warnings, warnings
+    # No val/ folder: the validation split is hashed out of train/ (10 %), and doctor says how to fill it.
+    assert "1 class(es) have no val image (c): their accuracy is not measured there; add images to their train " \
+           "folders or raise --val-percent" in warnings, warnings
     with pytest.raises(DatasetError, match=f"class\\(es\\) c have no image in the train split of {root}; add images "
                                            f"to {root / 'train' / 'c'}/$"):
         train(root, "mobilenet_v2_0.35_96", tmp_path / "run", weights="none", verbose=False)

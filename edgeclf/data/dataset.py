@@ -41,6 +41,7 @@ class Dataset:
     ignored_hidden: int = 0
     ignored_non_images: list[str] = field(default_factory=list)
     skipped_links: list[str] = field(default_factory=list)  # folder links that loop or leave their class
+    val_from_train: bool = False  # pre-split without a val folder: val is hashed out of train (spec.val_percent)
 
     def split(self, name: str) -> list[Sample]:
         """Samples of one split ('train', 'val' or 'test')."""
@@ -73,6 +74,7 @@ class Dataset:
         return {
             "root": os.path.abspath(self.root),  # the run is used from other folders than the one it was trained in
             "layout": self.layout,
+            **({"val_from_train": True} if self.val_from_train else {}),
             "val_percent": self.spec.val_percent,
             "test_percent": self.spec.test_percent,
             "classes": self.classes,
@@ -273,10 +275,20 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
                         f"if those are the classes, pass {folder[only]} as DATA")
         raise DatasetError(f"{root} has a single class ({only!r}); a classifier needs at least 2 class folders{hint}")
     classes = sorted(per_class)
+    # train/ and test/ but no val/ (Kaggle's usual layout): without validation there is no early stopping,
+    # calibration or "unknown" threshold, so --val-percent of train/ validates, hashed as a folders layout is
+    # (Model Maker's data.split(0.9), Keras' validation_split). A class keeps at least one training photo.
+    val_from_train = layout == "presplit" and spec.val_percent > 0 and not any(
+        sp == "val" for files in per_class.values() for _, _, sp in files)
     samples: list[Sample] = []
     for label, cname in enumerate(classes):
         files = per_class[cname]
         splits = [split or assign(f"{cname}/{rel}", spec) for _, rel, split in files]
+        if val_from_train:
+            train_idx = [i for i, sp in enumerate(splits) if sp == "train"]
+            carved = [i for i in train_idx if percentage(f"{cname}/{files[i][1]}") < spec.val_percent]
+            for i in carved[:len(train_idx) - 1]:
+                splits[i] = "val"
         hashed = [i for i, (_, _, split) in enumerate(files) if split is None]
         if hashed and "train" not in splits:
             # A class absent from training cannot be learned: its hashed file nearest the train
@@ -284,7 +296,7 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
             splits[max(hashed, key=lambda i: percentage(f"{cname}/{files[i][1]}"))] = "train"
         samples += [Sample(path=path, label=label, split=sp, rel=rel) for (path, rel, _), sp in zip(files, splits)]
     return Dataset(root=root, classes=classes, samples=samples, layout=layout, spec=spec,
-                   ignored_hidden=hidden, ignored_non_images=others, skipped_links=links)
+                   ignored_hidden=hidden, ignored_non_images=others, skipped_links=links, val_from_train=val_from_train)
 
 
 def class_counts(samples: list[Sample], n_classes: int) -> list[int]:

@@ -187,6 +187,7 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
     report: dict[str, Any] = {
         "root": str(ds.root),
         "layout": ds.layout,
+        "val_from_train": ds.val_from_train,
         "split_percent": {"train": 100 - val_percent - test_percent, "val": val_percent, "test": test_percent},
         "n_classes": len(ds.classes),
         "n_images": len(ds.samples),
@@ -274,6 +275,8 @@ def _warnings(r: dict[str, Any]) -> list[str]:
             if missing:
                 fix = (f"add images to their folders in the {split} split" if r["layout"] == "presplit"
                        else f"add images or raise --{split}-percent")
+                if split == "val" and r.get("val_from_train"):  # hashed out of train/: no val folder to fill
+                    fix = "add images to their train folders or raise --val-percent"
                 out.append(f"{len(missing)} class(es) have no {split} image ({short_list(missing)}): their accuracy is "
                            f"not measured there; {fix}")
     return out
@@ -286,6 +289,8 @@ def format_report(r: dict[str, Any]) -> str:
     sp = r["split_percent"]
     split = ("presplit layout: train/val/test folders as given" if r["layout"] == "presplit"  # no percentages apply
              else f"{r['layout']} layout, split {sp['train']:g}/{sp['val']:g}/{sp['test']:g}")
+    if r.get("val_from_train"):
+        split = f"presplit layout: train/test folders as given, val = {sp['val']:g} % of train (no val folder)"
     parts = [
         f"dataset  {r['root']}  ({split})",
         f"{r['n_classes']} classes, {r['n_images']:,} images"

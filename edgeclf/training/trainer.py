@@ -118,10 +118,15 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
         if out != asked:
             why = "holds a finished run" if is_complete(asked) else "is being written by another run"
             log(f"{asked} {why}; this one goes to {out} (--exist-ok to replace a finished run)")
-        ignored = [f"--{k.replace('_', '-')} {options[k]:g}" for k in ("val_percent", "test_percent") if k in options]
+        used = ("val_percent",) if ds.val_from_train else ()
+        ignored = [f"--{k.replace('_', '-')} {options[k]:g}" for k in ("val_percent", "test_percent")
+                   if k in options and k not in used]
         if ds.layout == "presplit" and ignored:
             log(f"warning: {ds.root} is pre-split (train/val/test folders): {' and '.join(ignored)} ignored; the "
                 "folders decide the split", file=sys.stderr)
+        if ds.val_from_train:
+            log(f"{ds.root} has no val folder: {cfg.val_percent:g} % of its training photos (hashed, the same every "
+                f"run) validate ({len(ds.split('val'))} photos; --val-percent sets the share)")
         for note in (unreadable_photos(ds.ignored_non_images), misnamed_images(ds.ignored_non_images)):
             if note:
                 log(f"warning: {note}", file=sys.stderr)
