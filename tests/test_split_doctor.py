@@ -103,6 +103,10 @@ def test_presplit_without_val_folder_validates_on_a_hashed_part_of_train(tmp_pat
     assert len(ds.split("test")) == 11 and {s.label for s in ds.split("train")} == {0, 1, 2}
     assert [s.path for s in scan(root).split("val")] == [s.path for s in val]  # the same every time
     assert ds.split_record()["val_from_train"] is True
+    # A run recorded before (train/ all training, val empty) keeps its own split: no val, not today's hashed one.
+    old = {"files": {"train": [ds.name(x) for x in ds.samples if x.split != "test"], "val": [],
+                     "test": [ds.name(x) for x in ds.split("test")]}}
+    assert ds.recorded("val", old) == [] and len(ds.recorded("train", old)) == 81
     assert not scan(root, val_percent=0).split("val")
     assert len(scan(root, val_percent=30).split("val")) > len(val)
     make_dataset(root / "val", {"a": 2, "b": 2}, seed=3)  # a val folder decides, as before

@@ -57,8 +57,18 @@ class Dataset:
 
     def recorded(self, split: str, record: dict) -> list[Sample]:
         """The samples a run's split record lists for `split` (its own files, not a re-hash); the hash split if none."""
-        listed = {label_form(n) for n in record.get("files", {}).get(split, [])}  # runs recorded before NFC
-        return [s for s in self.samples if self.name(s) in listed] or self.split(split)
+        files = record.get("files", {})
+        listed = {label_form(n) for n in files.get(split, [])}  # runs recorded before NFC
+        mine = [s for s in self.samples if self.name(s) in listed]
+        if mine:
+            return mine
+        # The run's own dataset (most of its recorded photos here; a held-out folder shares a name or two at most)
+        # whose record holds no image in this split, e.g. a pre-split run without val/ from before val was hashed
+        # out of train/: none, not the split hashed today, which would hold the run's training photos.
+        everything = {label_form(n) for names in files.values() for n in names}
+        if everything and 2 * sum(self.name(s) in everything for s in self.samples) >= len(everything):
+            return []
+        return self.split(split)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Image counts as {class: {split: n, ..., 'total': n}}."""
