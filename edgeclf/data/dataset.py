@@ -56,7 +56,8 @@ class Dataset:
         return f"{self.classes[s.label]}/{s.rel}"
 
     def recorded(self, split: str, record: dict) -> list[Sample]:
-        """The samples a run's split record lists for `split` (its own files, not a re-hash); the hash split if none."""
+        """The samples a run's split record lists for `split` (its own files, not a re-hash); for a folder that is not
+        the run's dataset (a held-out set), its hashed split."""
         files = record.get("files", {})
         listed = {label_form(n) for n in files.get(split, [])}  # runs recorded before NFC
         mine = [s for s in self.samples if self.name(s) in listed]
