@@ -114,6 +114,20 @@ def test_presplit_without_val_folder_validates_on_a_hashed_part_of_train(tmp_pat
     assert not given.val_from_train and all(s.path.parts[-3] == "val" for s in given.split("val"))
 
 
+def test_class_folders_named_as_splits_are_warned(tmp_path: Path) -> None:
+    """Kaggle's Intel set: seg_train/<classes>/ and seg_test/<classes>/ read as two classes trained a split detector
+    without a word. Names as splits warn (doctor and train); a 'train' class beside a 'bus' one, or year folders, do not."""
+    make_dataset(tmp_path / "intel" / "seg_train", {"forest": 3, "sea": 3})
+    make_dataset(tmp_path / "intel" / "seg_test", {"forest": 1, "sea": 1}, seed=1)
+    want = "class folders seg_train, seg_test are named as splits: if they hold the classes, pass one as DATA"
+    assert scan(tmp_path / "intel").split_like.startswith(want)
+    assert any(w.startswith(want) for w in diagnose(tmp_path / "intel", workers=1)["warnings"])
+    make_dataset(tmp_path / "vehicles", {"train": 2, "bus": 2})
+    make_dataset(tmp_path / "years" / "cat" / "2019", {"x": 2})
+    make_dataset(tmp_path / "years" / "dog" / "2019", {"x": 2})
+    assert scan(tmp_path / "vehicles").split_like is None and scan(tmp_path / "years").split_like is None
+
+
 def test_many_small_classes_are_counted_not_all_named(tmp_path: Path) -> None:
     """120 small classes made one warning line of every name; doctor names five and counts the rest."""
     root = make_dataset(tmp_path / "d", {f"c{i}": 2 for i in range(7)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Dataset:
     ignored_non_images: list[str] = field(default_factory=list)
     skipped_links: list[str] = field(default_factory=list)  # folder links that loop or leave their class
     val_from_train: bool = False  # pre-split without a val folder: val is hashed out of train (spec.val_percent)
+    split_like: str | None = None  # a warning: the class folders look like splits holding the real classes
 
     def split(self, name: str) -> list[Sample]:
         """Samples of one split ('train', 'val' or 'test')."""
@@ -307,7 +309,26 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
             splits[max(hashed, key=lambda i: percentage(f"{cname}/{files[i][1]}"))] = "train"
         samples += [Sample(path=path, label=label, split=sp, rel=rel) for (path, rel, _), sp in zip(files, splits)]
     return Dataset(root=root, classes=classes, samples=samples, layout=layout, spec=spec,
-                   ignored_hidden=hidden, ignored_non_images=others, skipped_links=links, val_from_train=val_from_train)
+                   ignored_hidden=hidden, ignored_non_images=others, skipped_links=links, val_from_train=val_from_train,
+                   split_like=_split_like(folder) if layout == "folders" else None)
+
+
+def _split_like(folder: dict[str, Path]) -> str | None:
+    """A warning when the class folders are named as splits: one for training, one for testing or validation.
+
+    Kaggle's Intel set unpacks to seg_train/seg_train/<6 classes>/ and seg_test/...: read as classes,
+    seg_train and seg_test train a split detector, without a word. A folders layout's own classes
+    are hardly ever named so (a 'train' class beside a 'bus' class is not a 'test' one), so the
+    names, not the sub-folders, decide; still a warning, not a refusal.
+    """
+    def named(words: str) -> list[str]:
+        return [c for c in sorted(folder) if re.search(rf"(^|[^a-z])({words})([^a-z]|$)", c.lower())]
+
+    train, held = named("train|training"), named("test|testing|val|valid|validation|eval")
+    if not train or not held:
+        return None
+    return (f"class folders {', '.join(train + held)} are named as splits: if they hold the classes, pass one as "
+            f"DATA, or rename them train/ and test/ (and val/) for edgeclf to read them as splits")
 
 
 def class_counts(samples: list[Sample], n_classes: int) -> list[int]:

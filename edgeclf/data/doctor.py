@@ -188,6 +188,7 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
         "root": str(ds.root),
         "layout": ds.layout,
         "val_from_train": ds.val_from_train,
+        "split_like": ds.split_like,
         "split_percent": {"train": 100 - val_percent - test_percent, "val": val_percent, "test": test_percent},
         "n_classes": len(ds.classes),
         "n_images": len(ds.samples),
@@ -225,7 +226,7 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
 
 
 def _warnings(r: dict[str, Any]) -> list[str]:
-    out = []
+    out = [r["split_like"]] if r.get("split_like") else []
     photos = unreadable_photos(r["ignored"].get("unreadable_photos", []))
     if photos:
         out.append(photos)
