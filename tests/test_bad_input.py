@@ -130,6 +130,13 @@ def test_training_features_skip_bad_images(tmp_path: Path) -> None:
     (lambda root: (make_dataset(root, {"a": 3, "b": 3}),
                    os.rename(root / "b" / "img_000.jpg", os.fsencode(root) + b"/b/na\xefve.jpg")),
      "file b'b/na\\xefve.jpg' in"),
+    # Kaggle's CSV-labelled layout (train.csv + images/, or the images beside it): where labels come from
+    (lambda root: (make_dataset(root, {"images": 3}), (root / "train.csv").write_text("img_000.jpg,cat\n")),
+     "single class ('images'); a classifier needs at least 2 class folders; train.csv looks like a list of labels: "
+     "edgeclf reads each image's label from the name of its folder, so put (or link) each image in"),
+    (lambda root: (make_dataset(root, {"x": 1}), os.rename(root / "x" / "img_000.jpg", root / "img_000.jpg"),
+                   (root / "x").rmdir(), (root / "labels.csv").write_text("img_000.jpg,cat\n")),
+     "data/<class name>/ (one folder per class); labels.csv looks like a list of labels"),
     # classes that happen to be called like splits: the layout is pre-split, and the message says how to read it
     (lambda root: make_dataset(root, {"train": 3, "test": 3}),
      "looks pre-split (test/, train/) but those folders hold no class folders; put images in"),

@@ -248,7 +248,7 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
             hint = (f"; {root} holds {len(images)} image{'s' * (len(images) != 1)} itself, like one class folder: "
                     f"to train on its classes, pass the folder above it ({above})")
         raise DatasetError(f"{root} has no class sub-folders; put images in {root}/<class name>/ (one folder per "
-                           f"class){hint}")
+                           f"class){hint or _label_list_hint(root)}")
     empty = [c for c, files in per_class.items() if not files]
     if empty:
         where = folder[empty[0]] if layout == "folders" else f"{root}/*/{empty[0]}"
@@ -286,7 +286,8 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
             if len(inner) >= 2:
                 hint = (f"; {folder[only]} holds {len(inner)} folders of images ({short_list(inner)}): "
                         f"if those are the classes, pass {folder[only]} as DATA")
-        raise DatasetError(f"{root} has a single class ({only!r}); a classifier needs at least 2 class folders{hint}")
+        raise DatasetError(f"{root} has a single class ({only!r}); a classifier needs at least 2 class folders"
+                           f"{hint or _label_list_hint(root)}")
     classes = sorted(per_class)
     # train/ and test/ but no val/ (Kaggle's usual layout): without validation there is no early stopping,
     # calibration or "unknown" threshold, so --val-percent of train/ validates, hashed as a folders layout is
@@ -311,6 +312,15 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     return Dataset(root=root, classes=classes, samples=samples, layout=layout, spec=spec,
                    ignored_hidden=hidden, ignored_non_images=others, skipped_links=links, val_from_train=val_from_train,
                    split_like=_split_like(folder) if layout == "folders" else None)
+
+
+def _label_list_hint(root: Path) -> str:
+    """For a Kaggle-style dataset labelled by a CSV (train.csv + images/): where edgeclf reads labels from."""
+    lists = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".tsv"))
+    if not lists:
+        return ""
+    return (f"; {lists[0]} looks like a list of labels: edgeclf reads each image's label from the name of its "
+            f"folder, so put (or link) each image in {root}/<its label>/ first")
 
 
 def _split_like(folder: dict[str, Path]) -> str | None:
