@@ -70,5 +70,6 @@ def test_budget_plans_fine_tuning_and_records_the_recipe(data3: Path, tmp_path: 
     assert json.loads((tmp_path / "d" / "manifest.json").read_text())["recipe"]["why"].startswith("defaults")
     # ... also when an option names its default value (the demo passes --epochs 30); another value is the user's.
     for epochs, why in (("30", "defaults"), ("5", "as given")):
-        assert main(["train", str(data3), "--model", MODEL, "--out", str(tmp_path / f"e{epochs}"), "--epochs", epochs]) == 0
-        assert json.loads((tmp_path / f"e{epochs}" / "manifest.json").read_text())["recipe"]["why"].startswith(why)
+        out = tmp_path / f"e{epochs}"
+        assert main(["train", str(data3), "--model", MODEL, "--out", str(out), "--epochs", epochs]) == 0
+        assert json.loads((out / "manifest.json").read_text())["recipe"]["why"].startswith(why)

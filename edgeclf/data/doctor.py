@@ -19,7 +19,7 @@ from ..table import format_table, short_list
 from .dataset import Dataset, scan
 from .images import ImageDecodeError, is_unreadable_photo, load_rgb, misnamed_images, unreadable_photos
 from .near_dups import (CONFIRM, MIN_COSINE, NEAR_DUP_BITS, NEIGHBOURS, OUTLIER_Z, THUMB, aligned_similarity, cliques,
-                        looks_differ, content_signature, hash_pairs, nearest, outlier_scores, perceptual_hash, robust_z)
+                        content_signature, hash_pairs, looks_differ, nearest, outlier_scores, perceptual_hash, robust_z)
 from .parallel import imap
 from .rowfile import Rows, TempRows
 from .split import SPLITS

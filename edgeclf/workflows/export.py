@@ -87,9 +87,9 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     if result and not result.get("passed", True):
         floats = f" and {len(result['float_ops'])} ops in float" if result.get("float_ops") else ""
         raise Int8DropError(f"{dest} loses {result['drop_points']:.2f} points of accuracy ({result['split']} split) "
-                            f"against the float model (> --max-drop {max_drop:g}) even with {result['calibration_images']} "
-                            f"calibration images{floats}; the file is kept and marked in its .json; use "
-                            "float16/dynamic, raise --max-float-ops, or raise --max-drop")
+                            f"against the float model (> --max-drop {max_drop:g}) even with "
+                            f"{result['calibration_images']} calibration images{floats}; the file is kept and marked "
+                            "in its .json; use float16/dynamic, raise --max-float-ops, or raise --max-drop")
     return dest
 
 
