@@ -23,7 +23,7 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, classes: list[str],
         rec = tp / cm[i].sum() if cm[i].sum() else 0.0
         f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
         per_class.append({"class": c, "precision": round(float(prec), 4), "recall": round(float(rec), 4),
-                          "f1": round(float(f1), 4), "support": int(cm[i].sum())})
+                          "f1": round(float(f1), 4), "support": int(cm[i].sum()), "predicted": int(cm[:, i].sum())})
     eps = 1e-7
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0)))) if len(y) else float("nan")
     return {

@@ -202,6 +202,11 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     m_one = evaluate(tfl, one, verbose=False)
     red = next(r for r in m_held["per_class"] if r["class"] == "red")
     assert (m_one["split"], m_one["n"]) == ("all", 6) and m_one["accuracy"] == red["recall"]
+    # The classes with no photo there have no recall (not 0: the model got nothing wrong about them).
+    from edgeclf.runtime.evaluate import format_metrics
+
+    blue_row = next(line.split() for line in format_metrics(m_one).splitlines() if line.startswith("blue "))
+    assert blue_row[2:] == ["-", "-", "0"], blue_row
     # A Kaggle-style folder holding only test/<class>/: the error says where the classes are.
     (tmp_path / "kaggle").mkdir()
     (one).rename(tmp_path / "kaggle" / "test")

@@ -272,7 +272,14 @@ def plot_confusion(path: Path, cm: np.ndarray, labels: list[str]) -> None:
 def format_metrics(m: dict[str, Any]) -> str:
     """Human-readable evaluation summary."""
     topk = next(k for k in m if k.startswith("top") and k.endswith("_accuracy"))
-    rows = [[p["class"], p["precision"], p["recall"], p["f1"], p["support"]] for p in m["per_class"]]
+    def cells(p: dict[str, Any]) -> list[Any]:
+        # Undefined, not 0: a class no photo was predicted as has no precision, one with no photos no recall
+        # (new photos of one class list every other class so).
+        prec = p["precision"] if p.get("predicted", 1) else "-"
+        rec = p["recall"] if p["support"] else "-"
+        return [p["class"], prec, rec, p["f1"] if "-" not in (prec, rec) else "-", p["support"]]
+
+    rows = [cells(p) for p in m["per_class"]]
     where = f"the {m['split']} split of {m['data']}" + (
         " (not the run's dataset folder; if every photo here is new, --split all scores them all)"
         if m.get("data_elsewhere") else "")
