@@ -226,9 +226,9 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
         for cdir in dirs:
             files, h, o = _walk_images(cdir, links)
             hidden, others = hidden + h, others + o
-            folder.setdefault(label_form(cdir.name), cdir)
-            per_class.setdefault(label_form(cdir.name), []).extend(
-                (f, label_form(f.relative_to(cdir).as_posix()), None) for f in files)
+            name = label_form(cdir.name)
+            folder.setdefault(name, cdir)
+            per_class.setdefault(name, []).extend((f, label_form(f.relative_to(cdir).as_posix()), None) for f in files)
         loose = [p for p in root.iterdir() if p.is_file() and not _hidden(p.name)]
         others += [str(p) for p in loose]
     if not per_class and layout == "presplit":  # e.g. classes that happen to be called "train" and "test"

@@ -188,12 +188,11 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         hint = (f"; {len(near)} differ from the model's only in case, spaces or punctuation ({short_list(near)}): "
                 "rename those folders to the model's names" if near else "")
         # DATA/test/<class>/ alone (a Kaggle-style test folder, no train/ beside it): the classes sit one deeper.
-        deeper = [ds.root / c for c in missing if (ds.root / c).is_dir()
-                  and {label_form(d.name) for d in (ds.root / c).iterdir() if d.is_dir()} & set(index)]
-        if len(missing) == 1 and deeper:
-            inner = sorted(label_form(d.name) for d in deeper[0].iterdir() if d.is_dir())
-            hint = (f"; {deeper[0]} holds folders named as the model's classes ({short_list(inner)}): "
-                    f"to evaluate on them, pass {deeper[0]} as DATA")
+        deeper = ds.root / missing[0]
+        inner = sorted(label_form(d.name) for d in deeper.iterdir() if d.is_dir()) if deeper.is_dir() else []
+        if len(missing) == 1 and set(inner) & set(index):
+            hint = (f"; {deeper} holds folders named as the model's classes ({short_list(inner)}): "
+                    f"to evaluate on them, pass {deeper} as DATA")
         raise DatasetError(f"{data} has classes the model does not know: {', '.join(missing)}; "
                            f"evaluate on the dataset the model was trained on{hint}")
     paths = [str(s.path) for s in samples]
