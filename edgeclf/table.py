@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from wcwidth import wcswidth
+
 
 def short_list(names: Sequence[str], shown: int = 5) -> str:
     """The first `shown` names and how many more: one readable line for 3 classes or 1,000."""
@@ -19,15 +21,26 @@ def _cell(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: CJK characters and emoji take two, combining marks none."""
+    width = wcswidth(text)
+    return len(text) if width < 0 else width  # a control character: wcwidth gives up, len() is the best guess
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> str:
     """Format rows under headers; numbers right-aligned, text left-aligned."""
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    widths = [max([display_width(h)] + [display_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
     numeric = [all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in rows if row[i] is not None)
                and bool(rows) for i in range(len(headers))]
 
     def line(vals: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)).rstrip()
+        return "  ".join(_pad(v, w, num) for v, w, num in zip(vals, widths, numeric)).rstrip()
 
     out = [title] if title else []
     out += [line(list(headers)), "  ".join("-" * w for w in widths)]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from wcwidth import wcswidth
 
 from conftest import FLOWERS, make_dataset, photo
 from edgeclf.cli import main
@@ -133,6 +134,17 @@ def test_many_small_classes_are_counted_not_all_named(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "d", {f"c{i}": 2 for i in range(7)})
     warnings = diagnose(root, workers=1)["warnings"]
     assert "7 class(es) have fewer than 20 images: c0, c1, c2, c3, c4 and 2 more" in warnings, warnings
+
+
+def test_class_names_in_wide_characters_keep_the_table_aligned(tmp_path: Path) -> None:
+    """Chinese or emoji class names take two terminal columns a character: doctor's table lined up by len() and
+    every column after such a name stood one or two places to the right."""
+    root = make_dataset(tmp_path / "d", {"猫": 3, "🐱 cat": 3, "dog": 3})
+    lines = format_report(diagnose(root, workers=1)).splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("class"))
+    table = lines[start:start + 6]
+    assert [ln for ln in table if ln.startswith(("猫", "🐱", "dog", "TOTAL"))], table
+    assert len({wcswidth(ln) for ln in table}) == 1, "\n".join(table)
 
 
 def test_nested_class_folders(tmp_path: Path) -> None:
