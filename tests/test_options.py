@@ -329,6 +329,31 @@ def test_progress_bars_show_in_a_notebook(monkeypatch: pytest.MonkeyPatch) -> No
     assert not progress.enabled()
 
 
+def test_progress_in_a_log_file_is_a_line_every_half_minute(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """In a pipe or a file (docker without -t, nohup, Slurm, CI) edgeclf said nothing for the minutes of a cold
+    train or a compare, and a bar's carriage returns would pile up into one line: it prints plain lines."""
+    from edgeclf import progress
+
+    monkeypatch.delenv("EDGECLF_PROGRESS", raising=False)
+    assert progress.mode() == "lines"  # capsys: stderr is no terminal
+    log = progress.bar("extracting features", 200, "img")
+    assert isinstance(log, progress.Lines)
+    log.update(50)
+    log.close()
+    assert capsys.readouterr().err == ""  # done within the interval: a short task stays silent
+    log = progress.Lines("extracting features", 200, "img", every=0)
+    log.update(50)
+    log.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("extracting features: 50/200 img (25%) in 0s, about ") and lines[0].endswith("s left")
+    assert lines[1].startswith("extracting features: 50 img done in ") and len(lines) == 2 and "\r" not in lines[0]
+    assert list(progress.progress(range(3), "x")) == [0, 1, 2]
+    monkeypatch.setenv("EDGECLF_PROGRESS", "0")
+    assert progress.mode() == "off" and list(progress.progress(range(3), "x")) == [0, 1, 2]
+    assert capsys.readouterr().err == ""
+
+
 def test_decoding_uses_threads_where_fork_is_unsafe(monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers were always forked: a ValueError on Windows (no fork) and a crash risk on macOS (Python's docs)."""
     import os

@@ -118,7 +118,7 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
         perm = rng.permutation(n)
         pick = rng.integers(0, len(views), n)
         totals = [0.0, 0.0, 0.0]
-        pbar = bar(f"fine-tune top {blocks} (cached) epoch {epoch}/{cfg.epochs}", n if world.main else 0, "img")
+        pbar = bar(f"fine-tune top {blocks} (cached) epoch {epoch}/{cfg.epochs}", n, "img") if world.main else None
         # join(): a rank whose share of the last global batch is empty steps out without a hang.
         with net.join() if world.distributed else contextlib.nullcontext():  # type: ignore[operator]
             for s in range(0, n, cfg.batch_size):
@@ -128,8 +128,10 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
                     logits = net(_gather(views, pick, idx))
                     step(opt, bank_loss(loss_fn, logits, yb, soft, distill, pick, idx), logits, yb, totals)
                 sched.step()
-                pbar.update(min(cfg.batch_size, n - s))
-        pbar.close()
+                if pbar is not None:
+                    pbar.update(min(cfg.batch_size, n - s))
+        if pbar is not None:
+            pbar.close()
         return world.all_sum(totals)
 
     history, best_acc = keep_best(model, cfg.epochs, opt, train_epoch, val_score, on_epoch)

@@ -305,7 +305,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
                                             root, threads),
                 cfg.feature_backend != "torch", spec.preprocess, paths, taps,
                 [views_of[i] if sp != "test" else () for i, sp in enumerate(split)], augment, workers,
-                f"activations into the top {ft_blocks} blocks", hashed=(hashes, bad))
+                f"activations into the top {ft_blocks} block{'s' if ft_blocks > 1 else ''}", hashed=(hashes, bad))
             clf, ft_hist, ft_val = train_top_cached(
                 clf, k, shape, [acts[v].subset(sel["train"]) for v in views], labels[sel["train"]],
                 acts[0].subset(sel["val"]), labels[sel["val"]], ft_cfg, class_weights=weights_ft, head_lr=cfg.lr,
