@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -131,3 +132,20 @@ def test_a_model_without_imagenet_weights_is_refused_before_training(tmp_path: P
     with pytest.raises(ConfigError, match="mobilenet_v2_0.35_96: no published ImageNet weights; .*--weights none"):
         compare(tmp_path, ["efficientnet_lite0", "mobilenet_v2_0.35_96"], out=tmp_path / "out", verbose=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_weights_that_cannot_be_had_are_named_first_and_explained_once(tmp_path: Path, capsys) -> None:
+    """A model whose weights are online-only failed when its turn came, after the models before it trained; its
+    message (with the fix) was cut at 200 characters, and it widened every row of the table past the screen."""
+    from edgeclf.workflows.compare import compare
+
+    data = _colour_dataset(tmp_path / "data", n=4)
+    rows = compare(data, ["efficientnet_lite3"], ["float32", "int8"], tmp_path / "out", threads=[1], runs=1,
+                   epochs=1, workers=1, cache_dir=tmp_path / "cache")
+    out, err = capsys.readouterr()
+    assert err.startswith("warning: efficientnet_lite3: ImageNet weights for") and "its rows will fail" in err
+    assert rows[0]["status"].endswith("or pass --weights none to train from scratch"), rows[0]["status"]
+    table = out[:out.index("report:")].splitlines()
+    assert [ln for ln in table if ln.startswith("efficientnet_lite3")][0].endswith("failed, see [1]"), table
+    notes = [ln for ln in table if re.match(r"\[\d+\] ", ln)]
+    assert len(notes) == 1 and notes[0] == "[1] efficientnet_lite3: " + rows[0]["status"][len("failed: "):], notes

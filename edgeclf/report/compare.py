@@ -24,13 +24,20 @@ def latency_key(threads: list[int]) -> str:
     return f"p50_ms_{max(threads)}t"
 
 def format_results(rows: list[dict[str, Any]], threads: list[int], extra: list[str] | None = None) -> str:
-    """The comparison as a table a person reads at a glance."""
+    """The comparison as a table a person reads at a glance; each failure's message once, under the table."""
+    # A failure's message (what to do about it) is a long line: in its cell it widened every row past the screen.
+    notes: dict[str, int] = {}
+
     def show(r: dict, k: str) -> Any:
         v = r.get(k, "")
+        if k == "status" and isinstance(v, str) and v.startswith("failed: "):
+            why = f"{r.get('model')}: {v[len('failed: '):]}"
+            return f"failed, see [{notes.setdefault(why, len(notes) + 1)}]"
         return "none (random init)" if k == "weights" and v == "none" else v
     cols = columns(threads, extra)
-    return format_table([_HEADERS.get(c, c.replace("p50_ms_", "p50 ms ")) for c in cols],
-                        [[show(r, k) for k in cols] for r in rows])
+    table = format_table([_HEADERS.get(c, c.replace("p50_ms_", "p50 ms ")) for c in cols],
+                         [[show(r, k) for k in cols] for r in rows])
+    return "\n".join([table, ""] + [f"[{n}] {why}" for why, n in notes.items()]) if notes else table
 
 
 def pareto_front(rows: list[dict[str, Any]], x: str, y: str = "test_acc") -> list[dict[str, Any]]:

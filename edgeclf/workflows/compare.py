@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -76,6 +77,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
         if lacking:
             raise ConfigError(f"{', '.join(lacking)}: no published ImageNet weights; drop from --models, or "
                               "compare from random init with --weights none")
+        _fetch_weights(models)
     for t in threads or [1]:
         check("--threads", t, POSITIVE_INT)
     check("--runs", runs, POSITIVE_INT)
@@ -126,8 +128,25 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     return rows
 
 
+def _fetch_weights(models: list[str]) -> None:
+    """Download (or find) every model's ImageNet weights now, and warn of those that cannot be had.
+
+    A missing file otherwise showed only when its model's turn came, after every model before it trained.
+    """
+    from ..errors import ModelError
+    from ..models.weights import locate
+    from ..models.zoo import get_spec
+
+    for m in models:
+        try:
+            locate(get_spec(m).weights)
+        except ModelError as exc:
+            print(f"warning: {m}: {exc}; its rows will fail (stop now to fix it, or let the others run and "
+                  "rerun the same command afterwards: finished models are kept)", file=sys.stderr)
+
+
 def _failed(model: str, q: str, weights: str, exc: BaseException) -> dict[str, Any]:
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if os.environ.get("EDGECLF_DEBUG"):
         traceback.print_exception(exc)
-    return {"model": model, "quantize": q, "weights": weights, "status": f"failed: {msg[:200]}"}
+    return {"model": model, "quantize": q, "weights": weights, "status": f"failed: {msg}"}
