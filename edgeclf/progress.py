@@ -59,19 +59,22 @@ class Lines:
             self.last, self.spoke = now, True
             print(self._line(now), file=sys.stderr, flush=True)
 
+    def _units(self, count: int) -> str:
+        return self.unit if count == 1 or self.unit in ("img", "it") else self.unit + "s"  # '2 models', '2 img'
+
     def _line(self, now: float) -> str:
         took = now - self.t0
         if not self.total:
-            return f"{self.desc}: {self.n:,} {self.unit} in {took:.0f}s"
+            return f"{self.desc}: {self.n:,} {self._units(self.n)} in {took:.0f}s"
         left = f", about {took * (self.total - self.n) / self.n:.0f}s left" if 0 < self.n < self.total else ""
-        done = f"{self.n:,}/{self.total:,} {self.unit} ({100 * self.n / self.total:.0f}%)"
+        done = f"{self.n:,}/{self.total:,} {self._units(self.total)} ({100 * self.n / self.total:.0f}%)"
         return f"{self.desc}: {done} in {took:.0f}s{left}"
 
     def close(self) -> None:
         """Say it finished, if it said anything at all (a short task stays silent)."""
         if self.spoke:
             self.spoke = False
-            print(f"{self.desc}: {self.n:,} {self.unit} done in {time.monotonic() - self.t0:.0f}s", file=sys.stderr,
+            print(f"{self.desc}: {self.n:,} {self._units(self.n)} done in {time.monotonic() - self.t0:.0f}s", file=sys.stderr,
                   flush=True)
 
 

@@ -348,6 +348,12 @@ def test_progress_in_a_log_file_is_a_line_every_half_minute(monkeypatch: pytest.
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("extracting features: 50/200 img (25%) in 0s, about ") and lines[0].endswith("s left")
     assert lines[1].startswith("extracting features: 50 img done in ") and len(lines) == 2 and "\r" not in lines[0]
+    log = progress.Lines("compare", 2, "model", every=0)
+    log.update()
+    log.close()
+    assert capsys.readouterr().err.splitlines()[1].startswith("compare: 1 model done in ")
+    log.t0 -= 60  # a minute after it began
+    assert log._line(log.t0 + 61) == "compare: 1/2 models (50%) in 61s, about 61s left"
     assert list(progress.progress(range(3), "x")) == [0, 1, 2]
     monkeypatch.setenv("EDGECLF_PROGRESS", "0")
     assert progress.mode() == "off" and list(progress.progress(range(3), "x")) == [0, 1, 2]
