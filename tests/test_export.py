@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -182,6 +183,26 @@ def test_onnx_export_runs_in_onnxruntime(run: Path, exported: dict[str, Path], t
     assert engine.kind == "onnx" and engine.labels == sorted(COLOURS)
     x = np.stack([ref.preprocess.to_uint8(Image.fromarray(a)) for a in _probe_images()])
     np.testing.assert_allclose(engine.predict(x), ref.predict(x), atol=1e-4)
+
+
+def test_onnx_and_float32_tflite_of_a_run_keep_their_own_json(run: Path, tmp_path: Path) -> None:
+    """Both are NAME_float32.*: the ONNX export wrote NAME_float32.json over the .tflite's, which then described an
+    ONNX file with uint8 input beside a .tflite exported with float32 input."""
+    from edgeclf.artifacts.run import sidecar_of
+    from edgeclf.runtime.engine import load_engine
+    from edgeclf.workflows.export import export
+
+    tfl = export(run, "tflite", "float32", out=tmp_path / "m.tflite", io="float32", verbose=False)
+    onx = export(run, "onnx", out=tmp_path / "m.onnx", verbose=False)
+    side = json.loads((tmp_path / "m.json").read_text())
+    assert (side["format"], side["input"]["dtype"]) == ("tflite", "float32")
+    assert sidecar_of(onx).name == "m.onnx.json" and json.loads(sidecar_of(onx).read_text())["format"] == "onnx"
+    assert load_engine(tfl).kind == "tflite" and load_engine(onx).kind == "onnx"
+    old = tmp_path / "old"  # an ONNX file exported before: its JSON is NAME.json
+    old.mkdir()
+    shutil.copy(onx, old / "m.onnx")
+    shutil.copy(sidecar_of(onx), old / "m.json")
+    assert load_engine(old / "m.onnx").labels == sorted(COLOURS)
 
 
 def test_tflite_alone_carries_its_preprocessing(exported: dict[str, Path], tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import encode, make_dataset, photo
+from edgeclf.artifacts.run import sidecar_of
 from edgeclf.data.images import ImageDecodeError, load_rgb
 from edgeclf.errors import EdgeclfError
 from edgeclf.training.features import content_hash
@@ -120,7 +121,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
                          ("m.onnx", "onnx", "float32")):
         path = export(run, fmt, q, out=root / "exp" / name, verbose=False, calibration_size=8)
         out[name] = path.read_bytes()
-        out[name + ".json"] = path.with_suffix(".json").read_bytes()
+        out[name + ".json"] = sidecar_of(path).read_bytes()
     out["labels.txt"] = (root / "exp" / "labels.txt").read_bytes()
     return out
 
@@ -142,7 +143,7 @@ def _place(tmp_path: Path, models: dict[str, bytes], name: str, data: bytes) -> 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     (folder / name).write_bytes(data)
-    (folder / Path(name).with_suffix(".json")).write_bytes(models[name + ".json"])
+    sidecar_of(folder / name).write_bytes(models[name + ".json"])
     (folder / "labels.txt").write_bytes(models["labels.txt"])
     return folder
 

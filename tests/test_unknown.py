@@ -103,6 +103,23 @@ def test_unknown_threshold_reaches_mediapipe(colours: Path, exported: tuple[Path
     assert (tmp_path / "ev" / "risk_coverage.png").stat().st_size > 5000
 
 
+def test_unknown_threshold_reaches_an_onnx_app(colours: Path, exported: tuple[Path, Path], tmp_path: Path) -> None:
+    """The ONNX export carried no threshold: predict and evaluate on it never said 'unknown', and an app had only the
+    sidecar JSON to find it in. It is in the file's metadata, and edgeclf answers as with the .tflite."""
+    import onnx
+
+    from edgeclf.runtime.predict import predict
+    from edgeclf.workflows.export import export
+
+    run, f = exported
+    onx = export(run, "onnx", out=tmp_path / "m.onnx", verbose=False)
+    props = {p.key: p.value for p in onnx.load(str(onx)).metadata_props}
+    assert float(props["score_threshold"]) == json.loads((run / "metrics.json").read_text())["unknown"]["threshold"]
+    photos = sorted(str(p) for p in colours.rglob("*.jpg"))
+    said = [r["unknown"] for r in predict(onx, photos, top_k=1)]
+    assert said == [r["unknown"] for r in predict(f, photos, top_k=1)] and 0 < sum(said) < len(said)
+
+
 def test_coverage_report() -> None:
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55]])
     r = coverage_report(probs, np.array([0, 1, 1, 0]), 0.6)

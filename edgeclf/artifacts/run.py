@@ -42,10 +42,24 @@ def model_digest(run_dir: str | os.PathLike[str]) -> str | None:
 _DIGESTS: dict[tuple[str, int, int, int], str] = {}
 
 
+def sidecar_of(model_file: str | os.PathLike[str]) -> Path:
+    """Where edgeclf export writes a model file's JSON: NAME.json beside NAME.tflite, NAME.onnx.json beside .onnx."""
+    f = Path(model_file)
+    # A run's ONNX file and its float32 .tflite share NAME: one NAME.json held whichever was exported last
+    # (the .tflite's then said "format": "onnx").
+    return f.with_name(f.name + ".json") if f.suffix.lower() == ".onnx" else f.with_suffix(".json")
+
+
+def find_sidecar(model_file: str | os.PathLike[str]) -> Path:
+    """The JSON that describes a model file: sidecar_of(), or NAME.json beside an ONNX file exported before it."""
+    own, older = sidecar_of(model_file), Path(model_file).with_suffix(".json")
+    return older if not own.is_file() and older.is_file() else own
+
+
 def _origin(model_file: str | os.PathLike[str]) -> tuple[Path | None, str | None]:
     """(the run an exported file came from, the model.pt digest it was made from), as far as its sidecar tells."""
     try:
-        rec = read_json(Path(model_file).with_suffix(".json"))
+        rec = read_json(find_sidecar(model_file))
     except (OSError, ValueError):
         return None, None
     if not isinstance(rec, dict) or not rec.get("run_dir"):

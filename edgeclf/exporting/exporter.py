@@ -15,7 +15,7 @@ from ..errors import EdgeclfError
 from ..table import short_list
 from ..params import POSITIVE_INT, Options, check
 from ..models.preprocess import Preprocess
-from ..artifacts.run import dataset_root, load_run, model_digest, read_split, run_preprocess
+from ..artifacts.run import dataset_root, load_run, model_digest, read_split, run_preprocess, sidecar_of
 from .int8_layers import short_name
 
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}
@@ -62,7 +62,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
            out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
            calibration_data: str | os.PathLike[str] | None = None, verbose: bool = True,
            keep_float: Sequence[str] = (), report: bool = False) -> Path:
-    """Export a trained run; writes FILE (with metadata + labels inside), labels.txt and FILE-stem.json beside it.
+    """Export a trained run: FILE (metadata and labels inside), labels.txt and its JSON (sidecar_of) beside it.
 
     int8 only: `keep_float` (float-graph tensor names, as in the report) leaves those ops in float;
     `report` writes FILE-stem.layers.csv, the error each op adds against the float graph.
@@ -94,11 +94,15 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
 
         if quantize != "float32" or io != "uint8":
             raise EdgeclfError("ONNX export is float32 with uint8 input; drop --quantize/--io or use --format tflite")
-        to_onnx(model, pre, dest, list(meta["classes"]), {"model": meta["model"], "version": __version__})
+        # The "unknown" threshold (train --unknown-rate) travels inside the file, as in a .tflite's metadata.
+        threshold = meta.get("score_threshold")
+        to_onnx(model, pre, dest, list(meta["classes"]), {"model": meta["model"], "version": __version__,
+                                                          **({"score_threshold": repr(float(threshold))}
+                                                             if threshold is not None else {})})
     if not report:
         layers_report(dest).unlink(missing_ok=True)  # an older table would describe another file
     write_text(dest.parent / "labels.txt", "\n".join(meta["classes"]) + "\n")
-    write_json(dest.with_suffix(".json"), {
+    write_json(sidecar_of(dest), {
         "model": meta["model"], "format": format, "quantize": quantize, "classes": meta["classes"],
         "input": {"layout": "NHWC", "dtype": io, "size": pre.size, "range": [0, 255]},
         "preprocess": pre.to_dict(), "output": "probabilities", "run_dir": str(Path(run_dir).resolve()),

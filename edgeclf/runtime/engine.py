@@ -11,6 +11,7 @@ import numpy as np
 
 from .._io import read_json
 from ..litert import open_interpreter, run_each
+from ..artifacts.run import find_sidecar
 from ..errors import ModelError
 from ..models.preprocess import Preprocess
 
@@ -34,7 +35,7 @@ class Engine:
 
 def _sidecar(path: Path) -> tuple[Preprocess, list[str], float | None]:
     """Preprocessing, class names and score threshold: from the JSON beside the file, else from its metadata."""
-    side = path.with_suffix(".json")
+    side = find_sidecar(path)
     if side.is_file():
         try:
             meta = read_json(side)
@@ -118,8 +119,13 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
                              "use the labels.txt exported with this model")
         return Engine(path, "tflite", labels, pre, runner, threads, threshold)
     if path.suffix == ".onnx":
-        runner, labels, pre = _onnx_runner(path, threads)
-        return Engine(path, "onnx", labels, pre, runner, threads)
+        runner, labels, pre, threshold = _onnx_runner(path, threads)
+        if threshold is None and find_sidecar(path).is_file():  # exported before the threshold went into the file
+            try:
+                threshold = read_json(find_sidecar(path)).get("score_threshold")
+            except (OSError, ValueError, AttributeError):
+                threshold = None
+        return Engine(path, "onnx", labels, pre, runner, threads, threshold)
     raise ModelError(f"{path}: unsupported model file type {path.suffix!r}; pass a .tflite or .onnx file "
                      "or a run directory")
 
@@ -139,6 +145,7 @@ def _onnx_runner(path: Path, threads: int | None):
     props = sess.get_modelmeta().custom_metadata_map
     try:
         labels, pre = json.loads(props["labels"]), Preprocess.from_record(json.loads(props["preprocess"]), path)
+        threshold = float(props["score_threshold"]) if "score_threshold" in props else None
     except (KeyError, ValueError, TypeError):
         raise ModelError(f"{path} has no readable edgeclf labels/preprocessing metadata; "
                          "export it with edgeclf export") from None
@@ -150,4 +157,4 @@ def _onnx_runner(path: Path, threads: int | None):
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelError(f"{path} failed to run ({str(exc).splitlines()[0][:160]}); re-export it") from None
 
-    return run, labels, pre
+    return run, labels, pre, threshold

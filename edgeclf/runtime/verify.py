@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._io import write_json
-from ..artifacts.run import dataset_root, is_stale, read_split
+from ..artifacts.run import dataset_root, find_sidecar, is_stale, read_split
 from ..data.dataset import label_form, scan
 from ..errors import EdgeclfError, ModelError
 from ..params import NONE, POSITIVE_INT, Options, as_list, check, check_path
@@ -26,7 +26,7 @@ CLIENTS_OF = {kind: tuple(c for c in RUNS[kind] if c != "torch") for kind in (".
 
 def _foreign(f: Path) -> str | None:
     """Why an exported-looking file is no edgeclf export (no sidecar, no edgeclf metadata), or None."""
-    if f.with_suffix(".json").is_file():
+    if find_sidecar(f).is_file():
         return None  # edgeclf's own file: any failure to load it is reported, not skipped
     try:
         load_engine(f)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json
-from ..artifacts.run import dataset_root, read_split
+from ..artifacts.run import dataset_root, read_split, sidecar_of
 from ..errors import ConfigError, EdgeclfError
 from ..exporting.exporter import FORMATS, export as export_file, layers_report, names_folder
 from ..exporting.int8_layers import read_report, worst
@@ -33,7 +33,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
            out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
            calibration_data: str | os.PathLike[str] | None = None, max_drop: float | None = DEFAULT_MAX_DROP,
            verbose: bool = True, max_float_ops: int = MAX_FLOAT_OPS, report: bool = False) -> Any:
-    """Export a trained run (FILE, labels.txt, FILE-stem.json) and write FILE.golden.json beside it.
+    """Export a trained run (FILE, labels.txt, FILE's JSON: sidecar_of) and write FILE.golden.json beside it.
 
     `quantize` names one quantization (the file's path is returned) or several, as a list or
     comma-separated like the CLI's ("float32,int8"): one file each, their paths returned in a list.
@@ -83,7 +83,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     golden = golden_vectors(dest, run_dir, quantize, calibration_data)
     if verbose and golden is not None:
         print(f"golden vectors {golden}")
-    result = read_json(dest.with_suffix(".json")).get("int8_check", {})
+    result = read_json(sidecar_of(dest)).get("int8_check", {})
     if result and not result.get("passed", True):
         floats = f" and {len(result['float_ops'])} ops in float" if result.get("float_ops") else ""
         raise Int8DropError(f"{dest} loses {result['drop_points']:.2f} points of accuracy ({result['split']} split) "
@@ -151,7 +151,7 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
         result["float_ops"] = [r["layer"] for r in keep]
 
     def calibrated_on() -> int:
-        return int(read_json(dest.with_suffix(".json")).get("calibration_images", calibration_size))
+        return int(read_json(sidecar_of(dest)).get("calibration_images", calibration_size))
 
     # Re-calibrating helps only if the first calibration left training images out.
     if (result["checked"] and not result["passed"] and calibration_size < RETRY_CALIBRATION
@@ -167,7 +167,7 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
         result["first_try"] = tries[0]
         result["tries"] = tries
     result["calibration_images"] = calibrated_on()
-    side = dest.with_suffix(".json")
+    side = sidecar_of(dest)
     write_json(side, {**read_json(side), "int8_check": result})
     if verbose:
         if not result["checked"]:
