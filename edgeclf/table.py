@@ -32,6 +32,21 @@ def _pad(text: str, width: int, right: bool) -> str:
     return fill + text if right else text + fill
 
 
+class Footnotes:
+    """Long cell texts (an error and its fix) shown as [n] in the table and each written once under it."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, int] = {}
+
+    def cite(self, text: str, lead: str = "") -> str:
+        """`lead` followed by the note number of `text` (a text cited again keeps its number)."""
+        return f"{lead}[{self.texts.setdefault(text, len(self.texts) + 1)}]"
+
+    def below(self, table: str) -> str:
+        """The table, then a blank line and the notes (the table alone when nothing was cited)."""
+        return "\n".join([table, ""] + [f"[{n}] {t}" for t, n in self.texts.items()]) if self.texts else table
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> str:
     """Format rows under headers; numbers right-aligned, text left-aligned."""
     cells = [[_cell(v) for v in row] for row in rows]

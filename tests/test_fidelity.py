@@ -167,6 +167,12 @@ def test_every_client_reads_odd_photos(squash_run: tuple[Path, Path, Path], tmp_
         assert (originals.argmax(1) == lite.argmax(1)).mean() >= 0.8
 
 
+def rows_fail(run: Path, tfl: Path) -> str:
+    """The golden check's detail of `tfl` in the run's verify.json."""
+    rows = json.loads((run / "verify.json").read_text())["rows"]
+    return [r for r in rows if r["file"] == tfl.name][0]["golden_detail"]["detail"]
+
+
 def test_golden_vectors_written_and_verified(squash_run: tuple[Path, Path, Path]) -> None:
     from edgeclf.runtime.golden import golden_path
     from edgeclf.runtime.verify import verify
@@ -192,6 +198,10 @@ def test_golden_vectors_written_and_verified(squash_run: tuple[Path, Path, Path]
         cli = subprocess.run([sys.executable, "-m", "edgeclf", "verify", str(run), "--clients", "litert"],
                              capture_output=True, text=True)
         assert cli.returncode == 1 and "FAIL" in cli.stdout
+        # Why it failed is a long line: written once under the table, not in a cell as wide as itself.
+        lines = cli.stdout.splitlines()
+        assert [ln for ln in lines if ln.startswith(tfl.name)][0].endswith("FAIL [1]"), cli.stdout
+        assert [ln for ln in lines if ln.startswith("[1] ")] == [f"[1] {tfl.name}: " + rows_fail(run, tfl)], cli.stdout
     finally:
         golden_path(tfl).write_text(saved)
 

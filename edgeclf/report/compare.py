@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json, write_text
-from ..table import format_table
+from ..table import Footnotes, format_table
 
 _BASE = ["model", "quantize", "weights", "resize", "size_mb", "params_m", "macs_m", "test_acc"]
 _HEADERS = {"quantize": "quant", "size_mb": "MB", "params_m": "params M", "macs_m": "MACs M", "test_acc": "test acc"}
@@ -26,18 +26,16 @@ def latency_key(threads: list[int]) -> str:
 def format_results(rows: list[dict[str, Any]], threads: list[int], extra: list[str] | None = None) -> str:
     """The comparison as a table a person reads at a glance; each failure's message once, under the table."""
     # A failure's message (what to do about it) is a long line: in its cell it widened every row past the screen.
-    notes: dict[str, int] = {}
+    notes = Footnotes()
 
     def show(r: dict, k: str) -> Any:
         v = r.get(k, "")
         if k == "status" and isinstance(v, str) and v.startswith("failed: "):
-            why = f"{r.get('model')}: {v[len('failed: '):]}"
-            return f"failed, see [{notes.setdefault(why, len(notes) + 1)}]"
+            return notes.cite(f"{r.get('model')}: {v[len('failed: '):]}", "failed, see ")
         return "none (random init)" if k == "weights" and v == "none" else v
     cols = columns(threads, extra)
-    table = format_table([_HEADERS.get(c, c.replace("p50_ms_", "p50 ms ")) for c in cols],
-                         [[show(r, k) for k in cols] for r in rows])
-    return "\n".join([table, ""] + [f"[{n}] {why}" for why, n in notes.items()]) if notes else table
+    return notes.below(format_table([_HEADERS.get(c, c.replace("p50_ms_", "p50 ms ")) for c in cols],
+                                    [[show(r, k) for k in cols] for r in rows]))
 
 
 def pareto_front(rows: list[dict[str, Any]], x: str, y: str = "test_acc") -> list[dict[str, Any]]:

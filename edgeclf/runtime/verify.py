@@ -14,7 +14,7 @@ from ..artifacts.run import dataset_root, find_sidecar, is_stale, read_split
 from ..data.dataset import label_form, scan
 from ..errors import EdgeclfError, ModelError
 from ..params import NONE, POSITIVE_INT, Options, as_list, check, check_path
-from ..table import format_table
+from ..table import Footnotes, format_table
 from .engine import load_engine
 from .evaluate import _agreement, client_engine, client_predict, predict_files, split_samples
 from .clients import RUNS
@@ -95,9 +95,16 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     if verbose:
         scored = "every image" if split == "all" else f"{split} split"
         print(f"{run_dir}: {scored} of {root}, {len(good)} images, every exported file through every client")
-        print(format_table(["file", "client", "resize", "accuracy", "agree w/ PyTorch", "max |Δp|", "golden"],
-                           [[r["file"], r["client"], r["resize"], r["accuracy"], r["top1_agreement_with_pytorch"],
-                             r["max_abs_prob_diff_vs_pytorch"], r["golden"]] for r in rows]))
+        notes = Footnotes()  # why a file has no golden check: a long line, the same for each of its clients
+
+        def golden(r: dict[str, Any]) -> str:
+            g = r.get("golden_detail") or {"status": r["golden"]}
+            return r["golden"] if g["status"] == "ok" or not g.get("detail") else \
+                notes.cite(f"{r['file']}: {g['detail']}", g["status"] + " ")
+        print(notes.below(format_table(
+            ["file", "client", "resize", "accuracy", "agree w/ PyTorch", "max |Δp|", "golden"],
+            [[r["file"], r["client"], r["resize"], r["accuracy"], r["top1_agreement_with_pytorch"],
+              r["max_abs_prob_diff_vs_pytorch"], golden(r)] for r in rows])))
         print(f"written {run_dir / 'verify.json'}")
         for name, why in foreign.items():
             print(f"warning: {name} left out: not an edgeclf export ({why})", file=sys.stderr)
