@@ -73,6 +73,19 @@ def test_limits_nothing_meets_name_the_fastest_and_train_nothing(data3: Path, tm
         search(data3, max_latency_ms=2, max_size_mb=1.0, models=SMALL, out=tmp_path / "s", budget="soon")
 
 
+def test_variants_without_weights_here_are_said_to_be_left_out(data3: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, search silently drops every variant whose weights are not on the machine: all of MobileNet V1,
+    the small models a phone budget is made for; 'no candidate fits' did not say they could."""
+    from edgeclf.workflows.search import search
+
+    monkeypatch.setenv("EDGECLF_HOME", str(tmp_path / "home"))  # no weights downloaded or placed by hand
+    with pytest.raises(EdgeclfError, match=r"no training was started; 2\d zoo variants were left out, their ImageNet "
+                                           r"weights not here \(mobilenet_v1_0.25_128, .*\): name them with --models "
+                                           r"to download them, or put the files in .*home/weights"):
+        search(data3, max_latency_ms=0.01, max_size_mb=1.0, out=tmp_path / "s", verbose=False)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--max-latency-ms", "-1", "--max-size-mb", "1"], "--max-latency-ms must be a number in (0, inf), got -1.0"),
     (["--max-latency-ms", "2", "--max-size-mb", "1", "--budget", "soon"], "--budget takes a duration such as"),

@@ -21,6 +21,7 @@ from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import EdgeclfError
 from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check, check_path, parse_duration
 from ..report.compare import format_results, write_report
+from ..table import short_list
 
 BYTES = {"float32": 4, "float16": 2, "dynamic": 1, "int8": 1}
 INT8_SPEEDUP = 4.0  # int8 kernels do at most ~4x the float32 multiply-accumulates per cycle
@@ -104,7 +105,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     `train_options` (TrainConfig fields) go to every training, e.g. workers or feature_backend.
     """
     from ..data.dataset import scan
-    from ..models.weights import availability
+    from ..models.weights import availability, cache_dir
     from ..models.zoo import get_spec, list_models
     from ..training.config import TrainConfig
     from .resume import check_own_folder, hold_settings
@@ -130,7 +131,15 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
         from ..training.distill import load_teacher
 
         load_teacher(teacher, ds)
-    models = models or [m for m in list_models() if availability(get_spec(m)) == "offline"]
+    left_out = ""
+    if not models:
+        where = {m: availability(get_spec(m)) for m in list_models()}
+        models = [m for m, w in where.items() if w == "offline"]
+        elsewhere = [m for m, w in where.items() if w == "online"]
+        if elsewhere:  # MobileNet V1 among them: the small models a phone budget is made for
+            left_out = (f"{len(elsewhere)} zoo variants were left out, their ImageNet weights not here "
+                        f"({short_list(elsewhere, 3)}): name them with --models to download them, or put the files "
+                        f"in {cache_dir()} (edgeclf models lists them)")
     models = [get_spec(m).name for m in models]  # unknown names fail now; other spellings name one folder
     out = Path(out)
     check_outside("--out", out, data)
@@ -181,7 +190,10 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
         raise EdgeclfError(f"no candidate fits --max-latency-ms {max_latency_ms:g} and --max-size-mb {max_size_mb:g} "
                            f"at {threads} thread(s): the fastest is {fastest['model']} {fastest['quantize']} ({lat}), "
                            f"the smallest {small['model']} {small['quantize']} "
-                           f"({small.get('size_mb', small['size_est_mb']):g} MB); no training was started")
+                           f"({small.get('size_mb', small['size_est_mb']):g} MB); no training was started"
+                           + (f"; {left_out}" if left_out else ""))
+    if left_out:
+        log(f"search: {left_out}")
     log(f"search: {len(fits)} fit the limits; training heads on cached features")
     head = {}
     for m in dict.fromkeys(r["model"] for r in fits):  # one training per model, whatever its quantizations
