@@ -84,6 +84,11 @@ def test_variants_without_weights_here_are_said_to_be_left_out(data3: Path, tmp_
                                            r"weights not here \(mobilenet_v1_0.25_128, .*\): name them with --models "
                                            r"to download them, or put the files in .*home/weights"):
         search(data3, max_latency_ms=0.01, max_size_mb=1.0, out=tmp_path / "s", verbose=False)
+    # Named, such a variant is refused before anything is timed or trained (it failed the search at its head).
+    with pytest.raises(EdgeclfError, match=r"^mobilenet_v1_0.25_128: ImageNet weights .* not available offline"):
+        search(data3, max_latency_ms=3, max_size_mb=3, models=["mobilenet_v1_0.25_128", "mobilenet_v2_1.0_96"],
+               out=tmp_path / "named", verbose=False)
+    assert not (tmp_path / "named").exists()
 
 
 @pytest.mark.parametrize("args, message", [

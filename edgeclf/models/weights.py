@@ -204,6 +204,17 @@ def locate(key: str, allow_download: bool = True) -> tuple[Path, WeightSource]:
                      "or pass --weights none to train from scratch")
 
 
+def unobtainable(specs: list["ModelSpec"]) -> dict[str, str]:
+    """{model name: why} for the models whose ImageNet weights cannot be found or downloaded (others are fetched)."""
+    why = {}
+    for spec in specs:
+        try:
+            locate(spec.weights) if spec.weights else None
+        except ModelError as exc:
+            why[spec.name] = str(exc)
+    return why
+
+
 def availability(spec: "ModelSpec") -> str:
     """'offline' (file present and verified), 'online' (downloadable), or 'none'."""
     if not spec.weights:

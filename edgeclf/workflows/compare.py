@@ -70,14 +70,17 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     # which name the runs' folders.
     models = [get_spec(m).name for m in models]
     if weights == "imagenet":
-        from ..models.weights import availability
+        from ..models.weights import availability, unobtainable
 
         # Such a row could only fail, after every model before it trained; online-only weights may still load.
         lacking = [m for m in models if availability(get_spec(m)) == "none"]
         if lacking:
             raise ConfigError(f"{', '.join(lacking)}: no published ImageNet weights; drop from --models, or "
                               "compare from random init with --weights none")
-        _fetch_weights(models)
+        # Fetched now: a missing file otherwise showed when its model's turn came, after the models before it trained.
+        for m, why in unobtainable([get_spec(m) for m in models]).items():
+            print(f"warning: {m}: {why}; its rows will fail (stop now to fix it, or let the others run and "
+                  "rerun the same command afterwards: finished models are kept)", file=sys.stderr)
     for t in threads or [1]:
         check("--threads", t, POSITIVE_INT)
     check("--runs", runs, POSITIVE_INT)
@@ -126,23 +129,6 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
         print(format_results(rows, threads))
         print(f"\nreport: {out / 'report.html'}  (results.csv, results.json, pareto.png)")
     return rows
-
-
-def _fetch_weights(models: list[str]) -> None:
-    """Download (or find) every model's ImageNet weights now, and warn of those that cannot be had.
-
-    A missing file otherwise showed only when its model's turn came, after every model before it trained.
-    """
-    from ..errors import ModelError
-    from ..models.weights import locate
-    from ..models.zoo import get_spec
-
-    for m in models:
-        try:
-            locate(get_spec(m).weights)
-        except ModelError as exc:
-            print(f"warning: {m}: {exc}; its rows will fail (stop now to fix it, or let the others run and "
-                  "rerun the same command afterwards: finished models are kept)", file=sys.stderr)
 
 
 def _failed(model: str, q: str, weights: str, exc: BaseException) -> dict[str, Any]:

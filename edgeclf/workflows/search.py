@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import check_outside, make_dir, read_json, write_json
-from ..errors import EdgeclfError
+from ..errors import EdgeclfError, ModelError
 from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check, check_path, parse_duration
 from ..report.compare import format_results, write_report
 from ..table import short_list
@@ -105,7 +105,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     `train_options` (TrainConfig fields) go to every training, e.g. workers or feature_backend.
     """
     from ..data.dataset import scan
-    from ..models.weights import availability, cache_dir
+    from ..models.weights import availability, cache_dir, unobtainable
     from ..models.zoo import get_spec, list_models
     from ..training.config import TrainConfig
     from .resume import check_own_folder, hold_settings
@@ -141,6 +141,10 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
                         f"({short_list(elsewhere, 3)}): name them with --models to download them, or put the files "
                         f"in {cache_dir()} (edgeclf models lists them)")
     models = [get_spec(m).name for m in models]  # unknown names fail now; other spellings name one folder
+    # A named model's weights are fetched now, or refused now: not after the others were timed and trained.
+    why = unobtainable([get_spec(m) for m in models])
+    if why:
+        raise ModelError(f"{next(iter(why))}: {next(iter(why.values()))}")
     out = Path(out)
     check_outside("--out", out, data)
     check_own_folder(out)
