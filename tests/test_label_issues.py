@@ -83,3 +83,15 @@ def test_one_photo_class_is_left_unscored_and_the_report_still_written(tmp_path:
     r = json.loads(capsys.readouterr().out)["label_issues"]
     assert "not scored: the single photo of class(es) solo" in r["note"] and r["photos"] == 20
     assert (page / "doctor.html").is_file()
+
+
+def test_a_model_too_unsure_to_judge_labels_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Photos with nothing in common per class (no label is wrong, none can be right): cleanlab flagged a third of them
+    as 'likely label errors', read as a dataset full of mistakes, with no word that the model was guessing."""
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "d", {"a": 12, "b": 12, "c": 12})
+    assert main(["doctor", str(data), "--label-issues", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    flagged = int(out.split("cleanlab flags ")[1].split(" of ")[0])
+    assert flagged > 0.15 * 36 and "warning: " in out and "the out-of-fold head is right on only " in out, out
