@@ -76,7 +76,8 @@ def test_int8_over_budget_keeps_the_worst_ops_in_float(run: Path, tmp_path: Path
         assert len(clf.classify(img).classifications[0].categories) == 3
 
 
-def test_int8_over_budget_with_no_float_ops_is_refused(run: Path, tmp_path: Path) -> None:
+def test_int8_over_budget_with_no_float_ops_is_refused(run: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
     from edgeclf.workflows.export import Int8DropError, export
 
     flat = _flat_logits(run, tmp_path / "flat")
@@ -89,6 +90,15 @@ def test_int8_over_budget_with_no_float_ops_is_refused(run: Path, tmp_path: Path
     assert c["float_ops"] == []
     # The CLI says it in one line and exits non-zero; --no-int8-check exports without the check.
     assert main(["export", str(flat), "--quantize", "int8", "--max-float-ops", "0"]) == 2
+    # Scoring or using the marked file later says so (evaluate and predict were silent about the mark).
+    capsys.readouterr()
+    photo = next(p for p in Path(json.loads((run / "split.json").read_text())["root"]).rglob("*.jpg"))
+    for cmd in (["evaluate", str(f)], ["predict", str(f), str(photo)]):
+        assert main(cmd) == 0
+        warned = [ln for ln in capsys.readouterr().err.splitlines() if "failed its int8 check" in ln]
+        assert warned == [f"warning: {f} failed its int8 check at export: {c['drop_points']:.2f} points below the "
+                          f"float model on the {c['split']} split (> --max-drop 1); an app gets this file's answers: "
+                          "export float16 or dynamic instead"], (cmd, warned)
     assert main(["export", str(flat), "--quantize", "int8", "--no-int8-check"]) == 0
 
 

@@ -88,6 +88,20 @@ def is_stale(model_file: str | os.PathLike[str]) -> bool:
     return model_digest(run) != made_from
 
 
+def failed_int8_check(model_file: str | os.PathLike[str]) -> str | None:
+    """What export's int8 check found if the file failed it (the file is kept, marked in its JSON), else None."""
+    f = Path(model_file)
+    try:
+        c = read_json(find_sidecar(f)).get("int8_check") or {} if f.is_file() else {}
+        if c.get("passed", True) or not c.get("checked", True):
+            return None
+        return (f"{f} failed its int8 check at export: {float(c['drop_points']):.2f} points below the float model on "
+                f"the {c.get('split', 'val')} split (> --max-drop {float(c['max_drop']):g}); an app gets this "
+                "file's answers: export float16 or dynamic instead")
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
 def save_model(run_dir: Path, model: Classifier, meta: dict[str, Any]) -> Path:
     """Write model.pt: backbone + head weights and what is needed to rebuild them."""
     import torch

@@ -152,7 +152,11 @@ def _stdin_image(images: list[str]) -> tuple[list[str], str | None]:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
+    from ..artifacts.run import failed_int8_check
     from ..runtime.predict import format_predictions, predict
+
+    if failed_int8_check(a.model):
+        print(f"warning: {failed_int8_check(a.model)}", file=sys.stderr)
 
     images, tmp = _stdin_image(a.images)
     try:

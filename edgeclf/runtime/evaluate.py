@@ -14,7 +14,8 @@ import numpy as np
 from ..plots import plot_reliability, plot_risk_coverage
 from ..params import BOOL, NONE, POSITIVE_INT, Options, check, check_path
 from .._io import atomic_path, check_outside, make_dir, write_json, write_text
-from ..artifacts.run import MANIFEST, MODEL_FILE, SPLIT_FILE, dataset_root, exported_from, is_stale, read_split
+from ..artifacts.run import (MANIFEST, MODEL_FILE, SPLIT_FILE, dataset_root, exported_from, failed_int8_check, is_stale,
+                             read_split)
 from ..data.dataset import Dataset, Sample, label_form, scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
@@ -159,6 +160,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     if verbose and Path(model).is_file() and is_stale(model):
         print(f"warning: {model} was exported from a model its run has since replaced (model.pt changed); "
               "these figures are the old file's: re-export it", file=sys.stderr)
+    if verbose and failed_int8_check(model):
+        print(f"warning: {failed_int8_check(model)}", file=sys.stderr)
     run_dir = _run_dir(engine)  # once: finding a moved run hashes its model.pt
     rec = _split_record(run_dir)
     given, data = data, dataset_root(rec, data)
