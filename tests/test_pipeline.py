@@ -368,7 +368,7 @@ print(edgeclf.evaluate(tfl, data="data", verbose=False)["n"], again.name)
 
 def test_evaluate_reads_the_runs_split_not_a_rehash(tmp_path: Path) -> None:
     """Images added after training do not join the run's test split: evaluate reads split.json's list."""
-    from edgeclf.runtime.evaluate import evaluate
+    from edgeclf.runtime.evaluate import evaluate, format_metrics
     from edgeclf.training.trainer import train
 
     data = make_dataset(tmp_path / "data", {"a": 20, "b": 20})
@@ -379,7 +379,13 @@ def test_evaluate_reads_the_runs_split_not_a_rehash(tmp_path: Path) -> None:
     for f in (tmp_path / "new" / "a").iterdir():
         f.rename(data / "a" / f"later_{f.name}")
     r = evaluate(run, data, verbose=False)
-    assert r["n"] == len(listed) > 0
+    assert r["n"] == len(listed) > 0 and r["gone_since_training"] == 0
+    # Test photos deleted since: scored over fewer images, which evaluate said nowhere.
+    (data / listed[0]).unlink()
+    r = evaluate(run, data, verbose=False)
+    assert r["n"] == len(listed) - 1 and r["gone_since_training"] == 1
+    assert "(1 of the run's test images is no longer in the folder: deleted or renamed since training)" in \
+        format_metrics(r).splitlines()[0]
 
 
 def test_presplit_names_repeat_across_split_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -198,6 +198,11 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
                     f"to evaluate on them, pass {deeper} as DATA")
         raise DatasetError(f"{data} has classes the model does not know: {', '.join(missing)}; "
                            f"evaluate on the dataset the model was trained on{hint}")
+    gone = 0
+    if split != "all" and _same_folder(rec.get("root"), ds.root):
+        # Photos deleted or renamed since training: the figure is over fewer images than the run's, silently.
+        have = {ds.name(s) for s in samples}
+        gone = sum(label_form(n) not in have for n in rec.get("files", {}).get(split, []))
     paths = [str(s.path) for s in samples]
     probs, bad, good = client_predict(engine, client, paths, workers, roi)
     y = np.array([index[ds.classes[samples[i].label]] for i in good], dtype=np.int64)
@@ -206,6 +211,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     m.update({
         "model": str(model), "kind": engine.kind, "client": client, "resize": engine.preprocess.resize,
         "split": split, "data": str(ds.root), "data_unseen_by_run": unseen, "data_elsewhere": elsewhere,
+        "gone_since_training": gone,
         "skipped": [{"path": p, "reason": r} for p, r in bad.items()],
         "misclassified": [{"path": paths[good[j]], "true": engine.labels[y[j]], "predicted": engine.labels[pred[j]],
                            "score": round(float(probs[j, pred[j]]), 4)} for j in np.nonzero(pred != y)[0]],
@@ -288,6 +294,10 @@ def format_metrics(m: dict[str, Any]) -> str:
     if m["split"] == "all":
         where = f"every image of {m['data']}" + (" (a folder the model's run never saw)"
                                                  if m.get("data_unseen_by_run") else "")
+    if m.get("gone_since_training"):
+        gone = m["gone_since_training"]
+        where += (f" ({gone} of the run's {m['split']} images {'is' if gone == 1 else 'are'} no longer in the "
+                  "folder: deleted or renamed since training)")
     lines = [f"{m['model']} ({m.get('client', m['kind'])}, resize={m.get('resize', 'crop')}) on {where}: "
              f"{m['n']} images",
              f"accuracy {m['accuracy']:.4f}   {topk.replace('_', ' ')} {m[topk]:.4f}   loss {m['loss']:.4f}"
