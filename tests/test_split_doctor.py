@@ -129,6 +129,18 @@ def test_class_folders_named_as_splits_are_warned(tmp_path: Path) -> None:
     assert scan(tmp_path / "vehicles").split_like is None and scan(tmp_path / "years").split_like is None
 
 
+def test_one_class_in_two_folders_named_alike_is_warned(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """'Cat' beside 'cat', 'dog' beside 'dog ' (a trailing space): trained as four classes without a word."""
+    root = make_dataset(tmp_path / "d", {"Cat": 3, "cat": 3, "dog": 3, "dog ": 3, "sun-flower": 3, "bird": 3})
+    want = ("class folders differ only in case, spaces or punctuation ('Cat' and 'cat'; 'dog' and 'dog '): the same "
+            "class twice? They train as separate classes; merge each group into one folder")
+    assert want in diagnose(root, workers=1)["warnings"]
+    assert main(["train", str(root), "--model", "mobilenet_v2_0.35_96", "--weights", "none", "--epochs", "1",
+                 "--out", str(tmp_path / "run"), "--workers", "1"]) == 0
+    assert f"warning: {want}" in capsys.readouterr().err.splitlines()
+    assert scan(make_dataset(tmp_path / "e", {"sunflower": 2, "sunflowers": 2})).look_alike is None
+
+
 def test_many_small_classes_are_counted_not_all_named(tmp_path: Path) -> None:
     """120 small classes made one warning line of every name; doctor names five and counts the rest."""
     root = make_dataset(tmp_path / "d", {f"c{i}": 2 for i in range(7)})

@@ -44,6 +44,7 @@ class Dataset:
     skipped_links: list[str] = field(default_factory=list)  # folder links that loop or leave their class
     val_from_train: bool = False  # pre-split without a val folder: val is hashed out of train (spec.val_percent)
     split_like: str | None = None  # a warning: the class folders look like splits holding the real classes
+    look_alike: str | None = None  # a warning: class names that differ only in case, spaces or punctuation
 
     def split(self, name: str) -> list[Sample]:
         """Samples of one split ('train', 'val' or 'test')."""
@@ -311,7 +312,7 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
         samples += [Sample(path=path, label=label, split=sp, rel=rel) for (path, rel, _), sp in zip(files, splits)]
     return Dataset(root=root, classes=classes, samples=samples, layout=layout, spec=spec,
                    ignored_hidden=hidden, ignored_non_images=others, skipped_links=links, val_from_train=val_from_train,
-                   split_like=_split_like(folder) if layout == "folders" else None)
+                   split_like=_split_like(folder) if layout == "folders" else None, look_alike=_look_alike(classes))
 
 
 def _label_list_hint(root: Path) -> str:
@@ -321,6 +322,29 @@ def _label_list_hint(root: Path) -> str:
         return ""
     return (f"; {lists[0]} looks like a list of labels: edgeclf reads each image's label from the name of its "
             f"folder, so put (or link) each image in {root}/<its label>/ first")
+
+
+def name_key(name: str) -> str:
+    """A class name without case, spaces or punctuation: 'Sun flowers ' and 'sunflowers' share one."""
+    return "".join(ch for ch in label_form(name).casefold() if ch.isalnum())
+
+
+def _look_alike(classes: list[str]) -> str | None:
+    """A warning naming class folders that differ only in case, spaces or punctuation ('Cat' and 'cat', 'dog ').
+
+    Sorted by hand on several machines, or made by a script and by hand, one class ends up in two folders:
+    trained as two classes, each is the other's most confident mistake.
+    """
+    groups: dict[str, list[str]] = {}
+    for c in classes:
+        groups.setdefault(name_key(c), []).append(c)
+    twins = [g for k, g in groups.items() if len(g) > 1 and k]
+    if not twins:
+        return None
+    shown = "; ".join(" and ".join(repr(c) for c in g) for g in twins[:3]) + (
+        f" and {len(twins) - 3} more group(s)" if len(twins) > 3 else "")
+    return (f"class folders differ only in case, spaces or punctuation ({shown}): the same class twice? They train "
+            "as separate classes; merge each group into one folder")
 
 
 def _split_like(folder: dict[str, Path]) -> str | None:

@@ -16,7 +16,7 @@ from ..params import BOOL, NONE, POSITIVE_INT, Options, check, check_path
 from .._io import atomic_path, check_outside, make_dir, write_json, write_text
 from ..artifacts.run import (MANIFEST, MODEL_FILE, SPLIT_FILE, dataset_root, exported_from, failed_int8_check, is_stale,
                              read_split)
-from ..data.dataset import Dataset, Sample, label_form, scan
+from ..data.dataset import Dataset, Sample, label_form, name_key, scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
 from ..progress import progress
@@ -183,11 +183,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     missing = [c for c in ds.classes if c not in index]
     if missing:
         # Photos sorted on another machine: 'Daisy/' or 'sun flowers/' for the model's 'daisy' / 'sunflowers'.
-        def fold(c: str) -> str:
-            return "".join(ch for ch in label_form(c).casefold() if ch.isalnum())
-
-        known = {fold(c): c for c in engine.labels}
-        near = [f"{c} -> {known[fold(c)]}" for c in missing if fold(c) in known]
+        known = {name_key(c): c for c in engine.labels}
+        near = [f"{c} -> {known[name_key(c)]}" for c in missing if name_key(c) in known]
         hint = (f"; {len(near)} differ from the model's only in case, spaces or punctuation ({short_list(near)}): "
                 "rename those folders to the model's names" if near else "")
         # DATA/test/<class>/ alone (a Kaggle-style test folder, no train/ beside it): the classes sit one deeper.
