@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, ModelError
-from ..params import (BOOL, COUNT, FRACTION, NON_NEGATIVE, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Options,
-                      check, check_split, parse_duration)
+from ..params import (BOOL, COUNT, FRACTION, NON_NEGATIVE, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Interval,
+                      Options, check, check_split, parse_duration)
 
 # Imported by the CLI at start-up: nothing here may pull in torch (no models/ or backends imports).
 _GROUPS = {
@@ -26,6 +26,12 @@ _GROUPS = {
     "ft": "fine-tuning (after the head: top N blocks on cached activations, or all on the fly)",
     "distill": "distillation (a more accurate run on the same dataset teaches this one)",
 }
+
+
+# Each view is a backbone pass over every training image and its features kept on disk: 4 views add 107 s cold
+# on flowers (2 cores), so a typo like 400 would cost hours and gigabytes; 8 already scored no better than 4
+# (bench/README.md, "Accuracy by default").
+AUG_VIEWS = Interval(int, 0, 64)
 
 
 def _opt(default: Any, *flags: str, help: str, check: tuple = (), group: str | None = None,  # noqa: A002
@@ -81,7 +87,7 @@ class TrainConfig:
                                     "validation photos (e.g. 0.05); written into the export, where MediaPipe's "
                                     "ImageClassifier applies it (0 = off)")
     seed: int = _opt(0, "--seed", check=(COUNT,), help="random seed")
-    aug_views: int = _opt(4, "--aug-views", "--augment", check=(COUNT,), group="aug", metavar="K",
+    aug_views: int = _opt(4, "--aug-views", "--augment", check=(AUG_VIEWS,), group="aug", metavar="K",
                           help="augmented views per training image, cached like the plain one (0 = none)")
     flip: bool = _opt(True, "--flip", "--flip_left_right", group="aug", help="random horizontal flips")
     random_crop: float = _opt(10.0, "--random-crop", "--random_crop", check=(PERCENT,), group="aug", metavar="PCT",
