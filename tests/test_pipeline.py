@@ -386,6 +386,14 @@ def test_evaluate_reads_the_runs_split_not_a_rehash(tmp_path: Path) -> None:
     assert r["n"] == len(listed) - 1 and r["gone_since_training"] == 1
     assert "(1 of the run's test images is no longer in the folder: deleted or renamed since training)" in \
         format_metrics(r).splitlines()[0]
+    # A class added since: the run's own split (none of its photos) is still scored; it was refused outright.
+    make_dataset(data, {"c": 20}, seed=5)
+    r = evaluate(run, data, verbose=False)
+    assert r["n"] == len(listed) - 1 and r["classes_not_scored"] == ["c"]
+    assert "class folders added since training, which the model cannot answer, left out: c; 1 of the run's" in \
+        format_metrics(r).splitlines()[0]
+    with pytest.raises(DatasetError, match=r"class folders added since the model was trained: c; drop --split all"):
+        evaluate(run, data, split="all", verbose=False)
 
 
 def test_presplit_names_repeat_across_split_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

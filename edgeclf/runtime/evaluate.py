@@ -180,7 +180,12 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     split = split or ("all" if unseen else "test")
     samples = split_samples(ds, split, rec)
     index = {label_form(c): i for i, c in enumerate(engine.labels)}  # a run from before labels were NFC
-    missing = [c for c in ds.classes if c not in index]
+    # In the run's own folder, only the classes of the photos scored: its own split has none of a class added since.
+    # Elsewhere every folder counts: renamed ones ('Red/' for 'red/') would otherwise drop out of the split unseen.
+    own = _same_folder(rec.get("root"), ds.root)
+    scored = {s.label for s in samples} if own else set(range(len(ds.classes)))
+    missing = [c for i, c in enumerate(ds.classes) if c not in index and i in scored]
+    added = [c for c in ds.classes if c not in index and c not in missing]
     if missing:
         # Photos sorted on another machine: 'Daisy/' or 'sun flowers/' for the model's 'daisy' / 'sunflowers'.
         known = {name_key(c): c for c in engine.labels}
@@ -193,10 +198,13 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         if len(missing) == 1 and set(inner) & set(index):
             hint = (f"; {deeper} holds folders named as the model's classes ({short_list(inner)}): "
                     f"to evaluate on them, pass {deeper} as DATA")
+        if not hint and own:  # the run's own folder, grown since
+            raise DatasetError(f"{data} has class folders added since the model was trained: {', '.join(missing)}; "
+                               "drop --split all to score the run's own split, which leaves them out")
         raise DatasetError(f"{data} has classes the model does not know: {', '.join(missing)}; "
                            f"evaluate on the dataset the model was trained on{hint}")
     gone = 0
-    if split != "all" and _same_folder(rec.get("root"), ds.root):
+    if split != "all" and own:
         # Photos deleted or renamed since training: the figure is over fewer images than the run's, silently.
         have = {ds.name(s) for s in samples}
         gone = sum(label_form(n) not in have for n in rec.get("files", {}).get(split, []))
@@ -208,7 +216,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     m.update({
         "model": str(model), "kind": engine.kind, "client": client, "resize": engine.preprocess.resize,
         "split": split, "data": str(ds.root), "data_unseen_by_run": unseen, "data_elsewhere": elsewhere,
-        "gone_since_training": gone,
+        "gone_since_training": gone, "classes_not_scored": added,
         "skipped": [{"path": p, "reason": r} for p, r in bad.items()],
         "misclassified": [{"path": paths[good[j]], "true": engine.labels[y[j]], "predicted": engine.labels[pred[j]],
                            "score": round(float(probs[j, pred[j]]), 4)} for j in np.nonzero(pred != y)[0]],
@@ -291,10 +299,15 @@ def format_metrics(m: dict[str, Any]) -> str:
     if m["split"] == "all":
         where = f"every image of {m['data']}" + (" (a folder the model's run never saw)"
                                                  if m.get("data_unseen_by_run") else "")
+    notes = []
+    if m.get("classes_not_scored"):
+        notes.append(f"class folders added since training, which the model cannot answer, left out: "
+                     f"{short_list(m['classes_not_scored'])}")
     if m.get("gone_since_training"):
         gone = m["gone_since_training"]
-        where += (f" ({gone} of the run's {m['split']} images {'is' if gone == 1 else 'are'} no longer in the "
-                  "folder: deleted or renamed since training)")
+        notes.append(f"{gone} of the run's {m['split']} images {'is' if gone == 1 else 'are'} no longer in the "
+                     "folder: deleted or renamed since training")
+    where += f" ({'; '.join(notes)})" if notes else ""
     lines = [f"{m['model']} ({m.get('client', m['kind'])}, resize={m.get('resize', 'crop')}) on {where}: "
              f"{m['n']} images",
              f"accuracy {m['accuracy']:.4f}   {topk.replace('_', ' ')} {m[topk]:.4f}   loss {m['loss']:.4f}"
