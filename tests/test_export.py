@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -145,10 +146,17 @@ def test_bad_export_options(run: Path, tmp_path: Path) -> None:
         (other / name).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(np.full((48, 64, 3), 60 * i, np.uint8)).save(other / name / f"{i}.jpg")
-    with pytest.raises(EdgeclfError, match=f"--calibration-data {other} has classes cat, dog, not this run's "
-                                           "blue, green, red; pass the folder the run was trained on"):
+    with pytest.raises(EdgeclfError, match=re.escape(f"--calibration-data {other} lacks this run's classes blue, "
+                                                     "green, red (it has cat, dog); pass the folder the run was "
+                                                     "trained on")):
         export(run, "tflite", "int8", tmp_path / "q.tflite", calibration_data=other, verbose=False)
     assert not (tmp_path / "q.tflite").exists()
+    # The run's dataset with a class folder added since: its training photos are all there (it was refused).
+    grown = tmp_path / "grown"
+    shutil.copytree(json.loads((run / "split.json").read_text())["root"], grown)
+    shutil.copytree(other / "cat", grown / "cat")
+    assert export(run, "tflite", "int8", tmp_path / "q.tflite", calibration_data=grown, verbose=False,
+                  max_drop=None).is_file()
 
 
 def test_int8_export_says_how_many_images_calibrated_it(run: Path, tmp_path: Path,

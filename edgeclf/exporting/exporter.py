@@ -38,10 +38,14 @@ def calibration_images(run_dir: str | os.PathLike[str], pre: Preprocess, n: int 
         raise EdgeclfError(f"int8 calibration needs the training images, but {root} is gone; "
                            "pass --calibration-data DATA")
     ds = scan(root, rec["val_percent"], rec["test_percent"])
-    # Another dataset: not what the model will see.
-    if rec.get("classes") and ds.classes != [label_form(c) for c in rec["classes"]]:
-        raise EdgeclfError(f"--calibration-data {root} has classes {short_list(ds.classes)}, not this run's "
-                           f"{short_list(rec['classes'])}; pass the folder the run was trained on (moved or copied)")
+    # Another dataset: not what the model will see. A class folder added since training is no reason to refuse:
+    # the run's own training photos are all still there.
+    lacking = [c for c in map(label_form, rec.get("classes") or []) if c not in ds.classes]
+    if lacking:
+        given = "--calibration-data " if data is not None else "the run's dataset "
+        raise EdgeclfError(f"{given}{root} lacks this run's classes {short_list(lacking)} (it has "
+                           f"{short_list(ds.classes)}); pass the folder the run was trained on (moved or copied)"
+                           + ("" if data is not None else " with --calibration-data"))
     train = ds.recorded("train", rec)
     rng = np.random.default_rng(seed)
     by_class: dict[int, list] = {}
