@@ -91,7 +91,8 @@ def test_a_model_too_unsure_to_judge_labels_says_so(tmp_path: Path, capsys: pyte
     from conftest import make_dataset
 
     data = make_dataset(tmp_path / "d", {"a": 12, "b": 12, "c": 12})
-    assert main(["doctor", str(data), "--label-issues", "--workers", "1"]) == 0
+    assert main(["doctor", str(data), "--label-issues", "--workers", "1", "--html", str(tmp_path / "page")]) == 0
     out = capsys.readouterr().out
     flagged = int(out.split("cleanlab flags ")[1].split(" of ")[0])
     assert flagged > 0.15 * 36 and "warning: " in out and "the out-of-fold head is right on only " in out, out
+    assert "the out-of-fold head is right on only " in (tmp_path / "page" / "doctor.html").read_text()  # and on the page

@@ -99,7 +99,9 @@ def write_page(out: Path, r: dict[str, Any]) -> Path:
     if r.get("label_issues"):
         li = r["label_issues"]
         sections.append(("labels", f"Likely label errors ({li['flagged']} flagged of {li['photos']})",
-                         "<p>Each suspect beside the photos of the class it looks like.</p>" + _suspects(li, root)))
+                         (f'<p class="caveat"><b>Warning:</b> {html.escape(li["caveat"])}</p>' if li.get("caveat")
+                          else "")
+                         + "<p>Each suspect beside the photos of the class it looks like.</p>" + _suspects(li, root)))
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in r["warnings"]) or "<li>no problems found</li>"
     body = "".join(f'<section id="{sid}"><h2>{html.escape(title)}</h2>{content}</section>'
                    for sid, title, content in sections)
