@@ -295,6 +295,13 @@ def test_train_config_replays_a_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["train", str(data), "--config", str(tmp_path / "r1" / "metrics.json"), "--out", str(tmp_path / "r3")]) == 2
     assert "is neither a run's manifest.json nor train options ('best_epoch'" in capsys.readouterr().err
     assert not (tmp_path / "r3").exists()
+    # Written by hand: a misspelt option is named with the nearest one; YAML (Ultralytics' way) is told what to give.
+    (tmp_path / "opts.json").write_text('{"epochs": 3, "modle": "efficientnet_lite0"}')
+    (tmp_path / "opts.yaml").write_text("epochs: 3\n")
+    assert main(["train", str(data), "--config", str(tmp_path / "opts.json")]) == 2
+    assert "('modle' is no option; did you mean 'model'?)" in capsys.readouterr().err
+    assert main(["train", str(data), "--config", str(tmp_path / "opts.yaml")]) == 2
+    assert 'or a JSON object of train options such as {"model": ' in capsys.readouterr().err
 
 
 def test_config_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:

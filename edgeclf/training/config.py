@@ -9,6 +9,7 @@ a dataclass the way scikit-learn declares parameter constraints).
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import json
 import os
@@ -183,15 +184,19 @@ def read_config(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read it ({exc.strerror})") from None
     except ValueError:
-        raise ConfigError(f"--config {path} is not JSON: give a run's manifest.json") from None
+        raise ConfigError(f"--config {path} is not JSON: give a run's manifest.json, or a JSON object of train options "
+                          'such as {"model": "efficientnet_lite0", "epochs": 30}') from None
     cfg = doc.get("config", doc) if isinstance(doc, dict) else None
     if not isinstance(cfg, dict):
         raise ConfigError(f"--config {path} holds no options object: give a run's manifest.json")
     if cfg is doc:  # a JSON of options: every key must be one (metrics.json once passed, all but `model` ignored)
-        unknown = sorted(set(doc) - {f.name for f in fields(TrainConfig)} - {"data"})
+        names = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(doc) - names - {"data"})
         if unknown:
+            near = difflib.get_close_matches(unknown[0].replace("-", "_").lstrip("_"), sorted(names), n=1)
             raise ConfigError(f"--config {path} is neither a run's manifest.json nor train options ({unknown[0]!r} "
-                              "is no option): give RUN/manifest.json")
+                              "is no option" + (f"; did you mean {near[0]!r}?" if near else "")
+                              + "): give RUN/manifest.json or fix the name")
     return cfg
 
 
