@@ -74,8 +74,8 @@ class Lines:
         """Say it finished, if it said anything at all (a short task stays silent)."""
         if self.spoke:
             self.spoke = False
-            print(f"{self.desc}: {self.n:,} {self._units(self.n)} done in {time.monotonic() - self.t0:.0f}s", file=sys.stderr,
-                  flush=True)
+            took = time.monotonic() - self.t0
+            print(f"{self.desc}: {self.n:,} {self._units(self.n)} done in {took:.0f}s", file=sys.stderr, flush=True)
 
 
 def _lines(it: Iterable[T], desc: str, total: int | None, unit: str) -> Iterator[T]:

@@ -91,8 +91,10 @@ def is_stale(model_file: str | os.PathLike[str]) -> bool:
 def failed_int8_check(model_file: str | os.PathLike[str]) -> str | None:
     """What export's int8 check found if the file failed it (the file is kept, marked in its JSON), else None."""
     f = Path(model_file)
+    if not f.is_file():  # a run directory: nothing exported to check
+        return None
     try:
-        c = read_json(find_sidecar(f)).get("int8_check") or {} if f.is_file() else {}
+        c = read_json(find_sidecar(f)).get("int8_check") or {}
         if c.get("passed", True) or not c.get("checked", True):
             return None
         return (f"{f} failed its int8 check at export: {float(c['drop_points']):.2f} points below the float model on "

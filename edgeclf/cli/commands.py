@@ -155,8 +155,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from ..artifacts.run import failed_int8_check
     from ..runtime.predict import format_predictions, predict
 
-    if failed_int8_check(a.model):
-        print(f"warning: {failed_int8_check(a.model)}", file=sys.stderr)
+    failed = failed_int8_check(a.model)
+    if failed:
+        print(f"warning: {failed}", file=sys.stderr)
 
     images, tmp = _stdin_image(a.images)
     try:

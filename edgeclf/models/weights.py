@@ -208,8 +208,10 @@ def unobtainable(specs: list["ModelSpec"]) -> dict[str, str]:
     """{model name: why} for the models whose ImageNet weights cannot be found or downloaded (others are fetched)."""
     why = {}
     for spec in specs:
+        if not spec.weights:
+            continue
         try:
-            locate(spec.weights) if spec.weights else None
+            locate(spec.weights)
         except ModelError as exc:
             why[spec.name] = str(exc)
     return why

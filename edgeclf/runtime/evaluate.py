@@ -160,8 +160,9 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     if verbose and Path(model).is_file() and is_stale(model):
         print(f"warning: {model} was exported from a model its run has since replaced (model.pt changed); "
               "these figures are the old file's: re-export it", file=sys.stderr)
-    if verbose and failed_int8_check(model):
-        print(f"warning: {failed_int8_check(model)}", file=sys.stderr)
+    failed = failed_int8_check(model) if verbose else None
+    if failed:
+        print(f"warning: {failed}", file=sys.stderr)
     run_dir = _run_dir(engine)  # once: finding a moved run hashes its model.pt
     rec = _split_record(run_dir)
     given, data = data, dataset_root(rec, data)
