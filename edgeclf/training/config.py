@@ -171,10 +171,27 @@ class TrainConfig:
         if unknown:
             mine = {n for n, p in inspect.signature(own).parameters.items()
                     if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} if own else set()
-            raise ConfigError(f"{who} has no option {unknown[0]!r}; options: {', '.join(sorted(known | mine))}")
+            near = nearest_option(unknown[0], mine)
+            raise ConfigError(f"{who} has no option {unknown[0]!r}" + (f" (did you mean {near!r}?)" if near else "")
+                              + f"; options: {', '.join(sorted(known | mine))}")
         values = {k: v for k, v in (base or {}).items() if k in known}
         values.update(options)
         return cls(**values)
+
+
+def nearest_option(name: str, extra: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """The train option (or one of `extra`) a misspelt or CLI-styled name most likely means, e.g. 'epoch' -> 'epochs'.
+
+    Model Maker's and retrain.py's spellings are the CLI's aliases ('learning_rate', 'validation_percentage'):
+    a Python caller writes them too, and each maps to its field.
+    """
+    aliases = {flag.lstrip("-").replace("-", "_"): f.name for f in fields(TrainConfig) for flag in f.metadata["flags"]}
+    aliases.update({n: n for n in [f.name for f in fields(TrainConfig)] + sorted(extra)})
+    key = name.strip().lower().replace("-", "_").lstrip("_")
+    if key in aliases:
+        return aliases[key]
+    close = difflib.get_close_matches(key, sorted(aliases), n=1, cutoff=0.75)
+    return aliases[close[0]] if close else None
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -190,12 +207,11 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise ConfigError(f"--config {path} holds no options object: give a run's manifest.json")
     if cfg is doc:  # a JSON of options: every key must be one (metrics.json once passed, all but `model` ignored)
-        names = {f.name for f in fields(TrainConfig)}
-        unknown = sorted(set(doc) - names - {"data"})
+        unknown = sorted(set(doc) - {f.name for f in fields(TrainConfig)} - {"data"})
         if unknown:
-            near = difflib.get_close_matches(unknown[0].replace("-", "_").lstrip("_"), sorted(names), n=1)
+            near = nearest_option(unknown[0])
             raise ConfigError(f"--config {path} is neither a run's manifest.json nor train options ({unknown[0]!r} "
-                              "is no option" + (f"; did you mean {near[0]!r}?" if near else "")
+                              "is no option" + (f"; did you mean {near!r}?" if near else "")
                               + "): give RUN/manifest.json or fix the name")
     return cfg
 
