@@ -141,6 +141,19 @@ def test_one_class_in_two_folders_named_alike_is_warned(tmp_path: Path, capsys: 
     assert scan(make_dataset(tmp_path / "e", {"sunflower": 2, "sunflowers": 2})).look_alike is None
 
 
+def test_images_outside_every_class_folder_are_named_as_such(tmp_path: Path) -> None:
+    """Photos lying in DATA itself were counted as 'non-image' files and warned as 'image data with no image
+    extension: rename them to .jpg', though they were .jpg: what they lack is a class folder."""
+    root = make_dataset(tmp_path / "d", {"cat": 3, "dog": 3})
+    for i in range(2):
+        photo(500 + i).save(root / f"loose_{i}.jpg")
+    (root / "notes.txt").write_text("x")
+    r = diagnose(root, workers=1)
+    assert r["ignored"]["non_images"] == 1 and not r["ignored"]["misnamed_images"], r["ignored"]
+    assert (f"2 image(s) lie in {root} itself, outside every class folder, so they were left out (first: "
+            f"{root / 'loose_0.jpg'}); move each into {root}/<its class>/ to use it") in r["warnings"]
+
+
 def test_many_small_classes_are_counted_not_all_named(tmp_path: Path) -> None:
     """120 small classes made one warning line of every name; doctor names five and counts the rest."""
     root = make_dataset(tmp_path / "d", {f"c{i}": 2 for i in range(7)})

@@ -45,6 +45,14 @@ class Dataset:
     val_from_train: bool = False  # pre-split without a val folder: val is hashed out of train (spec.val_percent)
     split_like: str | None = None  # a warning: the class folders look like splits holding the real classes
     look_alike: str | None = None  # a warning: class names that differ only in case, spaces or punctuation
+    loose_images: list[str] = field(default_factory=list)  # images in DATA itself, outside every class folder
+
+    def loose_note(self) -> str | None:
+        """A warning on images lying in DATA itself (no class folder, so no label), or None."""
+        if not self.loose_images:
+            return None
+        return (f"{len(self.loose_images)} image(s) lie in {self.root} itself, outside every class folder, so they "
+                f"were left out (first: {self.loose_images[0]}); move each into {self.root}/<its class>/ to use it")
 
     def split(self, name: str) -> list[Sample]:
         """Samples of one split ('train', 'val' or 'test')."""
@@ -210,6 +218,7 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     dirs = _subdirs(root)
     hidden = 0
     others: list[str] = []
+    strays: list[str] = []  # images in DATA itself: no class folder, so no label
     links: list[str] = []
     per_class: dict[str, list[tuple[Path, str, str | None]]] = {}
     folder: dict[str, Path] = {}  # class name -> its folder (the name is NFC, the folder's may not be)
@@ -230,8 +239,9 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
             name = label_form(cdir.name)
             folder.setdefault(name, cdir)
             per_class.setdefault(name, []).extend((f, label_form(f.relative_to(cdir).as_posix()), None) for f in files)
-        loose = [p for p in root.iterdir() if p.is_file() and not _hidden(p.name)]
-        others += [str(p) for p in loose]
+        loose = [p for p in sorted(root.iterdir()) if p.is_file() and not _hidden(p.name)]
+        others += [str(p) for p in loose if not is_image_file(p)]
+        strays = [str(p) for p in loose if is_image_file(p)]
     if not per_class and layout == "presplit":  # e.g. classes that happen to be called "train" and "test"
         names = ", ".join(d.name + "/" for d in dirs)
         train = next(d.name for d in dirs if _SPLIT_ALIASES[d.name.lower()] == "train")
@@ -312,7 +322,8 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
         samples += [Sample(path=path, label=label, split=sp, rel=rel) for (path, rel, _), sp in zip(files, splits)]
     return Dataset(root=root, classes=classes, samples=samples, layout=layout, spec=spec,
                    ignored_hidden=hidden, ignored_non_images=others, skipped_links=links, val_from_train=val_from_train,
-                   split_like=_split_like(folder) if layout == "folders" else None, look_alike=_look_alike(classes))
+                   split_like=_split_like(folder) if layout == "folders" else None, look_alike=_look_alike(classes),
+                   loose_images=strays)
 
 
 def _label_list_hint(root: Path) -> str:

@@ -190,6 +190,7 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
         "val_from_train": ds.val_from_train,
         "split_like": ds.split_like,
         "look_alike": ds.look_alike,
+        "loose_images": ds.loose_note(),
         "split_percent": {"train": 100 - val_percent - test_percent, "val": val_percent, "test": test_percent},
         "n_classes": len(ds.classes),
         "n_images": len(ds.samples),
@@ -227,7 +228,7 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
 
 
 def _warnings(r: dict[str, Any]) -> list[str]:
-    out = [r[k] for k in ("split_like", "look_alike") if r.get(k)]
+    out = [r[k] for k in ("split_like", "look_alike", "loose_images") if r.get(k)]
     photos = unreadable_photos(r["ignored"].get("unreadable_photos", []))
     if photos:
         out.append(photos)

@@ -80,7 +80,7 @@ def misnamed_images(paths: list[str]) -> str | None:
     Scraped and exported photos often come as `000123` or `photo.jpg?w=400`: the name decides what edgeclf
     reads, so without this they would be left out with no word.
     """
-    found = [p for p in paths if not is_unreadable_photo(p) and _looks_like_image(p)]
+    found = [p for p in paths if not is_image_file(p) and not is_unreadable_photo(p) and _looks_like_image(p)]
     if not found:
         return None
     return (f"{len(found)} file(s) hold image data but have no image extension, so they were left out (first: "
