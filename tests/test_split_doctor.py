@@ -150,8 +150,15 @@ def test_images_outside_every_class_folder_are_named_as_such(tmp_path: Path) -> 
     (root / "notes.txt").write_text("x")
     r = diagnose(root, workers=1)
     assert r["ignored"]["non_images"] == 1 and not r["ignored"]["misnamed_images"], r["ignored"]
-    assert (f"2 image(s) lie in {root} itself, outside every class folder, so they were left out (first: "
+    assert (f"2 image(s) lie outside every class folder, so they were left out (first: "
             f"{root / 'loose_0.jpg'}); move each into {root}/<its class>/ to use it") in r["warnings"]
+    # Pre-split: in DATA or in DATA/train itself (they were not even counted).
+    split = make_dataset(tmp_path / "p" / "train", {"cat": 3, "dog": 3}).parent
+    make_dataset(split / "test", {"cat": 1, "dog": 1})
+    photo(600).save(split / "train" / "stray.jpg")
+    assert scan(split).loose_note() == (
+        f"1 image(s) lie outside every class folder, so they were left out (first: {split / 'train' / 'stray.jpg'}); "
+        f"move each into {split}/<split>/<its class>/ to use it")
 
 
 def test_many_small_classes_are_counted_not_all_named(tmp_path: Path) -> None:

@@ -51,8 +51,9 @@ class Dataset:
         """A warning on images lying in DATA itself (no class folder, so no label), or None."""
         if not self.loose_images:
             return None
-        return (f"{len(self.loose_images)} image(s) lie in {self.root} itself, outside every class folder, so they "
-                f"were left out (first: {self.loose_images[0]}); move each into {self.root}/<its class>/ to use it")
+        where = f"{self.root}/<its class>/" if self.layout == "folders" else f"{self.root}/<split>/<its class>/"
+        return (f"{len(self.loose_images)} image(s) lie outside every class folder, so they were left out (first: "
+                f"{self.loose_images[0]}); move each into {where} to use it")
 
     def split(self, name: str) -> list[Sample]:
         """Samples of one split ('train', 'val' or 'test')."""
@@ -224,6 +225,9 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     folder: dict[str, Path] = {}  # class name -> its folder (the name is NFC, the folder's may not be)
     if _is_presplit(dirs):
         layout = "presplit"
+        for split_dir in [root, *dirs]:  # images in DATA or DATA/train itself have no class folder
+            strays += [str(p) for p in sorted(split_dir.iterdir())
+                       if p.is_file() and not _hidden(p.name) and is_image_file(p)]
         for split_dir in dirs:
             split = _SPLIT_ALIASES[split_dir.name.lower()]
             for cdir in _subdirs(split_dir):
