@@ -79,7 +79,8 @@ def plain_features(model: str, paths: list[str], workers: int | None = None,
 
 # Flowers with 5 % of its photos moved to another class: cleanlab flags 6.8 % (1.8 % unmodified; bench/README.md,
 # "Label errors"). Where no label is wrong but the head is weak, the flags are its confusions: 28 % of a generated
-# 20-class set of coloured shapes (head right on 54 %), over a third of unrelated random photos (the test).
+# 20-class set of coloured shapes (bench/awkward_names.py; head right on 54 %), over a third of unrelated random
+# photos (the test).
 FLAGGED_SHARE_CAVEAT = 0.15
 
 
