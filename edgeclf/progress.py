@@ -24,11 +24,10 @@ def _in_notebook() -> bool:
 def mode() -> str:
     """'bars' (a terminal or a notebook), 'lines' (a pipe, a file, a CI log) or 'off'; EDGECLF_PROGRESS overrides."""
     flag = os.environ.get("EDGECLF_PROGRESS")
-    if flag is not None and flag.strip().lower() == "lines":
-        return "lines"
-    if flag is not None:
-        return "off" if flag.strip().lower() in ("0", "false", "no", "off") else "bars"
-    return "bars" if sys.stderr.isatty() or _in_notebook() else "lines"
+    if flag is None:
+        return "bars" if sys.stderr.isatty() or _in_notebook() else "lines"
+    flag = flag.strip().lower()
+    return "lines" if flag == "lines" else "off" if flag in ("0", "false", "no", "off") else "bars"
 
 
 def enabled() -> bool:

@@ -55,6 +55,10 @@ class Dataset:
         return (f"{len(self.loose_images)} image(s) lie outside every class folder, so they were left out (first: "
                 f"{self.loose_images[0]}); move each into {where} to use it")
 
+    def notes(self) -> dict[str, str | None]:
+        """The warnings the folder layout itself raises, by name (None where it raises none): doctor and train."""
+        return {"split_like": self.split_like, "look_alike": self.look_alike, "loose_images": self.loose_note()}
+
     def split(self, name: str) -> list[Sample]:
         """Samples of one split ('train', 'val' or 'test')."""
         if name not in SPLITS:

@@ -184,13 +184,12 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
     heights = [infos[i].height for i in good]
     exact_d = [_describe_group(ds, g) for g in exact]
     near_d = [_describe_group(ds, g, sim) for g in near_groups]
+    notes = ds.notes()
     report: dict[str, Any] = {
         "root": str(ds.root),
         "layout": ds.layout,
         "val_from_train": ds.val_from_train,
-        "split_like": ds.split_like,
-        "look_alike": ds.look_alike,
-        "loose_images": ds.loose_note(),
+        **notes,
         "split_percent": {"train": 100 - val_percent - test_percent, "val": val_percent, "test": test_percent},
         "n_classes": len(ds.classes),
         "n_images": len(ds.samples),
@@ -223,12 +222,12 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
         "sizes": {"width": _stats(widths), "height": _stats(heights),
                   "shorter_side_below_224": sum(1 for w, h in zip(widths, heights) if min(w, h) < 224)},
     }
-    report["warnings"] = _warnings(report)
+    report["warnings"] = [w for w in notes.values() if w] + _warnings(report)
     return report
 
 
 def _warnings(r: dict[str, Any]) -> list[str]:
-    out = [r[k] for k in ("split_like", "look_alike", "loose_images") if r.get(k)]
+    out = []
     photos = unreadable_photos(r["ignored"].get("unreadable_photos", []))
     if photos:
         out.append(photos)

