@@ -73,12 +73,14 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
         from ..models.weights import availability, unobtainable
 
         # Such a row could only fail, after every model before it trained; online-only weights may still load.
-        lacking = [m for m in models if availability(get_spec(m)) == "none"]
+        where = {m: availability(get_spec(m)) for m in models}
+        lacking = [m for m, w in where.items() if w == "none"]
         if lacking:
             raise ConfigError(f"{', '.join(lacking)}: no published ImageNet weights; drop from --models, or "
                               "compare from random init with --weights none")
         # Fetched now: a missing file otherwise showed when its model's turn came, after the models before it trained.
-        for m, why in unobtainable([get_spec(m) for m in models]).items():
+        # Those found on disk were just verified: not hashed again.
+        for m, why in unobtainable([get_spec(m) for m, w in where.items() if w == "online"]).items():
             print(f"warning: {m}: {why}; its rows will fail (stop now to fix it, or let the others run and "
                   "rerun the same command afterwards: finished models are kept)", file=sys.stderr)
     for t in threads or [1]:
