@@ -38,8 +38,10 @@ class Interval:
     def __str__(self) -> str:
         left = "[" if self.closed in ("both", "left") and self.low is not None else "("
         right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
-        lo = "-inf" if self.low is None else f"{self.low:g}"
-        hi = "inf" if self.high is None else f"{self.high:g}"
+        # An int bound is written out whole: 2**32 - 1 as 4294967295, not 4.29497e+09.
+        fmt = "d" if self.kind is int else "g"
+        lo = "-inf" if self.low is None else format(self.low, fmt)
+        hi = "inf" if self.high is None else format(self.high, fmt)
         return f"{'an int' if self.kind is int else 'a number'} in {left}{lo}, {hi}{right}"
 
 

@@ -112,3 +112,18 @@ def test_feature_mixup_trains_on_blended_pairs() -> None:
         assert (p.argmax(1) == y).mean() > 0.9
         confidence[alpha] = p.max(1).mean()
     assert confidence[1.0] < confidence[0.0] - 0.02
+
+
+def test_a_diverging_head_is_one_line_naming_the_learning_rate() -> None:
+    """lr 1e9 turns the head's weights NaN: training stops there instead of crashing later in calibration."""
+    import numpy as np
+
+    from edgeclf.errors import ConfigError
+    from edgeclf.training.head import HeadConfig, train_head
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(96, 16)).astype(np.float32), rng.integers(0, 3, 96)
+    with pytest.raises(ConfigError, match=r"^training diverged: the loss became nan in epoch \d+ of 5; "
+                                          r"lower --learning-rate \(got 1e\+09\)$"):
+        train_head(x, y, x[:24], y[:24], 3, HeadConfig(epochs=5, lr=1e9, hidden=32))
+    assert train_head(x, y, x[:24], y[:24], 3, HeadConfig(epochs=5, hidden=32)).best_epoch >= 1

@@ -33,6 +33,12 @@ _GROUPS = {
 # on flowers (2 cores), so a typo like 400 would cost hours and gigabytes; 8 already scored no better than 4
 # (bench/README.md, "Accuracy by default").
 AUG_VIEWS = Interval(int, 0, 64)
+# The head's hidden layer is features x units floats: 8192 units on a 1792-d backbone is 59 MB; beyond
+# that the head outgrows the backbone it sits on, and a typo such as 100000000 asked for 512 GB at once.
+HIDDEN = Interval(int, 0, 8192)
+# torch and numpy take a seed below 2**32 everywhere (numpy's legacy and worker seeds); a larger one
+# crashed torch.manual_seed with an overflow.
+SEED = Interval(int, 0, 2**32 - 1)
 
 
 def _opt(default: Any, *flags: str, help: str, check: tuple = (), group: str | None = None,  # noqa: A002
@@ -74,7 +80,7 @@ class TrainConfig:
     dropout: float = _opt(0.5, "--dropout", "--dropout_rate", check=(FRACTION,), help="dropout before the head")
     label_smoothing: float = _opt(0.1, "--label-smoothing", "--label_smoothing", check=(FRACTION,),
                                   help="label smoothing")
-    hidden: int = _opt(512, "--hidden", check=(COUNT,), help="units of the head's hidden layer (0: linear head)")
+    hidden: int = _opt(512, "--hidden", check=(HIDDEN,), help="units of the head's hidden layer (0: linear head)")
     weight_decay: float = _opt(1e-4, "--weight-decay", check=(NON_NEGATIVE,), help="AdamW weight decay")
     class_weights: str = _opt("auto", "--class-weights", check=(Options("auto", "balanced", "none"),),
                               help="balanced = each photo's loss scaled by n / (classes x its class's count), as "
@@ -87,7 +93,7 @@ class TrainConfig:
                                help="answer 'unknown' below a top-probability threshold that turns away R of the "
                                     "validation photos (e.g. 0.05); written into the export, where MediaPipe's "
                                     "ImageClassifier applies it (0 = off)")
-    seed: int = _opt(0, "--seed", check=(COUNT,), help="random seed")
+    seed: int = _opt(0, "--seed", check=(SEED,), help="random seed")
     aug_views: int = _opt(4, "--aug-views", "--augment", check=(AUG_VIEWS,), group="aug", metavar="K",
                           help="augmented views per training image, cached like the plain one (0 = none)")
     flip: bool = _opt(True, "--flip", "--flip_left_right", group="aug", help="random horizontal flips")

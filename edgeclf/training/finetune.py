@@ -218,6 +218,6 @@ def keep_best(model: nn.Module, epochs: int, opt: torch.optim.Optimizer, train_e
     """
     history, best = fit(model, epochs, train_epoch, val_score, lambda: opt.param_groups[0]["lr"],
                         [lambda row, _: on_epoch(row)] if on_epoch else [], train_mode=lambda: _train_mode(model),
-                        baseline=True)
+                        baseline=True, lr_option=f"--fine-tune-lr (got {opt.defaults['lr']:g})")
     model.requires_grad_(True)
     return history.rows, best.accuracy

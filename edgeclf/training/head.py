@@ -158,5 +158,6 @@ def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.nda
     callbacks: list = [EarlyStopping(cfg.patience)]
     if on_epoch:
         callbacks.insert(0, lambda row, _: on_epoch(row))
-    history, best = fit(head, cfg.epochs, train_epoch, val_score, lambda: opt.param_groups[0]["lr"], callbacks)
+    history, best = fit(head, cfg.epochs, train_epoch, val_score, lambda: opt.param_groups[0]["lr"], callbacks,
+                          lr_option=f"--learning-rate (got {cfg.lr:g})")
     return HeadResult(head, best.epoch, history.rows)

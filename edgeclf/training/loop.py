@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from torch import nn
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
@@ -131,13 +133,14 @@ def warmup_cosine(total: int, warm: int) -> Callable[[int], float]:
 
 def fit(model: nn.Module, epochs: int, train_epoch: TrainEpoch, val_score: ValScore, lr: Callable[[], float],
         callbacks: list[Callable[[dict, nn.Module], bool | None]] = (), train_mode: Callable[[], None] | None = None,
-        baseline: bool = False) -> tuple[History, KeepBest]:
+        baseline: bool = False, lr_option: str = "the learning rate") -> tuple[History, KeepBest]:
     """Train for up to `epochs`, scoring validation after each; the best epoch's weights are restored.
 
     `baseline=True` scores the starting weights as epoch 0 (fine-tuning starts from a converged
     head, so its result is never worse on validation than that). Callbacks run in order after
     each epoch; any that returns True stops training. `lr()` reads the current learning rate for
-    the row; `train_mode()` puts the model in training mode (default model.train()).
+    the row; `train_mode()` puts the model in training mode (default model.train()). A loss that
+    turns NaN or infinite is a ConfigError naming `lr_option` (e.g. "--learning-rate (got 10)").
     """
     history, best = History(), KeepBest()
     if baseline:
@@ -149,6 +152,11 @@ def fit(model: nn.Module, epochs: int, train_epoch: TrainEpoch, val_score: ValSc
         (train_mode or model.train)()
         loss, correct, seen = train_epoch(epoch)
         row = {"epoch": epoch, "train_loss": loss / max(1, seen), "train_acc": correct / max(1, seen), "lr": lr()}
+        if not math.isfinite(row["train_loss"]):
+            # Weights that have gone NaN answer one class for every photo; without this the run went on to
+            # calibrate and export them and crashed later in a histogram, far from the cause.
+            raise ConfigError(f"training diverged: the loss became {row['train_loss']} in epoch {epoch} of "
+                              f"{epochs}; lower {lr_option}")
         score = val_score()
         if score:
             row["val_acc"], row["val_loss"] = score
