@@ -119,6 +119,9 @@ POSITIVE = Interval(float, 0, None, "neither")
 NON_NEGATIVE = Interval(float, 0)
 FRACTION = Interval(float, 0, 1, "left")
 UNIT = Interval(float, 0, 1)
+# Interpreter threads: the runtime starts them all at once, and 100000 hung `benchmark` and failed `predict`
+# with "Resource temporarily unavailable"; 256 is past the cores of any one CPU edgeclf's files run on.
+THREADS = Interval(int, 1, 256)
 
 
 def parse_duration(option: str, text: str) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..plots import plot_reliability, plot_risk_coverage
-from ..params import BOOL, NONE, POSITIVE_INT, Options, check, check_path
+from ..params import BOOL, NONE, Options, POSITIVE_INT, THREADS, check, check_path
 from .._io import atomic_path, check_outside, make_dir, write_json, write_text
 from ..artifacts.run import (MANIFEST, MODEL_FILE, SPLIT_FILE, dataset_root, exported_from, failed_int8_check, is_stale,
                              read_split)
@@ -151,7 +151,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check("--split", split, NONE, Options("train", "val", "test", "all"))
     check("--top-k", top_k, POSITIVE_INT)
     check("roi", roi, BOOL)
-    check("--threads", threads, NONE, POSITIVE_INT)
+    check("--threads", threads, NONE, THREADS)
     check("--workers", workers, NONE, POSITIVE_INT)
     engine, client = client_engine(model, client, threads)
     if not roi and client != "mediapipe":  # only MediaPipe is fed a region of interest; it changed nothing else

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.images import is_image_file, is_picture, misnamed_images, rgb_array
 from ..errors import ConfigError, DatasetError
-from ..params import NONE, POSITIVE_INT, as_list, check, check_path, shown
+from ..params import NONE, POSITIVE_INT, THREADS, as_list, check, check_path, shown
 from .engine import load_engine
 from .evaluate import predict_files
 
@@ -51,7 +51,7 @@ def predict(model: str | os.PathLike[str], inputs: ImageInput | list[ImageInput]
     """
     check_path("MODEL", model)
     check("--top-k", top_k, POSITIVE_INT)
-    check("--threads", threads, NONE, POSITIVE_INT)
+    check("--threads", threads, NONE, THREADS)
     # One path or picture, not its characters or pixel rows (a "/" would walk the disk).
     inputs = [inputs] if is_picture(inputs) else as_list(inputs) or []
     pictures = {i: rgb_array(x, f"IMAGES[{i}]") for i, x in enumerate(inputs) if is_picture(x)}

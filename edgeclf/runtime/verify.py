@@ -13,7 +13,7 @@ from .._io import write_json
 from ..artifacts.run import dataset_root, find_sidecar, is_stale, read_split
 from ..data.dataset import label_form, scan
 from ..errors import EdgeclfError, ModelError
-from ..params import NONE, POSITIVE_INT, Options, as_list, check, check_path
+from ..params import NONE, Options, POSITIVE_INT, THREADS, as_list, check, check_path
 from ..table import Footnotes, format_table
 from .engine import load_engine
 from .evaluate import _agreement, client_engine, client_predict, predict_files, split_samples
@@ -42,7 +42,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check_path("RUN", run_dir)
     check_path("--data", data, optional=True)
     check("--split", split, Options("train", "val", "test", "all"))
-    check("--threads", threads, NONE, POSITIVE_INT)
+    check("--threads", threads, NONE, THREADS)
     check("--workers", workers, NONE, POSITIVE_INT)
     clients = as_list(clients)
     for c in clients or []:  # a substring ("lite") must not pass for a client

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..artifacts.run import load_run
 from ..errors import ConfigError
-from ..params import COUNT, POSITIVE_INT, Options, as_list, check, check_path
+from ..params import COUNT, Options, POSITIVE_INT, THREADS, as_list, check, check_path
 from ..runtime.benchmark import benchmark_file, format_benchmark
 from ..runtime.engine import require_model
 
@@ -39,7 +39,7 @@ def benchmark(paths: str | os.PathLike[str] | list[str | os.PathLike[str]], thre
     """Benchmark every file at every thread count; a run dir with `runtimes` is timed in each runtime. Prints a table."""
     paths, threads, runtimes = as_list(paths) or [], as_list(threads), as_list(runtimes)
     for t in threads or [1]:
-        check("--threads", t, POSITIVE_INT)
+        check("--threads", t, THREADS)
     check("--runs", runs, POSITIVE_INT)
     check("--warmup", warmup, COUNT)
     if not paths:

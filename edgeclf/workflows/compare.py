@@ -16,7 +16,7 @@ from typing import Any
 
 from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import ConfigError
-from ..params import POSITIVE_INT, as_list, check, check_path
+from ..params import POSITIVE_INT, THREADS, as_list, check, check_path
 from ..progress import progress
 from ..report.compare import format_results, write_report
 
@@ -84,7 +84,7 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
             print(f"warning: {m}: {why}; its rows will fail (stop now to fix it, or let the others run and "
                   "rerun the same command afterwards: finished models are kept)", file=sys.stderr)
     for t in threads or [1]:
-        check("--threads", t, POSITIVE_INT)
+        check("--threads", t, THREADS)
     check("--runs", runs, POSITIVE_INT)
     quantize = quantize or ["float32", "int8"]
     check_quantize(quantize)  # a typo must not cost a training run per model before it shows

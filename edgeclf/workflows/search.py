@@ -19,7 +19,7 @@ from typing import Any
 
 from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import EdgeclfError, ModelError
-from ..params import POSITIVE, POSITIVE_INT, Interval, Options, as_list, check, check_path, parse_duration
+from ..params import Interval, Options, POSITIVE, POSITIVE_INT, THREADS, as_list, check, check_path, parse_duration
 from ..report.compare import format_results, write_report
 from ..table import short_list
 
@@ -116,7 +116,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     quantize, models = as_list(quantize), as_list(models)
     check("--max-latency-ms", max_latency_ms, POSITIVE)
     check("--max-size-mb", max_size_mb, POSITIVE)
-    check("--threads", threads, POSITIVE_INT)
+    check("--threads", threads, THREADS)
     check("--finalists", finalists, Interval(int, 1, 20))
     check("--runs", runs, POSITIVE_INT)
     budget_s = parse_duration("--budget", budget) if budget is not None else None
