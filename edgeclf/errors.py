@@ -17,3 +17,7 @@ class ModelError(EdgeclfError):
 
 class ConfigError(EdgeclfError, ValueError):
     """An option value that cannot be used (also a ValueError, as Python callers expect)."""
+
+
+class EdgeclfWarning(UserWarning):
+    """Something the Python API's caller should know (the CLI prints it as one `warning:` line)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from typing import Callable, NoReturn
+import warnings
+from typing import Callable, Iterator, NoReturn
 
 from .. import __version__
-from ..errors import EdgeclfError
+from ..errors import EdgeclfError, EdgeclfWarning
 from ..training.config import add_arguments as add_train_arguments
 from .commands import (cmd_benchmark, cmd_compare, cmd_demo, cmd_doctor, cmd_evaluate, cmd_export,
                        cmd_models, cmd_predict, cmd_search, cmd_train, cmd_verify)
@@ -218,12 +220,30 @@ def _printable_streams() -> None:
                 pass
 
 
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """The API's EdgeclfWarnings print as `warning: ...`, like the CLI's own lines, each time, without a source line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", EdgeclfWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+            if issubclass(category, EdgeclfWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edgeclf` console script."""
     _printable_streams()
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        with _one_line_warnings():
+            return args.fn(args)
     except EdgeclfError as exc:
         print(f"edgeclf: error: {exc}", file=sys.stderr)
         return 2

@@ -152,12 +152,7 @@ def _stdin_image(images: list[str]) -> tuple[list[str], str | None]:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from ..artifacts.run import failed_int8_check
     from ..runtime.predict import format_predictions, predict
-
-    failed = failed_int8_check(a.model)
-    if failed:
-        print(f"warning: {failed}", file=sys.stderr)
 
     images, tmp = _stdin_image(a.images)
     try:

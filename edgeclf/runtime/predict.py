@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data.images import is_image_file, is_picture, misnamed_images, rgb_array
-from ..errors import ConfigError, DatasetError
+from ..artifacts.run import failed_int8_check
+from ..errors import ConfigError, DatasetError, EdgeclfWarning
 from ..params import NONE, POSITIVE_INT, THREADS, as_list, check, check_path, shown
 from .engine import load_engine
 from .evaluate import predict_files
@@ -70,6 +72,9 @@ def predict(model: str | os.PathLike[str], inputs: ImageInput | list[ImageInput]
         raise DatasetError(f"no image files in {', '.join(map(str, inputs)) or 'the inputs'}; "
                            + (f"{named}, or pass the files by name" if named else
                               "pass image files or folders that hold them"))
+    failed = failed_int8_check(model)
+    if failed:  # a warning, not print: an app calling predict per photo hears it once per call site
+        warnings.warn(failed, EdgeclfWarning, stacklevel=2)
     engine = load_engine(model, threads)
     probs, bad, good = predict_files(engine, paths) if paths else (np.zeros((0, 0)), {}, [])
     for p in bad:  # a pattern collect_images could not expand is no missing file: say what it is
