@@ -89,7 +89,8 @@ def test_doctor_reports_every_bad_file_and_continues(tmp_path: Path) -> None:
     assert "cannot read file" in reasons["broken.jpg"]
     assert r["n_images"] == 20 + len(BAD) + 1  # bad files are counted, then reported
     assert r["ignored"] == {"hidden": 1, "non_images": 1, "non_image_examples": [str(data / "b" / "notes.txt")],
-                            "folder_links": [], "unreadable_photos": [], "misnamed_images": None}
+                            "folder_links": [], "unreadable_photos": [], "misnamed_images": None,
+                            "loose_images": []}
     assert any("unreadable" in w for w in r["warnings"])
 
 

@@ -299,10 +299,28 @@ def test_summary_says_whether_fine_tuning_was_kept(tmp_path: Path, kept: str) ->
     lines: list[str] = []
     ft = {"blocks": 2, "mode": "cached activations", "epochs": 20, "val_acc_head": 0.9,
           "val_acc_fine_tuned": 0.95 if kept == "fine-tuned" else 0.85, "kept": kept}
-    metrics = {"model": MODEL, "best_epoch": 7, "fine_tune": ft, "val": {"accuracy": 0.9}}
+    metrics = {"model": MODEL, "best_epoch": 7, "fine_tune": ft, "val": {"accuracy": 0.9, "n": 10}}
     manifest = {"timings_s": {"features": 1.0, "head": 2.0, "fine_tune": 30.0, "total": 33.0}}
     summary(lambda msg, **_: lines.append(msg), tmp_path, metrics, manifest)
     text = "\n".join(lines)
     assert "fine-tune 30.0s" in text
     assert ("so the head was kept" in text) == (kept == "head")
     assert "fine-tune top 2 block(s), 20 epochs: val " + ("0.950" if kept == "fine-tuned" else "0.850") in text
+
+
+def test_train_says_which_classes_a_split_leaves_unmeasured(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Only doctor said a class had no test photo; train reported a test accuracy that left the class out, and
+    did not say how many photos the figure rested on."""
+    root = tmp_path / "d"
+    make_dataset(root / "train", {"a": 6, "b": 6})
+    make_dataset(root / "val", {"a": 2, "b": 2}, seed=1)
+    make_dataset(root / "test", {"a": 3}, seed=2)
+    train(root, MODEL, tmp_path / "r", weights="none", epochs=1, workers=1, cache_dir=tmp_path / "cache",
+          feature_backend="torch", aug_views=0)
+    out, err = capsys.readouterr()
+    assert ("warning: 1 class(es) have no test image (b): their accuracy is not measured there; add images to their "
+            "folders in the test split") in err.splitlines()
+    import re
+
+    accuracy = next(ln for ln in out.splitlines() if ln.startswith("accuracy"))
+    assert re.fullmatch(r"accuracy  train [\d.]+  val [\d.]+ \(4 photos\)  test [\d.]+ \(3 photos\)", accuracy), accuracy

@@ -55,9 +55,30 @@ class Dataset:
         return (f"{len(self.loose_images)} image(s) lie outside every class folder, so they were left out (first: "
                 f"{self.loose_images[0]}); move each into {where} to use it")
 
-    def notes(self) -> dict[str, str | None]:
-        """The warnings the folder layout itself raises, by name (None where it raises none): doctor and train."""
-        return {"split_like": self.split_like, "look_alike": self.look_alike, "loose_images": self.loose_note()}
+    def notes(self) -> list[str]:
+        """The warnings the folder layout and its split raise, for doctor and train alike."""
+        return [w for w in (self.split_like, self.look_alike, self.loose_note()) if w] + self.split_gaps()
+
+    def split_gaps(self) -> list[str]:
+        """Warnings on a val or test split that is empty or lacks some classes: their accuracy goes unmeasured there."""
+        counts, out = self.counts(), []
+        for split, percent in (("val", self.spec.val_percent), ("test", self.spec.test_percent)):
+            n = sum(c[split] for c in counts.values())
+            if not n:
+                if percent > 0:
+                    where = f" to {self.root}/{split}/<class name>/" if self.layout == "presplit" else ""
+                    out.append(f"the {split} split is empty; add images{where}")
+                continue
+            # Early stopping and calibration (val) or the reported accuracy (test) leave these classes out.
+            missing = [c for c in self.classes if not counts[c][split]]
+            if missing:
+                fix = (f"add images to their folders in the {split} split" if self.layout == "presplit"
+                       else f"add images or raise --{split}-percent")
+                if split == "val" and self.val_from_train:  # hashed out of train/: no val folder to fill
+                    fix = "add images to their train folders or raise --val-percent"
+                out.append(f"{len(missing)} class(es) have no {split} image ({short_list(missing)}): their accuracy "
+                           f"is not measured there; {fix}")
+        return out
 
     def split(self, name: str) -> list[Sample]:
         """Samples of one split ('train', 'val' or 'test')."""

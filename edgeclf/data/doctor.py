@@ -184,12 +184,10 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
     heights = [infos[i].height for i in good]
     exact_d = [_describe_group(ds, g) for g in exact]
     near_d = [_describe_group(ds, g, sim) for g in near_groups]
-    notes = ds.notes()
     report: dict[str, Any] = {
         "root": str(ds.root),
         "layout": ds.layout,
         "val_from_train": ds.val_from_train,
-        **notes,
         "split_percent": {"train": 100 - val_percent - test_percent, "val": val_percent, "test": test_percent},
         "n_classes": len(ds.classes),
         "n_images": len(ds.samples),
@@ -198,7 +196,7 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
         "ignored": {"hidden": ds.ignored_hidden, "non_images": len(ds.ignored_non_images),
                     "non_image_examples": ds.ignored_non_images[:5], "folder_links": ds.skipped_links,
                     "unreadable_photos": [p for p in ds.ignored_non_images if is_unreadable_photo(p)],
-                    "misnamed_images": misnamed_images(ds.ignored_non_images)},
+                    "misnamed_images": misnamed_images(ds.ignored_non_images), "loose_images": ds.loose_images},
         "unreadable": [{"path": info.path, "reason": info.error, "class": ds.classes[ds.samples[i].label]}
                        for i, info in bad],
         "exact_duplicates": exact_d,
@@ -222,7 +220,7 @@ def _diagnose(ds: Dataset, paths: list[str], thumbs: TempRows, val_percent: floa
         "sizes": {"width": _stats(widths), "height": _stats(heights),
                   "shorter_side_below_224": sum(1 for w, h in zip(widths, heights) if min(w, h) < 224)},
     }
-    report["warnings"] = [w for w in notes.values() if w] + _warnings(report)
+    report["warnings"] = ds.notes() + _warnings(report)
     return report
 
 
@@ -267,20 +265,6 @@ def _warnings(r: dict[str, Any]) -> list[str]:
     if untrained:  # only a pre-split layout can leave one (a hashed split keeps one photo per class in train)
         out.append(f"{len(untrained)} class(es) have no train image ({short_list(untrained)}): a model cannot learn "
                    "them and `edgeclf train` refuses the dataset; add images to their folders in the train split")
-    for split in ("val", "test"):
-        if r["split_percent"][split] > 0 and r["split_totals"][split] == 0:
-            where = f" to {r['root']}/{split}/<class name>/" if r["layout"] == "presplit" else ""
-            out.append(f"the {split} split is empty; add images{where}")
-        elif r["split_totals"][split]:
-            # Their accuracy goes unmeasured there: early stopping and calibration (val) or the reported number (test).
-            missing = [c["name"] for c in r["classes"] if not c[split]]
-            if missing:
-                fix = (f"add images to their folders in the {split} split" if r["layout"] == "presplit"
-                       else f"add images or raise --{split}-percent")
-                if split == "val" and r.get("val_from_train"):  # hashed out of train/: no val folder to fill
-                    fix = "add images to their train folders or raise --val-percent"
-                out.append(f"{len(missing)} class(es) have no {split} image ({short_list(missing)}): their accuracy is "
-                           f"not measured there; {fix}")
     return out
 
 

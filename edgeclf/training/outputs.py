@@ -80,7 +80,9 @@ def plot_curves(path: Path, history: list[dict], title: str) -> None:
 def summary(log, out: Path, metrics: dict, manifest: dict) -> None:
     """The lines `train` prints at the end: times, accuracies, where the run went."""
     t = manifest["timings_s"]
-    acc = {sp: metrics[sp]["accuracy"] for sp in ("train", "val", "test") if sp in metrics}
+    # How many photos a held-out figure rests on: 0.800 on 5 test photos is not 0.800 on 500.
+    acc = {sp: f"{metrics[sp]['accuracy']:.3f}" + (f" ({metrics[sp]['n']:,} photos)" if sp != "train" else "")
+           for sp in ("train", "val", "test") if sp in metrics}
     ft = metrics.get("fine_tune")
     log(f"trained {metrics['model']} head (best epoch {metrics['best_epoch']}) in {t['total']:.1f}s "
         f"(features {t['features']:.1f}s, head {t['head']:.1f}s"
@@ -93,7 +95,7 @@ def summary(log, out: Path, metrics: dict, manifest: dict) -> None:
         what = "all blocks" if ft["blocks"] == "all" else f"top {ft['blocks']} block(s)"
         log(f"fine-tune {what}, {ft['epochs']} epochs: val {ft['val_acc_fine_tuned']:.3f} "
             f"(head {ft['val_acc_head']:.3f}) — {kept}")
-    log("accuracy  " + "  ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+    log("accuracy  " + "  ".join(f"{k} {v}" for k, v in acc.items()))
     r = manifest.get("recipe")
     if r:
         ft = f", fine-tune top {r['fine_tune']} x {r['fine_tune_epochs'] or 'default'} epochs" if r["fine_tune"] else ""

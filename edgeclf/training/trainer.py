@@ -124,9 +124,8 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
         if ds.layout == "presplit" and ignored:
             log(f"warning: {ds.root} is pre-split (train/val/test folders): {' and '.join(ignored)} ignored; the "
                 "folders decide the split", file=sys.stderr)
-        for warning in ds.notes().values():
-            if warning:
-                log(f"warning: {warning}", file=sys.stderr)
+        for warning in ds.notes():
+            log(f"warning: {warning}", file=sys.stderr)
         if ds.val_from_train:
             log(f"{ds.root} has no val folder: {cfg.val_percent:g} % of its training photos (hashed, the same every "
                 f"run) validate ({len(ds.split('val'))} photos; --val-percent sets the share)")
