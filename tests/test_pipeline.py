@@ -428,3 +428,31 @@ def test_presplit_names_repeat_across_split_folders(tmp_path: Path, capsys: pyte
                       dynamo=False)
     r = verify(run, split="val", verbose=False)
     assert [x["golden"] for x in r["rows"][1:]] == ["ok", "ok"] and list(r["not_edgeclf_exports"]) == ["other.onnx"]
+
+
+def test_confusion_plot_of_many_classes_shows_the_most_confused(tmp_path: Path) -> None:
+    """60 classes drew a 3,700-pixel heat map of 3,600 numbers (300 classes: 18,000 pixels, 1m50s); the plot keeps
+    the 30 classes in the most errors and says so, and the CSV keeps every class."""
+    from PIL import Image
+
+    from edgeclf.runtime.evaluate import most_confused, write_reports
+
+    rng = np.random.default_rng(0)
+    n = 60
+    y = np.repeat(np.arange(n), 5)
+    pred = y.copy()
+    wrong = rng.choice(len(y), 40, replace=False)
+    pred[wrong] = rng.integers(0, n, len(wrong))
+    cm = np.zeros((n, n), int)
+    np.add.at(cm, (y, pred), 1)
+    labels = [f"class {i}" for i in range(n)]
+    keep = most_confused(cm)
+    off = cm - np.diag(np.diag(cm))
+    errors = off.sum(0) + off.sum(1)
+    assert len(keep) == 30 and list(keep) == sorted(keep)
+    assert errors[keep].min() >= np.delete(errors, keep).max()  # no class left out is in more errors
+    write_reports(tmp_path, {"confusion_matrix": cm.tolist(), "model": "m", "split": "test"}, labels)
+    w, h = Image.open(tmp_path / "confusion_matrix.png").size
+    assert max(w, h) <= 2000, (w, h)
+    assert len((tmp_path / "confusion_matrix.csv").read_text().splitlines()) == n + 1
+    assert list(most_confused(cm[:5, :5])) == [0, 1, 2, 3, 4]
