@@ -78,6 +78,23 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     assert 60 in sizes and len(sizes) == 2
 
 
+def test_torchrun_fine_tunes_the_whole_network_on_the_fly(tmp_path: Path) -> None:
+    """--fine-tune all wraps the model in DistributedDataParallel; each rank printed torch 2.13's deprecation
+    warning of the broadcast_buffers argument edgeclf passed it."""
+    data = tinted_dataset(tmp_path / "data", per_class=8)
+    env = dict(os.environ, EDGECLF_PROGRESS="0", OMP_NUM_THREADS="1")
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "edgeclf", "train", str(data), "--model", "mobilenet_v2_0.35_96", "--weights", "none",
+                          "--feature-backend", "torch", "--epochs", "2", "--aug-views", "0", "--fine-tune", "all",
+                          "--fine-tune-epochs", "1", "--out", str(tmp_path / "two"), "--cache-dir", str(tmp_path / "c")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
+    assert "Warning" not in two.stderr, two.stderr[-3000:]
+    m = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert m["fine_tune"]["mode"] == "on the fly" and m["fine_tune"]["blocks"] == "all"
+    assert "fine-tune all blocks x 1 epochs" in two.stdout, two.stdout
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where no GPU exists")
 def test_cuda_without_a_gpu_is_a_clear_error(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no CUDA GPU.*--device cpu"):

@@ -157,7 +157,9 @@ def fine_tune(model: Classifier, pre: Preprocess, train_paths: list[str], ytr: n
     if world.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, broadcast_buffers=False,
+        # Buffers (frozen BatchNorm statistics) are the same on every rank: no sync on each forward.
+        # broadcast_buffers=False did the same and is deprecated in torch 2.13 (a warning from every rank).
+        net = DistributedDataParallel(model, forward_sync_buffers=False,
                                       device_ids=[torch.cuda.current_device()] if device.startswith("cuda") else None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -98,7 +98,8 @@ def summary(log, out: Path, metrics: dict, manifest: dict) -> None:
     log("accuracy  " + "  ".join(f"{k} {v}" for k, v in acc.items()))
     r = manifest.get("recipe")
     if r:
-        ft = f", fine-tune top {r['fine_tune']} x {r['fine_tune_epochs'] or 'default'} epochs" if r["fine_tune"] else ""
+        what = "all blocks" if r["fine_tune"] == "all" else f"top {r['fine_tune']} block(s)"
+        ft = f", fine-tune {what} x {r['fine_tune_epochs'] or 'default'} epochs" if r["fine_tune"] else ""
         log(f"recipe    {r['aug_views']} augmented views, hidden {r['hidden']}{ft} — {r['why']}")
     d = metrics.get("distillation")
     if d:
