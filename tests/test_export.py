@@ -169,6 +169,19 @@ def test_int8_export_says_how_many_images_calibrated_it(run: Path, tmp_path: Pat
     assert "calibrated on " in out and "training images (all there are; --calibration-size 100,000)" in out, out
 
 
+def test_the_same_run_exports_to_the_same_bytes(run: Path, exported: dict[str, Path], tmp_path: Path) -> None:
+    """The labels packed in each file carried the time of export, so two exports of one run never matched (a
+    checksum in an app's build, a cache keyed on the file, or a diff in review all saw a change)."""
+    import time
+
+    from edgeclf.exporting.exporter import export as export_file
+
+    time.sleep(2)  # a zip entry's time has 2-second steps
+    for q in ("float32", "int8"):
+        again = export_file(run, "tflite", q, tmp_path / f"again_{q}.tflite", calibration_size=30, verbose=False)
+        assert again.read_bytes() == exported[q].read_bytes(), q
+
+
 def test_api_exports_several_quantizations_as_the_cli_does(run: Path, tmp_path: Path) -> None:
     import edgeclf
 

@@ -150,7 +150,10 @@ def attach_metadata(model_bytes: bytes, metadata: bytes, labels: list[str]) -> b
     out = io.BytesIO(pack_model(model))
     out.seek(0, io.SEEK_END)
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as z:
-        z.writestr(LABELS_FILE, "\n".join(labels) + "\n")
+        # A fixed date, not now: the same run exported twice gives the same bytes (checksums, caches, diffs).
+        entry = zipfile.ZipInfo(LABELS_FILE, date_time=(1980, 1, 1, 0, 0, 0))
+        entry.external_attr = 0o644 << 16  # rw-r--r-- where the file is unzipped, as writestr(name) would give
+        z.writestr(entry, "\n".join(labels) + "\n")
     return out.getvalue()
 
 
