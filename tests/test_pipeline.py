@@ -456,3 +456,30 @@ def test_confusion_plot_of_many_classes_shows_the_most_confused(tmp_path: Path) 
     assert max(w, h) <= 2000, (w, h)
     assert len((tmp_path / "confusion_matrix.csv").read_text().splitlines()) == n + 1
     assert list(most_confused(cm[:5, :5])) == [0, 1, 2, 3, 4]
+
+
+def test_a_file_copied_away_from_its_run_says_its_split_is_hashed(trained: tuple[Path, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """The .tflite alone, evaluated on its run's own dataset, was said to be on 'not the run's dataset folder'; and a
+    folder of 300 unknown classes was refused with every name in one 3,000-character line."""
+    import shutil
+
+    from edgeclf.runtime.evaluate import evaluate
+    from edgeclf.workflows.export import export
+
+    data, run = trained
+    tfl = export(run, "tflite", "float32", tmp_path / "with_run" / "m.tflite", verbose=False)
+    alone = tmp_path / "app" / "m.tflite"
+    alone.parent.mkdir()
+    shutil.copy(tfl, alone)
+    m = evaluate(alone, data)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert not m["data_elsewhere"] and m["split_without_run_record"] and m["split"] == "test"
+    assert "not the run's dataset folder" not in header and "hashed afresh: no run or JSON beside the file" in header
+    assert m["n"] == evaluate(tfl, data, verbose=False)["n"]  # the same photos: the run used the default split
+    assert not evaluate(tfl, data, verbose=False)["split_without_run_record"]
+    many = make_dataset(tmp_path / "many", {f"class_{i:03d}": 1 for i in range(300)}, size=(8, 8))
+    with pytest.raises(DatasetError) as e:
+        evaluate(alone, many, split="all", verbose=False)
+    assert "classes the model does not know: class_000, class_001" in str(e.value) and "and 295 more" in str(e.value)
+    assert len(str(e.value)) < 300

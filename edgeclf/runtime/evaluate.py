@@ -178,7 +178,9 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     # Names can collide (IMG_0001.jpg): a held-out folder that shares some with the run gets its hashed
     # test split, and the header says how to score all of it.
     own = _same_folder(rec.get("root"), ds.root)
-    elsewhere = split is None and not unseen and not own
+    elsewhere = split is None and not unseen and not own and bool(rec)
+    # A file copied away from its run (no JSON or run beside it): the split can only be hashed afresh.
+    hashed = split is None and not rec
     split = split or ("all" if unseen else "test")
     samples = split_samples(ds, split, rec)
     index = {label_form(c): i for i, c in enumerate(engine.labels)}  # a run from before labels were NFC
@@ -200,9 +202,9 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
             hint = (f"; {deeper} holds folders named as the model's classes ({short_list(inner)}): "
                     f"to evaluate on them, pass {deeper} as DATA")
         if not hint and own:  # the run's own folder, grown since
-            raise DatasetError(f"{data} has class folders added since the model was trained: {', '.join(missing)}; "
+            raise DatasetError(f"{data} has class folders added since the model was trained: {short_list(missing)}; "
                                "drop --split all to score the run's own split, which leaves them out")
-        raise DatasetError(f"{data} has classes the model does not know: {', '.join(missing)}; "
+        raise DatasetError(f"{data} has classes the model does not know: {short_list(missing)}; "
                            f"evaluate on the dataset the model was trained on{hint}")
     gone = 0
     if split != "all" and own:
@@ -217,6 +219,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     m.update({
         "model": str(model), "kind": engine.kind, "client": client, "resize": engine.preprocess.resize,
         "split": split, "data": str(ds.root), "data_unseen_by_run": unseen, "data_elsewhere": elsewhere,
+        "split_without_run_record": hashed,
         "gone_since_training": gone, "classes_not_scored": added,
         "skipped": [{"path": p, "reason": r} for p, r in bad.items()],
         "misclassified": [{"path": paths[good[j]], "true": engine.labels[y[j]], "predicted": engine.labels[pred[j]],
@@ -312,7 +315,10 @@ def format_metrics(m: dict[str, Any]) -> str:
     rows = [cells(p) for p in m["per_class"]]
     where = f"the {m['split']} split of {m['data']}" + (
         " (not the run's dataset folder; if every photo here is new, --split all scores them all)"
-        if m.get("data_elsewhere") else "")
+        if m.get("data_elsewhere") else
+        " (hashed afresh: no run or JSON beside the file names its run's test photos; the same photos if the run "
+        "used this folder and its default split; --split all scores them all)"
+        if m.get("split_without_run_record") else "")
     if m["split"] == "all":
         where = f"every image of {m['data']}" + (" (a folder the model's run never saw)"
                                                  if m.get("data_unseen_by_run") else "")

@@ -101,7 +101,7 @@ def check_trainable(ds: Dataset) -> None:
         if ds.layout == "presplit":  # the folders decide the split: the percentages change nothing
             train_dir = next((ds.name(s).split("/")[0] for s in ds.split("train")), "train")
             fix = f"add images to {ds.root / train_dir / empty[0]}/"
-        raise DatasetError(f"class(es) {', '.join(empty)} have no image in the train split of {ds.root}; {fix}")
+        raise DatasetError(f"class(es) {short_list(empty)} have no image in the train split of {ds.root}; {fix}")
 
 
 def versions() -> dict[str, str]:
