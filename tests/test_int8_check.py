@@ -93,7 +93,7 @@ def test_int8_over_budget_with_no_float_ops_is_refused(run: Path, tmp_path: Path
     # Scoring or using the marked file later says so (evaluate and predict were silent about the mark).
     capsys.readouterr()
     photo = next(p for p in Path(json.loads((run / "split.json").read_text())["root"]).rglob("*.jpg"))
-    for cmd in (["evaluate", str(f)], ["predict", str(f), str(photo)]):
+    for cmd in (["evaluate", str(f)], ["predict", str(f), str(photo)], ["verify", str(flat), "--clients", "litert"]):
         assert main(cmd) == 0
         warned = [ln for ln in capsys.readouterr().err.splitlines() if "failed its int8 check" in ln]
         assert warned == [f"warning: {f} failed its int8 check at export: {c['drop_points']:.2f} points below the "

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._io import write_json
-from ..artifacts.run import dataset_root, find_sidecar, is_stale, read_split
+from ..artifacts.run import dataset_root, failed_int8_check, find_sidecar, is_stale, read_split
 from ..data.dataset import label_form, scan
 from ..errors import EdgeclfError, ModelError
 from ..params import NONE, Options, POSITIVE_INT, THREADS, as_list, check, check_path
@@ -74,6 +74,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
                                    "golden": "-"}]
     failed = False
     stale = [f for f in files if is_stale(f)]
+    marked = {f: why for f in files if (why := failed_int8_check(f))}  # kept by export past --max-drop, marked
     for f in files:
         for client in CLIENTS_OF[f.suffix]:
             if clients and client not in clients:
@@ -83,14 +84,16 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
             agree, dmax = _agreement(ref[ok], probs)
             g = check_golden(f, lambda ps: client_predict(engine, client, ps, 1)[0], root)
             failed |= g["status"] == "FAIL"
-            rows.append({"file": f.name + (" (stale)" if f in stale else ""), "client": client,
+            rows.append({"file": f.name + (" (stale)" if f in stale else "") + (" (failed int8 check)" if f in marked
+                                                                               else ""), "client": client,
                          "resize": engine.preprocess.resize, "n": len(ok),
                          "accuracy": round(float((probs.argmax(1) == y[ok]).mean()), 4),
                          "top1_agreement_with_pytorch": agree, "max_abs_prob_diff_vs_pytorch": dmax,
                          "golden": g["status"] + (f" ({g['detail']})" if g["status"] != "ok" else ""),
                          "golden_detail": g})
     result = {"run_dir": str(run_dir), "data": str(root), "split": split, "skipped": sorted(bad), "rows": rows,
-              "golden_failed": failed, "stale": [f.name for f in stale], "not_edgeclf_exports": foreign}
+              "golden_failed": failed, "stale": [f.name for f in stale], "not_edgeclf_exports": foreign,
+              "failed_int8_check": [f.name for f in marked]}
     write_json(run_dir / "verify.json", result)
     if verbose:
         scored = "every image" if split == "all" else f"{split} split"
@@ -108,6 +111,8 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         print(f"written {run_dir / 'verify.json'}")
         for name, why in foreign.items():
             print(f"warning: {name} left out: not an edgeclf export ({why})", file=sys.stderr)
+        for why in marked.values():
+            print(f"warning: {why}", file=sys.stderr)
         if stale:
             print(f"warning: {', '.join(f.name for f in stale)}: exported from the model this run replaced "
                   f"(model.pt changed since); re-export with `edgeclf export {run_dir}`", file=sys.stderr)
