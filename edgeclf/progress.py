@@ -21,11 +21,22 @@ def _in_notebook() -> bool:
     return type(sys.stderr).__module__.split(".")[0] == "ipykernel"
 
 
+def _world() -> tuple[int, int]:
+    """(rank, processes) under torchrun, which sets RANK and WORLD_SIZE; (0, 1) otherwise."""
+    try:
+        return int(os.environ.get("RANK", 0)), max(1, int(os.environ.get("WORLD_SIZE", 1)))
+    except ValueError:
+        return 0, 1
+
+
 def mode() -> str:
-    """'bars' (a terminal or a notebook), 'lines' (a pipe, a file, a CI log) or 'off'; EDGECLF_PROGRESS overrides."""
+    """'bars' (a terminal or a notebook), 'lines' (a pipe, a file, a CI log, torchrun) or 'off'; EDGECLF_PROGRESS
+    overrides."""
     flag = os.environ.get("EDGECLF_PROGRESS")
     if flag is None:
-        return "bars" if sys.stderr.isatty() or _in_notebook() else "lines"
+        # torchrun's processes share one terminal: their bars would redraw over each other's.
+        alone = _world()[1] == 1
+        return "bars" if alone and (sys.stderr.isatty() or _in_notebook()) else "lines"
     flag = flag.strip().lower()
     return "lines" if flag == "lines" else "off" if flag in ("0", "false", "no", "off") else "bars"
 
@@ -46,6 +57,9 @@ class Lines:
 
     def __init__(self, desc: str, total: int | None = None, unit: str = "it", every: float = LINE_EVERY_S) -> None:
         self.desc, self.total, self.unit, self.every = desc, total, unit, every
+        rank, world = _world()
+        # Under torchrun every process reports its own share, into one log: the rank tells the lines apart.
+        self.prefix = f"[rank {rank}] " if world > 1 else ""
         self.n = 0
         self.t0 = self.last = time.monotonic()
         self.spoke = False
@@ -56,7 +70,7 @@ class Lines:
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last, self.spoke = now, True
-            print(self._line(now), file=sys.stderr, flush=True)
+            print(self.prefix + self._line(now), file=sys.stderr, flush=True)
 
     def _units(self, count: int) -> str:
         return self.unit if count == 1 or self.unit in ("img", "it") else self.unit + "s"  # '2 models', '2 img'
@@ -74,7 +88,8 @@ class Lines:
         if self.spoke:
             self.spoke = False
             took = time.monotonic() - self.t0
-            print(f"{self.desc}: {self.n:,} {self._units(self.n)} done in {took:.0f}s", file=sys.stderr, flush=True)
+            print(f"{self.prefix}{self.desc}: {self.n:,} {self._units(self.n)} done in {took:.0f}s", file=sys.stderr,
+                  flush=True)
 
 
 def _lines(it: Iterable[T], desc: str, total: int | None, unit: str) -> Iterator[T]:

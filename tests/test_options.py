@@ -380,6 +380,33 @@ def test_progress_in_a_log_file_is_a_line_every_half_minute(monkeypatch: pytest.
     assert capsys.readouterr().err == ""
 
 
+def test_progress_under_torchrun_is_lines_labelled_by_rank(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """torchrun's processes each report their share: bars on one terminal redrew over each other, and lines in one
+    log could not be told apart."""
+    import io
+    import sys
+
+    from edgeclf import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("EDGECLF_PROGRESS", raising=False)
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert progress.mode() == "bars"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert progress.mode() == "lines"
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    log = progress.Lines("features", 10, "img", every=0)
+    log.update(5)
+    log.close()
+    lines = sys.stderr.getvalue().splitlines()
+    assert lines[0].startswith("[rank 1] features: 5/10 img (50%)") and lines[1].startswith("[rank 1] features: 5 img")
+
+
 def test_decoding_uses_threads_where_fork_is_unsafe(monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers were always forked: a ValueError on Windows (no fork) and a crash risk on macOS (Python's docs)."""
     import os
