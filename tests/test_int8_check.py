@@ -197,4 +197,4 @@ def test_the_file_left_is_the_best_try_not_the_last(run: Path, tmp_path: Path, m
     if c["calibration_images"] == 100:  # the first try was the best: the same bytes come back
         assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256(first.read_bytes()).digest()
     assert "more than an earlier try" in capsys.readouterr().out
-    assert "other tries: 100 calibration images (" in str(e.value) and "\n" not in str(e.value)
+    assert "(tries: 100 calibration images (" in str(e.value) and "\n" not in str(e.value)

@@ -92,7 +92,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         tried = ", ".join(f"{setting(t)} ({t['drop_points']:.2f})" for t in result.get("tries", []))
         raise Int8DropError(f"{dest} loses {result['drop_points']:.2f} points of accuracy ({result['split']} split) "
                             f"against the float model (> --max-drop {max_drop:g}) with {setting(result)}"
-                            + (f" (other tries: {tried})" if tried else "") + "; the file is kept and marked in its "
+                            + (f" (tries: {tried})" if tried else "") + "; the file is kept and marked in its "
                             ".json; use float16/dynamic, raise --max-float-ops, or raise --max-drop")
     return dest
 
