@@ -367,6 +367,11 @@ def test_benchmark_one_model_in_three_runtimes(run: Path) -> None:
                      verbose=False)
     assert [r["runtime"] for r in rows] == ["litert", "onnxruntime", "torch"]
     assert all(r["p50_ms"] > 0 for r in rows)
+    # One model, one amount of work: the ONNX and PyTorch rows said '-' for what the .tflite row counted.
+    assert rows[0]["macs_m"] > 1 and all(r["macs_m"] == rows[0]["macs_m"] for r in rows), rows
+    assert rows[1]["params_m"] == pytest.approx(rows[0]["params_m"], rel=0.01)
+    assert rows[2]["params_m"] >= rows[0]["params_m"]  # BatchNorm unfolded in PyTorch
+    assert all(0 < r["roofline_pct"] for r in rows)
     # A file runs in its own runtime only: --runtime on it is refused, not silently ignored.
     tfl = next((run / "export").glob("*.tflite"))
     with pytest.raises(ConfigError, match=f"--runtime compares runtimes on a run directory; {tfl} is a file"):

@@ -94,6 +94,38 @@ def graph_params(path: str | os.PathLike[str]) -> int:
     return total
 
 
+def onnx_counts(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(parameters, MACs) of an .onnx graph: initializer elements; Conv, Gemm and MatMul work from inferred shapes."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    model = onnx.load(str(path))
+    for v in model.graph.input:  # batch 1, as timed; a symbolic batch left every later shape unknown
+        dims = v.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
+    # onnx's own inference stops at the Pad ops whose sizes the graph computes from Shape; onnxruntime's follows them.
+    graph = SymbolicShapeInference.infer_shapes(model, auto_merge=True).graph
+    inits = {t.name: numpy_helper.to_array(t).shape for t in graph.initializer}
+    shapes: dict[str, list[int]] = dict(inits)
+    for v in [*graph.input, *graph.value_info, *graph.output]:
+        shapes[v.name] = [d.dim_value for d in v.type.tensor_type.shape.dim]
+    macs = 0
+    for node in graph.node:
+        out, ins = shapes.get(node.output[0]), [shapes.get(i) for i in node.input]
+        if not out or len(ins) < 2 or ins[1] is None:
+            continue
+        if node.op_type == "Conv":  # weight [Co, Ci / groups, kh, kw]
+            macs += int(np.prod(out)) * int(np.prod(ins[1][1:]))
+        elif node.op_type == "Gemm":  # B [K, N], or [N, K] with transB
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            macs += int(np.prod(out)) * ins[1][1 if trans_b else 0]
+        elif node.op_type == "MatMul" and ins[0]:
+            macs += int(np.prod(out)) * ins[0][-1]
+    return sum(int(np.prod(s)) for s in inits.values()), macs
+
+
 _PEAK: dict[int, float] = {}
 
 
@@ -158,6 +190,18 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
         # Roofline: the time the MACs would take at the machine's float32 FMA peak, over the measured time.
         row.update(params_m=round(graph_params(p) / 1e6, 3), macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
                    roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1), int8=_graph_int8(it))
+    else:  # the same model in ONNX Runtime or PyTorch: its size and work, counted in that form
+        if p.suffix == ".onnx":
+            params, macs = onnx_counts(p)
+        else:
+            from ..artifacts.run import load_run
+            from ..models.profile import count_macs, count_params
+
+            model = load_run(p)[0]
+            params, macs = count_params(model), count_macs(model, engine.preprocess.size)
+        peak = peak_gmacs(threads)  # both run float32
+        row.update(params_m=round(params / 1e6, 3), macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
+                   roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1))
     return row
 
 
