@@ -76,6 +76,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     stale = [f for f in files if is_stale(f)]
     marked = {f: why for f in files if (why := failed_int8_check(f))}  # kept by export past --max-drop, marked
     for f in files:
+        label = f.name + (" (stale)" if f in stale else "") + (" (failed int8 check)" if f in marked else "")
         for client in CLIENTS_OF[f.suffix]:
             if clients and client not in clients:
                 continue
@@ -84,8 +85,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
             agree, dmax = _agreement(ref[ok], probs)
             g = check_golden(f, lambda ps: client_predict(engine, client, ps, 1)[0], root)
             failed |= g["status"] == "FAIL"
-            rows.append({"file": f.name + (" (stale)" if f in stale else "") + (" (failed int8 check)" if f in marked
-                                                                               else ""), "client": client,
+            rows.append({"file": label, "client": client,
                          "resize": engine.preprocess.resize, "n": len(ok),
                          "accuracy": round(float((probs.argmax(1) == y[ok]).mean()), 4),
                          "top1_agreement_with_pytorch": agree, "max_abs_prob_diff_vs_pytorch": dmax,
