@@ -475,7 +475,7 @@ def test_a_file_copied_away_from_its_run_says_its_split_is_hashed(trained: tuple
     m = evaluate(alone, data)
     header = capsys.readouterr().out.splitlines()[0]
     assert not m["data_elsewhere"] and m["split_without_run_record"] and m["split"] == "test"
-    assert "not the run's dataset folder" not in header and "hashed afresh: no run or JSON beside the file" in header
+    assert "not the run's dataset folder" not in header and "hashed afresh: no run was found for the file" in header
     assert m["n"] == evaluate(tfl, data, verbose=False)["n"]  # the same photos: the run used the default split
     assert not evaluate(tfl, data, verbose=False)["split_without_run_record"]
     many = make_dataset(tmp_path / "many", {f"class_{i:03d}": 1 for i in range(300)}, size=(8, 8))

@@ -179,7 +179,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     # test split, and the header says how to score all of it.
     own = _same_folder(rec.get("root"), ds.root)
     elsewhere = split is None and not unseen and not own and bool(rec)
-    # A file copied away from its run (no JSON or run beside it): the split can only be hashed afresh.
+    # A file copied away from its run, or whose run was deleted: the split can only be hashed afresh.
     hashed = split is None and not rec
     split = split or ("all" if unseen else "test")
     samples = split_samples(ds, split, rec)
@@ -316,7 +316,7 @@ def format_metrics(m: dict[str, Any]) -> str:
     where = f"the {m['split']} split of {m['data']}" + (
         " (not the run's dataset folder; if every photo here is new, --split all scores them all)"
         if m.get("data_elsewhere") else
-        " (hashed afresh: no run or JSON beside the file names its run's test photos; the same photos if the run "
+        " (hashed afresh: no run was found for the file to list its test photos; the same photos if the run "
         "used this folder and its default split; --split all scores them all)"
         if m.get("split_without_run_record") else "")
     if m["split"] == "all":
