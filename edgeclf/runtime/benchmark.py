@@ -184,27 +184,25 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
     row = {"file": str(path), "runtime": runtime, "threads": threads, "size_mb": round(size_bytes / 1e6, 3),
            "input": inp, "runs": runs, **_stats(ms), "throughput_ips": round(1e3 / float(ms.mean()), 1),
            "memory_mb": round(mem, 1)}
+    # Size and work counted in each form: the .tflite's graph, the .onnx graph, or the PyTorch module.
+    extra: dict[str, Any] = {}
     if p.suffix == ".tflite":
-        macs = _graph_macs(it)
-        peak = peak_gmacs(threads)
-        # Roofline: the time the MACs would take at the machine's float32 FMA peak, over the measured time.
-        row.update(params_m=round(graph_params(p) / 1e6, 3), macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
-                   roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1), int8=_graph_int8(it))
-    else:  # the same model in ONNX Runtime or PyTorch: its size and work, counted in that form
-        if p.suffix == ".onnx":
-            try:
-                params, macs = onnx_counts(p)
-            except Exception:  # noqa: BLE001 - counts are extras: a graph the inference cannot follow leaves them out
-                return row
-        else:
-            from ..artifacts.run import load_run
-            from ..models.profile import count_macs, count_params
+        params, macs, extra["int8"] = graph_params(p), _graph_macs(it), _graph_int8(it)
+    elif p.suffix == ".onnx":
+        try:
+            params, macs = onnx_counts(p)
+        except Exception:  # noqa: BLE001 - counts are extras: a graph the inference cannot follow leaves them out
+            return row
+    else:
+        from ..artifacts.run import load_run
+        from ..models.profile import count_macs, count_params
 
-            model = load_run(p)[0]
-            params, macs = count_params(model), count_macs(model, engine.preprocess.size)
-        peak = peak_gmacs(threads)  # both run float32
-        row.update(params_m=round(params / 1e6, 3), macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
-                   roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1))
+        model = load_run(p)[0]
+        params, macs = count_params(model), count_macs(model, engine.preprocess.size)
+    peak = peak_gmacs(threads)
+    # Roofline: the time the MACs would take at the machine's float32 FMA peak, over the measured time.
+    row.update(params_m=round(params / 1e6, 3), macs_m=round(macs / 1e6, 1), peak_gmacs=round(peak, 1),
+               roofline_pct=round(100 * macs / (peak * 1e9) / (row["p50_ms"] / 1e3), 1), **extra)
     return row
 
 

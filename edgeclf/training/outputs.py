@@ -77,6 +77,11 @@ def plot_curves(path: Path, history: list[dict], title: str) -> None:
     plt.close(fig)
 
 
+def _blocks(n: int | str) -> str:
+    """What --fine-tune N unfroze, in words: 'all blocks' or 'top 3 block(s)'."""
+    return "all blocks" if n == "all" else f"top {n} block(s)"
+
+
 def summary(log, out: Path, metrics: dict, manifest: dict) -> None:
     """The lines `train` prints at the end: times, accuracies, where the run went."""
     t = manifest["timings_s"]
@@ -92,14 +97,12 @@ def summary(log, out: Path, metrics: dict, manifest: dict) -> None:
         # when it was not the one kept.
         kept = ("kept" if ft["kept"] == "fine-tuned"
                 else "not better than the head, so the head was kept")
-        what = "all blocks" if ft["blocks"] == "all" else f"top {ft['blocks']} block(s)"
-        log(f"fine-tune {what}, {ft['epochs']} epochs: val {ft['val_acc_fine_tuned']:.3f} "
+        log(f"fine-tune {_blocks(ft['blocks'])}, {ft['epochs']} epochs: val {ft['val_acc_fine_tuned']:.3f} "
             f"(head {ft['val_acc_head']:.3f}) — {kept}")
     log("accuracy  " + "  ".join(f"{k} {v}" for k, v in acc.items()))
     r = manifest.get("recipe")
     if r:
-        what = "all blocks" if r["fine_tune"] == "all" else f"top {r['fine_tune']} block(s)"
-        ft = f", fine-tune {what} x {r['fine_tune_epochs'] or 'default'} epochs" if r["fine_tune"] else ""
+        ft = f", fine-tune {_blocks(r['fine_tune'])} x {r['fine_tune_epochs'] or 'default'} epochs" if r["fine_tune"] else ""
         log(f"recipe    {r['aug_views']} augmented views, hidden {r['hidden']}{ft} — {r['why']}")
     d = metrics.get("distillation")
     if d:
