@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._io import atomic_path
 from .metrics import expected_calibration_error, reliability, risk_coverage
+
+if TYPE_CHECKING:  # matplotlib loads only when a plot is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def plot_reliability(path: Path, y: np.ndarray, curves: dict[str, np.ndarray], title: str = "") -> None:
@@ -35,7 +40,7 @@ def plot_risk_coverage(path: Path, y: np.ndarray, probs: np.ndarray, threshold: 
           max(0.05, float(risk.max()) * 1.1) if len(y) else 1.0, title or "risk-coverage")
 
 
-def _figure(size: tuple[float, float]):
+def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
     """A new matplotlib figure and axes on the file-only backend."""
     import matplotlib
 
@@ -45,7 +50,7 @@ def _figure(size: tuple[float, float]):
     return plt.subplots(figsize=size)
 
 
-def _save(fig, ax, path: Path, xlabel: str, ylabel: str, ytop: float, title: str) -> None:
+def _save(fig: Figure, ax: Axes, path: Path, xlabel: str, ylabel: str, ytop: float, title: str) -> None:
     """Label, grid and legend the axes, then write the PNG atomically and free the figure."""
     import matplotlib.pyplot as plt
 

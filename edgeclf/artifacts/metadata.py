@@ -14,6 +14,7 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import flatbuffers
 import numpy as np
@@ -111,7 +112,7 @@ def build_metadata(name: str, description: str, version: str, labels: list[str],
     return bytes(b.Output())
 
 
-def unpack_model(model_bytes: bytes):
+def unpack_model(model_bytes: bytes) -> Any:
     """The .tflite as schema.ModelT with every buffer inline, ready to edit and repack."""
     from ai_edge_litert import schema_py_generated as schema
 
@@ -128,7 +129,7 @@ def unpack_model(model_bytes: bytes):
     return model
 
 
-def pack_model(model) -> bytes:
+def pack_model(model: Any) -> bytes:
     """Serialize a schema.ModelT back to .tflite bytes."""
     b = flatbuffers.Builder(1 << 20)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")
@@ -157,7 +158,7 @@ def attach_metadata(model_bytes: bytes, metadata: bytes, labels: list[str]) -> b
     return out.getvalue()
 
 
-def _name(md) -> str:
+def _name(md: Any) -> str:
     n = md.name
     return n.decode() if isinstance(n, bytes) else str(n)
 

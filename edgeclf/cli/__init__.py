@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 import warnings
-from typing import Callable, Iterator, NoReturn
+from typing import Callable, Iterator, NoReturn, TextIO
 
 from .. import __version__
 from ..errors import EdgeclfError, EdgeclfWarning
@@ -227,7 +227,8 @@ def _one_line_warnings() -> Iterator[None]:
         warnings.simplefilter("always", EdgeclfWarning)
         shown = warnings.showwarning
 
-        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
             if issubclass(category, EdgeclfWarning):
                 print(f"warning: {message}", file=sys.stderr)
             else:

@@ -18,6 +18,7 @@ def _csv_ints(s: str, option: str = "--threads") -> list[int]:
 
 
 def cmd_doctor(a: argparse.Namespace) -> int:
+    """`edgeclf doctor`: check a dataset and print (or write) the report."""
     from ..data.doctor import format_report
     from ..workflows.doctor import doctor
 
@@ -39,6 +40,7 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 
 
 def cmd_models(a: argparse.Namespace) -> int:
+    """`edgeclf models`: the zoo, its counts and where each variant's weights come from."""
     from ..models.zoo import describe, list_models
     from ..table import format_table
 
@@ -74,6 +76,7 @@ TRAIN_COMMAND_ARGS = ("data", "image_dir", "out", "exist_ok", "config", "fn", "c
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    """`edgeclf train`: train a run from the parsed options."""
     from ..training.config import read_config
     from ..training.trainer import train
 
@@ -89,6 +92,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
+    """`edgeclf compare`: train, export, evaluate and benchmark several models."""
     from ..workflows.compare import compare
 
     rows = compare(a.data, [m for m in a.models.split(",") if m], [q for q in a.quantize.split(",") if q], a.out,
@@ -100,6 +104,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_search(a: argparse.Namespace) -> int:
+    """`edgeclf search`: the most accurate model within the latency and size limits."""
     from ..workflows.search import search
 
     r = search(a.data, a.max_latency_ms, a.max_size_mb, a.threads, [q for q in a.quantize.split(",") if q],
@@ -111,6 +116,7 @@ def cmd_search(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    """`edgeclf export`: write a run's .tflite (or .onnx) files."""
     from ..workflows.export import export
 
     export(a.run_dir, a.format, a.quantize, a.output, io=a.io, calibration_size=a.calibration_size,
@@ -120,6 +126,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    """`edgeclf evaluate`: accuracy of exported files on a split."""
     from ..runtime.evaluate import evaluate
 
     if a.data_pos is not None and a.data is not None and a.data_pos != a.data:
@@ -152,6 +159,7 @@ def _stdin_image(images: list[str]) -> tuple[list[str], str | None]:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
+    """`edgeclf predict`: top-k labels for images, folders or stdin."""
     from ..runtime.predict import format_predictions, predict
 
     images, tmp = _stdin_image(a.images)
@@ -171,6 +179,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(a: argparse.Namespace) -> int:
+    """`edgeclf benchmark`: latency of model files per thread count."""
     from ..workflows.benchmark import benchmark
 
     runtimes = [r for r in a.runtime.split(",") if r] if a.runtime else None
@@ -181,6 +190,7 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
+    """`edgeclf verify`: every exported file of a run x every client."""
     from ..runtime.verify import verify
 
     clients = tuple(c for c in a.clients.split(",") if c) if a.clients else None
@@ -191,6 +201,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
+    """`edgeclf demo`: the whole pipeline on a generated dataset."""
     from ..workflows.demo import demo
 
     demo(a.out, a.model, a.per_class, a.epochs)

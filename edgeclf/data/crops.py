@@ -29,6 +29,7 @@ class Crops:
     augment: Augment | None = None
 
     def __call__(self, job: tuple[str, Sequence[ViewSeed]]) -> list[np.ndarray] | str:
+        """The crops of one (path, view seeds) job, or the reason the file cannot be read."""
         path, views = job
         try:
             # Full resolution, as an app hands the image to MediaPipe: a JPEG draft would change the pixels.

@@ -62,7 +62,8 @@ class Rows(Protocol):
     """Per-image vectors read on demand (FeatureRows, TempRows, or an array through as_rows)."""
 
     def __len__(self) -> int: ...
-    def take(self, idx: np.ndarray) -> np.ndarray: ...
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """The vectors of rows `idx`, [len(idx), dim]."""
 
 
 class _ArrayRows:

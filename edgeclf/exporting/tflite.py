@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -93,7 +93,7 @@ def quantize_tflite(float_bytes: bytes, quantize: str, calibration: np.ndarray |
         return dst.read_bytes()
 
 
-def _opcode(model, builtin: int) -> int:
+def _opcode(model: Any, builtin: int) -> int:
     from ai_edge_litert import schema_py_generated as schema
 
     for i, oc in enumerate(model.operatorCodes):

@@ -28,6 +28,7 @@ class Conv2dSame(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve with TensorFlow's SAME padding, computed for this input's size."""
         ih, iw = x.shape[-2:]
         kh, kw = self.kernel_size
         sh, sw = self.stride
@@ -68,6 +69,7 @@ class SqueezeExcite(nn.Module):
         self.gate = nn.Hardsigmoid() if gate == "hsigmoid" else nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale each channel by a gate computed from its spatial mean."""
         s = x.mean((2, 3), keepdim=True)
         return x * self.gate(self.fc2(self.act(self.fc1(s))))
 
@@ -90,6 +92,7 @@ class MBBlock(nn.Module):
         self.residual = skip and stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Expand, depthwise, squeeze-excite, project, plus the residual where shapes allow."""
         y = self.expand(x) if self.expand is not None else x
         y = self.dw(y)
         if self.se is not None:

@@ -167,6 +167,7 @@ class Classifier(nn.Module):
         self.head = make_head(backbone.num_features, num_classes, dropout, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [N, classes] for normalized NCHW images."""
         return self.head(self.backbone(x))
 
 

@@ -23,6 +23,7 @@ class Deployable(nn.Module):
         self.register_buffer("inv_std", 1.0 / torch.tensor(pre.std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores (or logits) for NHWC images in the file's input range."""
         x = x.permute(0, 3, 1, 2).to(torch.float32)
         y = self.model((x - self.mean) * self.inv_std)
         return torch.softmax(y, dim=-1) if self.softmax else y
@@ -36,4 +37,5 @@ class Prenormalized(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores for NHWC images already normalized."""
         return torch.softmax(self.model(x.permute(0, 3, 1, 2)), dim=-1)

@@ -170,6 +170,7 @@ def _local(src: WeightSource) -> Path | None:
 
 
 def locate_source(src: WeightSource, allow_download: bool) -> tuple[Path, WeightSource]:
+    """The local file of `src` (found on disk, else downloaded when allowed) and the source it came from."""
     found = _local(src)
     if found is not None:
         return found, src

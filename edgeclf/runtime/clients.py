@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,7 @@ class LoadRGB:
     """Picklable worker: path → full-resolution uint8 RGB array (what an app hands MediaPipe), or the reason."""
 
     def __call__(self, path: str) -> np.ndarray | str:
+        """The decoded RGB pixels of `path`, or why it cannot be read."""
         try:
             return np.asarray(load_rgb(path))
         except ImageDecodeError as exc:
@@ -79,7 +81,7 @@ class MediaPipeClient:
             raise ModelError(f"MediaPipe cannot load {engine.path} ({str(exc).splitlines()[0][:160]}); "
                              "re-export it with edgeclf export") from None
 
-    def options(self, w: int, h: int):
+    def options(self, w: int, h: int) -> Any:
         """The ImageProcessingOptions an app passes for a w x h image (None: the whole image)."""
         if not self.roi:
             return None

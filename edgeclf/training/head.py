@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 import torch
@@ -106,7 +106,8 @@ def bank_loss(loss_fn: nn.Module, logits: torch.Tensor, y: torch.Tensor, soft: l
 
 def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.ndarray, Rows, None],
                yval: np.ndarray | None, n_classes: int, cfg: HeadConfig,
-               views: list[Union[np.ndarray, Rows]] | None = None, on_epoch=None,
+               views: list[Union[np.ndarray, Rows]] | None = None,
+               on_epoch: Callable[[dict], None] | None = None,
                soft: list[Rows] | None = None, distill: "Distill | None" = None) -> HeadResult:
     """AdamW + warm-up/cosine schedule + label smoothing; keeps the weights of the best validation epoch.
 

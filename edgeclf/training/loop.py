@@ -54,7 +54,8 @@ def _score(row: dict) -> tuple[float, float] | None:
 class Callback(Protocol):
     """Called after every epoch with its row of metrics; returns True to stop training."""
 
-    def __call__(self, row: dict, model: nn.Module) -> bool | None: ...
+    def __call__(self, row: dict, model: nn.Module) -> bool | None:
+        """React to one epoch's row; True stops training."""
 
 
 @dataclass
@@ -69,6 +70,7 @@ class KeepBest:
     state: dict | None = None
 
     def __call__(self, row: dict, model: nn.Module) -> None:
+        """Copy the weights when this epoch scores better than every earlier one."""
         score = _score(row)
         if score is None or score > self.best:
             self.best = score or (math.inf, math.inf)
@@ -94,6 +96,7 @@ class EarlyStopping:
     stale: int = 0
 
     def __call__(self, row: dict, model: nn.Module) -> bool:
+        """True once `patience` epochs in a row have not improved the score."""
         score = _score(row)
         if score is None or not self.patience:
             return False
@@ -108,6 +111,7 @@ class History:
     rows: list[dict] = field(default_factory=list)
 
     def __call__(self, row: dict, model: nn.Module) -> None:
+        """Keep the row."""
         self.rows.append(row)
 
 

@@ -38,6 +38,7 @@ class LiveLog:
         self.tb = ScalarWriter(out / "tensorboard") if out is not None else None
 
     def __call__(self, row: dict) -> None:
+        """Keep the row (history.csv, TensorBoard), print it past the head stage, pass it to the user's callback."""
         full = dict(row, epoch=len(self.rows) + 1, stage=self.stage)
         self.rows.append(full)
         if self.out is not None and self.tb is not None:
@@ -82,7 +83,7 @@ def _blocks(n: int | str) -> str:
     return "all blocks" if n == "all" else f"top {n} block(s)"
 
 
-def summary(log, out: Path, metrics: dict, manifest: dict) -> None:
+def summary(log: Callable[[str], None], out: Path, metrics: dict, manifest: dict) -> None:
     """The lines `train` prints at the end: times, accuracies, where the run went."""
     t = manifest["timings_s"]
     # How many photos a held-out figure rests on: 0.800 on 5 test photos is not 0.800 on 500.

@@ -15,7 +15,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import EdgeclfError, ModelError
@@ -160,7 +160,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     hold_settings(out, data, teacher=teacher, **train_options)
     key = f"p50_ms_{threads}t"
 
-    def cell(name: str, make) -> dict[str, Any]:  # resumable: each step's result is kept
+    def cell(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:  # resumable: each step's result is kept
         path = cells / f"{name}.json"
         if path.is_file():
             return read_json(path)
