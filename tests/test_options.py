@@ -24,6 +24,7 @@ BAD = [
     (["train", "{data}", "--hidden", "100000000"], "--hidden must be an int in [0, 8192], got 100000000"),
     (["train", "{data}", "--seed", "99999999999999999999"],
      "--seed must be an int in [0, 4294967295], got 99999999999999999999"),
+    (["train", "{data}", "--weight-decay", "1e9"], "--weight-decay must be a number in [0, 1], got 1000000000.0"),
     (["train", "{data}", "--random-crop", "120"], "--random-crop must be a number in [0, 100), got 120.0"),
     (["train", "{data}", "--val-percent", "60", "--test-percent", "50"], "must be below 100"),
     (["train", "{data}", "--fine-tune-epochs", "0"],

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, ModelError
-from ..params import (BOOL, COUNT, FRACTION, NON_NEGATIVE, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Interval,
+from ..params import (BOOL, COUNT, FRACTION, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Interval,
                       Options, check, check_split, parse_duration)
 
 # Imported by the CLI at start-up: nothing here may pull in torch (no models/ or backends imports).
@@ -39,6 +39,9 @@ HIDDEN = Interval(int, 0, 8192)
 # torch and numpy take a seed below 2**32 everywhere (numpy's legacy and worker seeds); a larger one
 # crashed torch.manual_seed with an overflow.
 SEED = Interval(int, 0, 2**32 - 1)
+# AdamW shrinks every weight by lr x decay each step; a decay of 1 already halves a weight in 700 steps at the
+# default rate, and a typo such as 1e9 (for 1e-9) made the loss NaN while the error blamed --learning-rate.
+WEIGHT_DECAY = Interval(float, 0, 1)
 
 
 def _opt(default: Any, *flags: str, help: str, check: tuple = (), group: str | None = None,  # noqa: A002
@@ -81,7 +84,7 @@ class TrainConfig:
     label_smoothing: float = _opt(0.1, "--label-smoothing", "--label_smoothing", check=(FRACTION,),
                                   help="label smoothing")
     hidden: int = _opt(512, "--hidden", check=(HIDDEN,), help="units of the head's hidden layer (0: linear head)")
-    weight_decay: float = _opt(1e-4, "--weight-decay", check=(NON_NEGATIVE,), help="AdamW weight decay")
+    weight_decay: float = _opt(1e-4, "--weight-decay", check=(WEIGHT_DECAY,), help="AdamW weight decay")
     class_weights: str = _opt("auto", "--class-weights", check=(Options("auto", "balanced", "none"),),
                               help="balanced = each photo's loss scaled by n / (classes x its class's count), as "
                                    "Keras' class_weight; auto = balanced when the classes are imbalanced 1.5:1 or more")
