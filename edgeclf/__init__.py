@@ -31,8 +31,13 @@ _API = {
     "compare": ("edgeclf.workflows.compare", "compare"),
     "search": ("edgeclf.workflows.search", "search"),
     "verify": ("edgeclf.runtime.verify", "verify"),
+    "demo": ("edgeclf.workflows.demo", "demo"),
+    # What a caller catches or filters: every error is an EdgeclfError, warnings an EdgeclfWarning.
     "EdgeclfError": ("edgeclf.errors", "EdgeclfError"),
     "ConfigError": ("edgeclf.errors", "ConfigError"),
+    "DatasetError": ("edgeclf.errors", "DatasetError"),
+    "ModelError": ("edgeclf.errors", "ModelError"),
+    "EdgeclfWarning": ("edgeclf.errors", "EdgeclfWarning"),
 }
 
 __all__ = sorted(_API) + ["__version__"]

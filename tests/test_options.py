@@ -270,6 +270,31 @@ def test_train_options_come_from_one_config(tmp_path: Path) -> None:
         TrainConfig.build({"zzz": 1})
 
 
+def test_every_command_has_its_api_function() -> None:
+    """`edgeclf CMD` is `edgeclf.CMD(...)` (models: `edgeclf.list_models`), and what the API raises or warns is
+    importable from the top level, so a caller can catch or filter it."""
+    import warnings
+
+    import edgeclf
+    import edgeclf.api
+    from edgeclf.cli import build_parser
+    from edgeclf.errors import EdgeclfWarning
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for cmd in commands:
+        name = "list_models" if cmd == "models" else cmd
+        assert callable(getattr(edgeclf, name, None)), f"edgeclf.{name} is missing"
+        assert cmd == "models" or getattr(edgeclf.api, cmd) is getattr(edgeclf, cmd), cmd
+    assert {"EdgeclfError", "ConfigError", "DatasetError", "ModelError", "EdgeclfWarning"} <= set(dir(edgeclf))
+    assert issubclass(edgeclf.ConfigError, edgeclf.EdgeclfError) and edgeclf.EdgeclfWarning is EdgeclfWarning
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("ignore", edgeclf.EdgeclfWarning)
+        warnings.warn("a marked file", EdgeclfWarning)
+    assert not seen
+    with pytest.raises(ConfigError, match="--per-class must be an int in \\[1, 10000\\], got 0"):
+        edgeclf.demo(per_class=0)
+
+
 def test_every_cli_argument_says_what_it_does() -> None:
     """`edgeclf CMD --help` explains every argument and option, not just names it."""
     import argparse

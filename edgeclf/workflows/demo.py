@@ -84,7 +84,6 @@ def demo(out: str | os.PathLike[str] = "edgeclf-demo", model: str = "efficientne
     weights = "imagenet"
     try:
         from ..models.weights import locate
-        from ..models.zoo import get_spec
 
         spec = get_spec(model)
         if spec.weights:
