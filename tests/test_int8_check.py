@@ -99,12 +99,16 @@ def test_int8_over_budget_with_no_float_ops_is_refused(run: Path, tmp_path: Path
         assert warned == [f"warning: {f} failed its int8 check at export: {c['drop_points']:.2f} points below the "
                           f"float model on the {c['split']} split (> --max-drop 1); an app gets this file's answers: "
                           "export float16 or dynamic instead"], (cmd, warned)
-    # The Python API's predict says it too, as a warning a caller can filter.
-    from edgeclf import predict
+    # The Python API says it too, as a warning a caller can filter, quiet or not; evaluate's JSON keeps it.
+    from edgeclf import evaluate, predict, verify
     from edgeclf.errors import EdgeclfWarning
 
     with pytest.warns(EdgeclfWarning, match="failed its int8 check at export"):
         assert predict(f, photo)[0]["top"]
+    with pytest.warns(EdgeclfWarning, match="failed its int8 check at export"):
+        assert evaluate(f, verbose=False)["failed_int8_check"].startswith(f"{f} failed its int8 check")
+    with pytest.warns(EdgeclfWarning, match="failed its int8 check at export"):
+        assert verify(flat, clients="litert", verbose=False)["failed_int8_check"] == [f.name]
     assert main(["export", str(flat), "--quantize", "int8", "--no-int8-check"]) == 0
 
 

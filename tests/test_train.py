@@ -286,7 +286,12 @@ def test_exports_of_a_replaced_run_are_flagged(data3: Path, tmp_path: Path, caps
     capsys.readouterr()
     assert train(data3, MODEL, tmp_path / "r", exist_ok=True, seed=1, **kw) == run
     assert f"holds 1 file(s) exported from the replaced run ({f.name})" in capsys.readouterr().err
-    assert is_stale(f) and verify(run, clients="litert", verbose=False)["stale"] == [f.name]
+    from edgeclf import EdgeclfWarning, evaluate
+
+    with pytest.warns(EdgeclfWarning, match="exported from the model this run replaced"):
+        assert is_stale(f) and verify(run, clients="litert", verbose=False)["stale"] == [f.name]
+    with pytest.warns(EdgeclfWarning, match="exported from a model its run has since replaced"):
+        assert evaluate(f, verbose=False)["stale"] is True
     export(run, "tflite", "float32", verbose=False)
     assert not is_stale(f) and verify(run, clients="litert", verbose=False)["stale"] == []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..data.dataset import Dataset, Sample, label_form, name_key, scan
 from ..data.crops import Crops, plain
 from ..data.parallel import imap
 from ..progress import progress
-from ..errors import ConfigError, DatasetError, ModelError
+from ..errors import ConfigError, DatasetError, EdgeclfWarning, ModelError
 from ..table import format_table, short_list
 from .engine import Engine, load_engine
 from ..metrics import classification_metrics, coverage_report
@@ -157,12 +157,14 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     if not roi and client != "mediapipe":  # only MediaPipe is fed a region of interest; it changed nothing else
         raise ConfigError(f"--no-roi applies to --client mediapipe only (it feeds MediaPipe the whole image), "
                           f"not to {client}; add --client mediapipe or drop --no-roi")
-    if verbose and Path(model).is_file() and is_stale(model):
-        print(f"warning: {model} was exported from a model its run has since replaced (model.pt changed); "
-              "these figures are the old file's: re-export it", file=sys.stderr)
-    failed = failed_int8_check(model) if verbose else None
+    # Warnings, not prints: the API's caller hears them (and can filter them) however verbose is set.
+    stale = Path(model).is_file() and is_stale(model)
+    if stale:
+        warnings.warn(f"{model} was exported from a model its run has since replaced (model.pt changed); "
+                      "these figures are the old file's: re-export it", EdgeclfWarning, stacklevel=2)
+    failed = failed_int8_check(model)
     if failed:
-        print(f"warning: {failed}", file=sys.stderr)
+        warnings.warn(failed, EdgeclfWarning, stacklevel=2)
     run_dir = _run_dir(engine)  # once: finding a moved run hashes its model.pt
     rec = _split_record(run_dir)
     given, data = data, dataset_root(rec, data)
@@ -220,7 +222,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         "model": str(model), "kind": engine.kind, "client": client, "resize": engine.preprocess.resize,
         "split": split, "data": str(ds.root), "data_unseen_by_run": unseen, "data_elsewhere": elsewhere,
         "split_without_run_record": hashed,
-        "gone_since_training": gone, "classes_not_scored": added,
+        "gone_since_training": gone, "classes_not_scored": added, "stale": stale, "failed_int8_check": failed,
         "skipped": [{"path": p, "reason": r} for p, r in bad.items()],
         "misclassified": [{"path": paths[good[j]], "true": engine.labels[y[j]], "predicted": engine.labels[pred[j]],
                            "score": round(float(probs[j, pred[j]]), 4)} for j in np.nonzero(pred != y)[0]],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import numpy as np
 from .._io import write_json
 from ..artifacts.run import dataset_root, failed_int8_check, find_sidecar, is_stale, read_split
 from ..data.dataset import label_form, scan
-from ..errors import EdgeclfError, ModelError
+from ..errors import EdgeclfError, EdgeclfWarning, ModelError
 from ..params import NONE, Options, POSITIVE_INT, THREADS, as_list, check, check_path
 from ..table import Footnotes, format_table
 from .engine import load_engine
@@ -109,11 +109,13 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
             [[r["file"], r["client"], r["resize"], r["accuracy"], r["top1_agreement_with_pytorch"],
               r["max_abs_prob_diff_vs_pytorch"], golden(r)] for r in rows])))
         print(f"written {run_dir / 'verify.json'}")
-        for name, why in foreign.items():
-            print(f"warning: {name} left out: not an edgeclf export ({why})", file=sys.stderr)
-        for why in marked.values():
-            print(f"warning: {why}", file=sys.stderr)
-        if stale:
-            print(f"warning: {', '.join(f.name for f in stale)}: exported from the model this run replaced "
-                  f"(model.pt changed since); re-export with `edgeclf export {run_dir}`", file=sys.stderr)
+    # Warnings, not prints: the API's caller hears them (and can filter them) however verbose is set.
+    for name, why in foreign.items():
+        warnings.warn(f"{name} left out: not an edgeclf export ({why})", EdgeclfWarning, stacklevel=2)
+    for why in marked.values():
+        warnings.warn(why, EdgeclfWarning, stacklevel=2)
+    if stale:
+        warnings.warn(f"{', '.join(f.name for f in stale)}: exported from the model this run replaced "
+                      f"(model.pt changed since); re-export with `edgeclf export {run_dir}`", EdgeclfWarning,
+                      stacklevel=2)
     return result

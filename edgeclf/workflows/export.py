@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json
 from ..artifacts.run import dataset_root, read_split, sidecar_of
-from ..errors import ConfigError, EdgeclfError
+from ..errors import ConfigError, EdgeclfError, EdgeclfWarning
 from ..exporting.exporter import FORMATS, export as export_file, layers_report, names_folder
 from ..exporting.int8_layers import read_report, worst
 from ..exporting.tflite import check_quantize
@@ -119,7 +120,9 @@ def int8_check(dest: Path, run_dir: str | os.PathLike[str], data: str | os.PathL
     if why:
         return {"checked": False, "note": f"int8 not checked against float: {why}"}
     # Each evaluation runs the run's PyTorch model on the same images too.
-    qs = [evaluate(dest, root, split=sp, verbose=False) for sp in splits]
+    with warnings.catch_warnings():  # the file is being checked: a mark left by an earlier export is not news
+        warnings.simplefilter("ignore", EdgeclfWarning)
+        qs = [evaluate(dest, root, split=sp, verbose=False) for sp in splits]
     if any("pytorch_accuracy" not in q for q in qs):
         return {"checked": False, "note": f"int8 not checked against float: no PyTorch run beside {dest.name}"}
     n = sum(q["n"] for q in qs)
