@@ -122,6 +122,9 @@ UNIT = Interval(float, 0, 1)
 # Interpreter threads: the runtime starts them all at once, and 100000 hung `benchmark` and failed `predict`
 # with "Resource temporarily unavailable"; 256 is past the cores of any one CPU edgeclf's files run on.
 THREADS = Interval(int, 1, 256)
+# The head's hidden layer is features x units floats: 8192 units on a 1792-d backbone is 59 MB; beyond
+# that the head outgrows the backbone it sits on, and a typo such as 100000000 asked for 512 GB at once.
+HIDDEN = Interval(int, 0, 8192)
 
 
 def parse_duration(option: str, text: str) -> float:

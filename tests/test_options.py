@@ -44,6 +44,11 @@ BAD = [
     (["compare", "{data}", "--models", "efficientnet_lite0", "--threads", "0"], "--threads must be an int in"),
     (["compare", "{data}", "--models", "efficientnet_lite0", "--quantize", "int3", "--out", "{data}/../cmp"],
      "--quantize must be one of"),
+    (["compare", "{data}", "--models", ",", "--out", "{data}/../cmp"], "--models names no model; give one or more"),
+    (["compare", "{data}", "--models", "efficientnet_lite0", "--weights", "imagenett", "--out", "{data}/../cmp"],
+     "--weights imagenett: no such file; pass imagenet, none, a .pth checkpoint or a .tflite file"),
+    (["export", "{data}/../norun"], "RUN {data}/../norun does not exist; pass a run directory that `edgeclf train` wrote"),
+    (["verify", "{data}/../norun"], "RUN {data}/../norun does not exist"),
     (["demo", "--per-class", "0", "--out", "{data}/../demo"], "--per-class must be an int in [1, 10000], got 0"),
     (["demo", "--epochs", "0", "--out", "{data}/../demo"], "--epochs must be an int in [1, inf), got 0"),
     (["demo", "--model", "nosuch", "--out", "{data}/../demo"], "unknown model 'nosuch'"),
@@ -63,8 +68,38 @@ def test_bad_option_is_one_line(argv: list[str], message: str, tmp_path: Path,
     (data / "a").mkdir(parents=True)
     assert main([a.format(data=data) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and message in err, err
+    assert err.count("\n") == 0 and message.format(data=data) in err, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "data"]  # refused before anything was written
+
+
+def test_an_exported_file_where_a_run_is_meant_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """export, verify and --teacher given the .tflite, not its run: said so, not 'not a finished run; train first'."""
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"a": 4, "b": 4})
+    f = tmp_path / "model.tflite"
+    f.write_bytes(b"TFL3")
+    for argv in (["export", str(f)], ["verify", str(f)], ["train", str(data), "--teacher", str(f)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{f} is a file, not a run directory: pass the run directory it was " \
+            "exported from" in err, err
+    assert "or `edgeclf evaluate" in (main(["verify", str(f)]), capsys.readouterr().err)[1]
+
+
+def test_api_arguments_without_a_cli_are_checked_too() -> None:
+    """Arguments the CLI never passes in a wrong type: the API's caller may (create_model(num_classes=0) gave a
+    1000-class model; train(model=5) crashed in str.strip)."""
+    import edgeclf
+
+    for kw, message in [({"num_classes": 0}, "num_classes must be an int in [1, inf) or left out (None), got 0"),
+                        ({"dropout": 1.0}, "dropout must be a number in [0, 1), got 1.0"),
+                        ({"hidden": 10**8}, "hidden must be an int in [0, 8192], got 100000000")]:
+        with pytest.raises(ConfigError, match=message.replace("[", "\\[").replace("(", "\\(").replace(")", "\\)")):
+            edgeclf.create_model("efficientnet_lite0", weights="none", **kw)
+    with pytest.raises(ConfigError, match="--model must be a model name such as efficientnet_lite0"):
+        edgeclf.train("data", model=5)
+    assert edgeclf.create_model("efficientnet_lite0", 3, weights="none").head[-1].out_features == 3
 
 
 def test_an_output_path_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

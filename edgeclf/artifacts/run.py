@@ -128,6 +128,18 @@ def write_model_files(run_dir: Path, model: Classifier, spec: Any, classes: list
     return path
 
 
+def not_a_run(path: str | os.PathLike[str], option: str = "RUN") -> str | None:
+    """Why `path` cannot be a run directory when it is a file (an exported one, most likely) or missing; else None."""
+    path = Path(path)
+    if path.is_file():  # the natural slip: the exported file, not its run
+        run = exported_from(path)
+        return (f"{option} {path} is a file, not a run directory: pass "
+                f"{run if run is not None else 'the run directory it was exported from'}")
+    if not path.exists():
+        return f"{option} {path} does not exist; pass a run directory that `edgeclf train` wrote"
+    return None
+
+
 def load_run(run_dir: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any]]:
     """Rebuild the trained classifier of a run directory (eval mode) and its metadata."""
     import torch
@@ -137,6 +149,9 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any
 
     run_dir = Path(run_dir)
     path = run_dir / MODEL_FILE
+    problem = not_a_run(run_dir)
+    if problem:
+        raise EdgeclfError(problem)
     if not path.is_file():
         raise EdgeclfError(f"{run_dir} is not a finished edgeclf run (no {MODEL_FILE}); run `edgeclf train` first")
     try:

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
+from ..params import FRACTION, HIDDEN, NONE, POSITIVE_INT, check, shown
 from .builder import ArchDef, Backbone, Classifier
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD, TF_QUANT_MEAN, TF_QUANT_STD, Preprocess
 
@@ -111,6 +112,9 @@ def _hub_name(handle: str) -> str | None:
 
 def get_spec(name: str) -> ModelSpec:
     """Look up a variant by name (also retrain.py-style names like `mobilenet_0.50_160`, and TF Hub handles)."""
+    if not isinstance(name, str):
+        raise ConfigError(f"--model must be a model name such as efficientnet_lite0 (`edgeclf models` lists them), "
+                          f"got {shown(name)}")
     # Model Maker's and papers' spellings: EfficientNet-Lite0, MobileNetV2, MOBILENET_V2 (MediaPipe's enum).
     key = re.sub(r"mobilenetv(\d)", r"mobilenet_v\1", name.strip().lower().replace("-", "_"))
     key = key.replace("efficientnetlite", "efficientnet_lite")
@@ -152,6 +156,10 @@ def create_model(name: str, num_classes: int | None = None, weights: str = "imag
     """
     from .pretrained import build_pretrained
 
+    # num_classes=0 fell through `or` to a 1000-class model with a random head.
+    check("num_classes", num_classes, NONE, POSITIVE_INT)
+    check("dropout", dropout, FRACTION)
+    check("hidden", hidden, HIDDEN)
     p = build_pretrained(get_spec(name), weights, imagenet_head=num_classes is None)
     backbone, imagenet_head = p.backbone, p.head
     n = num_classes or (imagenet_head["weight"].shape[0] if imagenet_head else 1000)

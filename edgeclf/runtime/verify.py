@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from .._io import write_json
-from ..artifacts.run import dataset_root, failed_int8_check, find_sidecar, is_stale, read_split
+from ..artifacts.run import dataset_root, failed_int8_check, find_sidecar, is_stale, not_a_run, read_split
 from ..data.dataset import label_form, scan
-from ..errors import EdgeclfError, EdgeclfWarning, ModelError
+from ..errors import ConfigError, EdgeclfError, EdgeclfWarning, ModelError
 from ..params import NONE, Options, POSITIVE_INT, THREADS, as_list, check, check_path
 from ..table import Footnotes, format_table
 from .engine import load_engine
@@ -48,6 +48,10 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     for c in clients or []:  # a substring ("lite") must not pass for a client
         check("--clients", c, Options(*sorted({k for kind in CLIENTS_OF.values() for k in kind})))
     run_dir = Path(run_dir)
+    problem = not_a_run(run_dir)
+    if problem:
+        raise ConfigError(problem + (f", or `edgeclf evaluate {run_dir}` for this file alone" if run_dir.is_file()
+                                     else ""))
     files = sorted(p for p in (run_dir / "export").glob("*") if p.suffix in CLIENTS_OF) if run_dir.is_dir() else []
     # A file put there by hand (another tool's model, to compare) is left out with its reason, not fatal.
     foreign = {f.name: why for f in files if (why := _foreign(f))}

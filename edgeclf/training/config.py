@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, ModelError
-from ..params import (BOOL, COUNT, FRACTION, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Interval,
+from ..params import (BOOL, COUNT, FRACTION, HIDDEN, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Interval,
                       Options, check, check_split, parse_duration)
 
 # Imported by the CLI at start-up: nothing here may pull in torch (no models/ or backends imports).
@@ -33,9 +33,6 @@ _GROUPS = {
 # on flowers (2 cores), so a typo like 400 would cost hours and gigabytes; 8 already scored no better than 4
 # (bench/README.md, "Accuracy by default").
 AUG_VIEWS = Interval(int, 0, 64)
-# The head's hidden layer is features x units floats: 8192 units on a 1792-d backbone is 59 MB; beyond
-# that the head outgrows the backbone it sits on, and a typo such as 100000000 asked for 512 GB at once.
-HIDDEN = Interval(int, 0, 8192)
 # torch and numpy take a seed below 2**32 everywhere (numpy's legacy and worker seeds); a larger one
 # crashed torch.manual_seed with an overflow.
 SEED = Interval(int, 0, 2**32 - 1)

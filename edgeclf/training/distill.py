@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..artifacts.run import MODEL_FILE, is_complete, load_run, read_split, run_preprocess
+from ..artifacts.run import MODEL_FILE, is_complete, load_run, not_a_run, read_split, run_preprocess
 from ..data.augment import Augment
 from ..data.dataset import Dataset, label_form
 from ..errors import ConfigError
@@ -70,6 +70,9 @@ class Teacher:
 def load_teacher(run_dir: str | os.PathLike[str], ds: Dataset) -> Teacher:
     """Load a teacher run and check it fits this dataset: same classes, same images, none of val/test trained on."""
     run_dir = Path(run_dir)
+    problem = not_a_run(run_dir, "--teacher")
+    if problem:
+        raise ConfigError(problem)
     if not is_complete(run_dir) or not (run_dir / MODEL_FILE).is_file():
         raise ConfigError(f"--teacher {run_dir} is not a finished edgeclf run; train the teacher first "
                           f"(`edgeclf train DATA --model efficientnet_lite2 --out {run_dir}`)")

@@ -69,6 +69,14 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     # Unknown names fail before hours of work; other spellings (EfficientNet-Lite0) become the zoo's names,
     # which name the runs' folders.
     models = [get_spec(m).name for m in models]
+    if not models:  # an empty table and report, with nothing trained, said nothing was wrong
+        raise ConfigError("--models names no model; give one or more, e.g. --models "
+                          "efficientnet_lite0,mobilenet_v2_1.0_224 (`edgeclf models` lists them)")
+    check_path("--weights", weights)
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        # Each model's rows failed on it in turn, and the command still exited 0.
+        raise ConfigError(f"--weights {weights}: no such file; pass imagenet, none, a .pth checkpoint or a .tflite "
+                          "file")
     if weights == "imagenet":
         from ..models.weights import availability, unobtainable
 
