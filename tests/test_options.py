@@ -99,6 +99,21 @@ def test_api_arguments_without_a_cli_are_checked_too() -> None:
             edgeclf.create_model("efficientnet_lite0", weights="none", **kw)
     with pytest.raises(ConfigError, match="--model must be a model name such as efficientnet_lite0"):
         edgeclf.train("data", model=5)
+    # verbose="no" is truthy: it printed; html=5 crashed in pathlib.
+    for call, message in [(lambda: edgeclf.doctor("data", html=5), "--html must be a path"),
+                          (lambda: edgeclf.doctor("data", cache_dir=5), "--cache-dir must be a path"),
+                          (lambda: edgeclf.train("data", verbose="no"), "verbose must be True or False, got 'no'"),
+                          (lambda: edgeclf.export("run", verbose="no"), "verbose must be True or False"),
+                          (lambda: edgeclf.evaluate("m.tflite", verbose="no"), "verbose must be True or False"),
+                          (lambda: edgeclf.evaluate("m.tflite", compare_to_run=1), "compare_to_run must be True or"),
+                          (lambda: edgeclf.verify("run", verbose="no"), "verbose must be True or False"),
+                          (lambda: edgeclf.benchmark("m.tflite", verbose="no"), "verbose must be True or False"),
+                          (lambda: edgeclf.compare("data", "efficientnet_lite0", weights=None),
+                           "--weights must be imagenet, none or a checkpoint file's path, got None"),
+                          (lambda: edgeclf.search("data", 5, 3, verbose="no"), "verbose must be True or False"),
+                          (lambda: edgeclf.scan("data", min_classes=0), "min_classes must be an int in")]:
+        with pytest.raises(ConfigError, match=message.replace("[", "\\[")):
+            call()
     assert edgeclf.create_model("efficientnet_lite0", 3, weights="none").head[-1].out_features == 3
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..params import check_path
+from ..params import POSITIVE_INT, check, check_path
 from ..table import short_list
 from .images import is_image_file, misnamed_images
 from .split import SPLITS, SplitSpec, assign, percentage
@@ -239,6 +239,7 @@ def scan(root: str | os.PathLike[str], val_percent: float = 10.0, test_percent: 
     photos of one product, to see how many the model names right).
     """
     root = Path(check_path("DATA", root)).expanduser()
+    check("min_classes", min_classes, POSITIVE_INT)
     _check_root(root)
     spec = SplitSpec(val_percent, test_percent)
     dirs = _subdirs(root)

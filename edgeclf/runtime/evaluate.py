@@ -151,6 +151,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check("--split", split, NONE, Options("train", "val", "test", "all"))
     check("--top-k", top_k, POSITIVE_INT)
     check("roi", roi, BOOL)
+    check("compare_to_run", compare_to_run, BOOL)
+    check("verbose", verbose, BOOL)
     check("--threads", threads, NONE, THREADS)
     check("--workers", workers, NONE, POSITIVE_INT)
     engine, client = client_engine(model, client, threads)

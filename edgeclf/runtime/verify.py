@@ -13,7 +13,7 @@ from .._io import write_json
 from ..artifacts.run import dataset_root, failed_int8_check, find_sidecar, is_stale, not_a_run, read_split
 from ..data.dataset import label_form, scan
 from ..errors import ConfigError, EdgeclfError, EdgeclfWarning, ModelError
-from ..params import NONE, Options, POSITIVE_INT, THREADS, as_list, check, check_path
+from ..params import BOOL, NONE, Options, POSITIVE_INT, THREADS, as_list, check, check_path
 from ..table import Footnotes, format_table
 from .engine import load_engine
 from .evaluate import _agreement, client_engine, client_predict, predict_files, split_samples
@@ -44,6 +44,7 @@ def verify(run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     check("--split", split, Options("train", "val", "test", "all"))
     check("--threads", threads, NONE, THREADS)
     check("--workers", workers, NONE, POSITIVE_INT)
+    check("verbose", verbose, BOOL)
     clients = as_list(clients)
     for c in clients or []:  # a substring ("lite") must not pass for a client
         check("--clients", c, Options(*sorted({k for kind in CLIENTS_OF.values() for k in kind})))

@@ -22,7 +22,7 @@ from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.zoo import get_spec
 from ..metrics import classification_metrics, softmax
-from ..params import check_path
+from ..params import BOOL, check, check_path
 from .calibrate import apply_calibration
 from ..data.augment import Augment
 from .backends import make_backend
@@ -69,6 +69,7 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
     t0 = time.perf_counter()
     check_path("DATA", data)
     check_path("--out", out)
+    check("verbose", verbose, BOOL)
     if model is not None:
         options["model"] = model
     cfg = TrainConfig.build(options, config.to_dict() if isinstance(config, TrainConfig) else config)

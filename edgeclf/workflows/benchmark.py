@@ -8,7 +8,7 @@ from typing import Any
 
 from ..artifacts.run import load_run
 from ..errors import ConfigError
-from ..params import COUNT, Options, POSITIVE_INT, THREADS, as_list, check, check_path
+from ..params import BOOL, COUNT, Options, POSITIVE_INT, THREADS, as_list, check, check_path
 from ..runtime.benchmark import benchmark_file, format_benchmark
 from ..runtime.engine import require_model
 
@@ -42,6 +42,7 @@ def benchmark(paths: str | os.PathLike[str] | list[str | os.PathLike[str]], thre
         check("--threads", t, THREADS)
     check("--runs", runs, POSITIVE_INT)
     check("--warmup", warmup, COUNT)
+    check("verbose", verbose, BOOL)
     if not paths:
         raise ConfigError("benchmark needs a .tflite/.onnx file or a run directory; none was given")
     given = [require_model(check_path("MODEL", p)) for p in paths]  # every path checked before the first is timed

@@ -72,6 +72,8 @@ def doctor(data: str | os.PathLike[str], val_percent: float = 10.0, test_percent
     check("--top", top, POSITIVE_INT)
     check("embeddings", embeddings, BOOL)
     check("--label-issues", label_issues, BOOL)
+    for option, path in (("--html", html), ("--suggest", suggest), ("--cache-dir", cache_dir)):
+        check_path(option, path, optional=True)
     if label_issues:
         from .label_issues import FOLDS
 

@@ -48,6 +48,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     check_path("RUN", run_dir)
     check_path("--output", out, optional=True)
     check("--format", format, Options(*FORMATS))
+    check("verbose", verbose, BOOL)
     folder = names_folder(out)
     if out is not None and not folder and Path(out).suffix != FORMATS[format]:
         # The suffix is how runtimes, MediaPipe and edgeclf itself tell the files apart.

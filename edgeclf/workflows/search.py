@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import EdgeclfError, ModelError
-from ..params import Interval, Options, POSITIVE, POSITIVE_INT, THREADS, as_list, check, check_path, parse_duration
+from ..params import BOOL, Interval, Options, POSITIVE, POSITIVE_INT, THREADS, as_list, check, check_path, parse_duration
 from ..report.compare import format_results, write_report
 from ..table import short_list
 
@@ -119,6 +119,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
     check("--threads", threads, THREADS)
     check("--finalists", finalists, Interval(int, 1, 20))
     check("--runs", runs, POSITIVE_INT)
+    check("verbose", verbose, BOOL)
     budget_s = parse_duration("--budget", budget) if budget is not None else None
     quantize = quantize or ["int8"]
     for q in quantize:
