@@ -10,6 +10,7 @@ import math
 import numbers
 import os
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from .errors import ConfigError
@@ -76,8 +77,8 @@ def as_list(value: Any) -> list[Any] | None:
     """An option taking several values, given one: a lone str, path or number is a one-item list, not its letters."""
     if value is None:
         return None
-    if isinstance(value, (str, bytes, os.PathLike, numbers.Number)):
-        return [value]
+    if isinstance(value, (str, bytes, os.PathLike, numbers.Number)) or not isinstance(value, Iterable):
+        return [value]  # anything else one item too: the check of its items names the option and the value
     return list(value)
 
 
@@ -125,6 +126,7 @@ THREADS = Interval(int, 1, 256)
 # The head's hidden layer is features x units floats: 8192 units on a 1792-d backbone is 59 MB; beyond
 # that the head outgrows the backbone it sits on, and a typo such as 100000000 asked for 512 GB at once.
 HIDDEN = Interval(int, 0, 8192)
+FOLDS = Interval(int, 2, 20)  # doctor --label-issues: cross-validation folds
 
 
 def parse_duration(option: str, text: str) -> float:

@@ -251,15 +251,19 @@ def test_intervals() -> None:
         check("--x", 2, Interval(float, 0, 1, "right"))
 
 
-def test_api_import_is_lazy() -> None:
-    """`edgeclf.doctor`, `scan`, and scoring exported files do not import torch (api.py used to import every stage)."""
+def test_api_import_is_lazy(tmp_path: Path) -> None:
+    """`edgeclf.doctor`, `scan`, and scoring exported files do not import torch (api.py used to import every stage);
+    nor does running doctor without embeddings (checking --folds through label_issues' module once did)."""
     import subprocess
     import sys
 
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"a": 3, "b": 3})
     code = ("import sys, edgeclf; edgeclf.doctor; edgeclf.scan; edgeclf.predict; edgeclf.evaluate; edgeclf.verify; "
-            "print('torch' in sys.modules)")
+            f"edgeclf.doctor({str(data)!r}, embeddings=False); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip().splitlines()[-1] == "False"
 
 
 def test_runs_do_not_overwrite_each_other(tmp_path: Path) -> None:

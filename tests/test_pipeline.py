@@ -483,3 +483,43 @@ def test_a_file_copied_away_from_its_run_says_its_split_is_hashed(trained: tuple
         evaluate(alone, many, split="all", verbose=False)
     assert "classes the model does not know: class_000, class_001" in str(e.value) and "and 295 more" in str(e.value)
     assert len(str(e.value)) < 300
+
+
+def test_every_api_argument_is_checked_where_it_enters(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """Each keyword of each API function, given a value of no sensible type, is a one-line error naming it.
+
+    Found this way: a lone object for a list option crashed in list(), html=5 in pathlib, config=... in
+    .items(), teacher=... in Path(); verbose='no' printed and folds was not checked without label_issues.
+    """
+    import inspect
+
+    import edgeclf
+    from edgeclf.workflows.export import export
+
+    data, run = trained
+    tfl = export(run, quantize="float32", out=tmp_path / "m.tflite", verbose=False)
+
+    class Bad:
+        def __repr__(self) -> str:
+            return "<bad>"
+
+    given = {"data": data, "root": data, "run_dir": run, "model": tfl, "paths": run, "inputs": tfl,
+             "models": MODEL, "max_latency_ms": 5, "max_size_mb": 3, "name": MODEL}
+    spelt = {"runtimes": "--runtime"}  # the CLI's singular spelling
+    checked = 0
+    for fn_name in ("doctor", "train", "export", "evaluate", "predict", "benchmark", "compare", "search", "verify",
+                    "scan", "create_model", "demo"):
+        fn = getattr(edgeclf, fn_name)
+        params = inspect.signature(fn).parameters.values()
+        required = {p.name: given[p.name] for p in params if p.default is p.empty and p.kind != p.VAR_KEYWORD}
+        if fn_name == "predict":
+            required["model"] = tfl
+        for p in params:
+            if p.default is p.empty or p.kind == p.VAR_KEYWORD:
+                continue
+            with pytest.raises(EdgeclfError) as err:
+                fn(**{**required, p.name: Bad()})
+            names = (p.name, "--" + p.name.replace("_", "-"), spelt.get(p.name, "?"))
+            assert "\n" not in str(err.value) and any(n in str(err.value) for n in names), (fn_name, p.name, err.value)
+            checked += 1
+    assert checked > 60

@@ -22,7 +22,7 @@ from ..models.builder import Classifier
 from ..models.preprocess import DEFAULT_RESIZE, check_resize
 from ..models.zoo import get_spec
 from ..metrics import classification_metrics, softmax
-from ..params import BOOL, check, check_path
+from ..params import BOOL, check, check_path, shown
 from .calibrate import apply_calibration
 from ..data.augment import Augment
 from .backends import make_backend
@@ -70,6 +70,11 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
     check_path("DATA", data)
     check_path("--out", out)
     check("verbose", verbose, BOOL)
+    check("exist_ok", exist_ok, BOOL)
+    if not (config is None or isinstance(config, (TrainConfig, dict))):
+        raise ConfigError(f"config must be a TrainConfig, a dict of train options or None, got {shown(config)}")
+    if on_epoch is not None and not callable(on_epoch):
+        raise ConfigError(f"on_epoch must be a function called with each epoch's row, or None, got {shown(on_epoch)}")
     if model is not None:
         options["model"] = model
     cfg = TrainConfig.build(options, config.to_dict() if isinstance(config, TrainConfig) else config)

@@ -69,6 +69,12 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     # Unknown names fail before hours of work; other spellings (EfficientNet-Lite0) become the zoo's names,
     # which name the runs' folders.
     models = [get_spec(m).name for m in models]
+    for t in threads or [1]:
+        check("--threads", t, THREADS)
+    check("--runs", runs, POSITIVE_INT)
+    check("verbose", verbose, BOOL)
+    quantize = quantize or ["float32", "int8"]
+    check_quantize(quantize)  # a typo must not cost a training run per model before it shows
     if not models:  # an empty table and report, with nothing trained, said nothing was wrong
         raise ConfigError("--models names no model; give one or more, e.g. --models "
                           "efficientnet_lite0,mobilenet_v2_1.0_224 (`edgeclf models` lists them)")
@@ -92,12 +98,6 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
         for m, why in unobtainable([get_spec(m) for m, w in where.items() if w == "online"]).items():
             print(f"warning: {m}: {why}; its rows will fail (stop now to fix it, or let the others run and "
                   "rerun the same command afterwards: finished models are kept)", file=sys.stderr)
-    for t in threads or [1]:
-        check("--threads", t, THREADS)
-    check("--runs", runs, POSITIVE_INT)
-    check("verbose", verbose, BOOL)
-    quantize = quantize or ["float32", "int8"]
-    check_quantize(quantize)  # a typo must not cost a training run per model before it shows
     threads = threads or [1, 2]
     out = Path(out)
     check_outside("--out", out, data)

@@ -17,7 +17,7 @@ import numpy as np
 from ..data.doctor import diagnose
 from .._io import check_outside, make_dir
 from ..errors import EdgeclfError
-from ..params import BOOL, NONE, POSITIVE_INT, check, check_path
+from ..params import BOOL, FOLDS, NONE, POSITIVE_INT, check, check_path
 
 
 class _Embeddings:
@@ -74,10 +74,7 @@ def doctor(data: str | os.PathLike[str], val_percent: float = 10.0, test_percent
     check("--label-issues", label_issues, BOOL)
     for option, path in (("--html", html), ("--suggest", suggest), ("--cache-dir", cache_dir)):
         check_path(option, path, optional=True)
-    if label_issues:
-        from .label_issues import FOLDS
-
-        check("--folds", folds, FOLDS)
+    check("--folds", folds, FOLDS)
     if label_issues and not embeddings:
         raise EdgeclfError("--label-issues needs the backbone features; drop --no-embeddings")
     if html is not None:  # before minutes of checks, not after

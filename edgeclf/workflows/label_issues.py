@@ -19,9 +19,7 @@ from ..data.dataset import scan
 from ..errors import EdgeclfError
 from ..models.preprocess import DEFAULT_RESIZE
 from ..models.zoo import get_spec
-from ..params import Interval, POSITIVE_INT, check
-
-FOLDS = Interval(int, 2, 20)
+from ..params import FOLDS, POSITIVE_INT, check
 
 
 def _cleanlab():

@@ -112,6 +112,7 @@ def search(data: str | os.PathLike[str], max_latency_ms: float, max_size_mb: flo
 
     check_path("DATA", data)
     check_path("--out", out)
+    check_path("--teacher", teacher, optional=True)
     TrainConfig.build(train_options, who="search()", own=search)  # typos fail before any work
     quantize, models = as_list(quantize), as_list(models)
     check("--max-latency-ms", max_latency_ms, POSITIVE)
