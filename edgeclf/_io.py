@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -87,9 +88,26 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def _finite(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON: a figure that does not exist (NaN) is null, which every parser reads; Python's `NaN` token
+    breaks JavaScript's JSON.parse, jq and most other readers of `--json` and the files edgeclf writes."""
+    return json.dumps(_finite(obj), indent=indent, sort_keys=False, default=str, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write JSON (indented, UTF-8) atomically."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write JSON (indented, UTF-8, strict: NaN as null) atomically."""
+    return write_text(path, to_json(obj) + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

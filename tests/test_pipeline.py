@@ -221,6 +221,14 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
         (tiny / c / "only.jpg").write_bytes((held / c / "new_0.jpg").read_bytes())
     with pytest.raises(EdgeclfError, match=f"the test split of {tiny} holds no images; pass --split train / val / all"):
         evaluate(tfl, tiny, split="test", verbose=False)
+    # Images there, none readable: `--json` printed {"accuracy": NaN, ...}, which JSON.parse and jq reject.
+    for c in ("red", "blue"):
+        (tiny / c / "only.jpg").write_bytes(b"not a jpeg")
+    capsys.readouterr()
+    assert main(["evaluate", str(tfl), str(tiny), "--split", "all", "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"edgeclf: error: none of the 2 image(s) in {tiny} can be read ({tiny / 'blue' / 'only.jpg'}: "
+                   "not an image Pillow recognises (wrong extension or corrupt header)); fix or replace them")
     assert main(["evaluate", str(tfl), str(held)]) == 0
     assert f"on every image of {held} (a folder the model's run never saw): 12 images" in capsys.readouterr().out
     # One camera name in common with the run (red/img_000.jpg): its hashed test split, and the header says so.
@@ -523,3 +531,17 @@ def test_every_api_argument_is_checked_where_it_enters(trained: tuple[Path, Path
             assert "\n" not in str(err.value) and any(n in str(err.value) for n in names), (fn_name, p.name, err.value)
             checked += 1
     assert checked > 60
+
+
+def test_json_edgeclf_writes_or_prints_is_strict(tmp_path: Path) -> None:
+    """A figure that does not exist is null, not Python's NaN token, which JSON.parse, jq and Go reject."""
+    from edgeclf._io import to_json, write_json
+
+    obj = {"accuracy": float("nan"), "rows": [{"rss_mb": float("inf")}, (1, 2.5)], "run": Path("runs/a")}
+    want = {"accuracy": None, "rows": [{"rss_mb": None}, [1, 2.5]], "run": "runs/a"}
+
+    def no_constants(token: str) -> None:
+        raise AssertionError(f"{token} in JSON")
+
+    assert json.loads(write_json(tmp_path / "m.json", obj).read_text(), parse_constant=no_constants) == want
+    assert json.loads(to_json(obj), parse_constant=no_constants) == want

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from .._io import to_json
 from ..errors import ConfigError, EdgeclfError
 
 
@@ -25,7 +25,7 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     r = doctor(a.data, a.val_percent, a.test_percent, embeddings=a.embeddings, model=a.model,
                label_issues=a.label_issues, folds=a.folds, top=a.top, html=a.html, suggest=a.suggest,
                workers=a.workers)
-    print(json.dumps(r, indent=2) if a.json else format_report(r))
+    print(to_json(r) if a.json else format_report(r))
     if a.label_issues and not a.json:
         from ..workflows.label_issues import format_issues
 
@@ -49,7 +49,7 @@ def cmd_models(a: argparse.Namespace) -> int:
 
         info = inspect_tflite(a.weights)
         if a.json:
-            print(json.dumps(info, indent=2))
+            print(to_json(info))
             return 0
         fits = (f"fits {', '.join(info['fits'])} (any input size: --model NAME --weights {a.weights})"
                 if info["fits"] else "fits no edgeclf architecture (supported: MobileNet V1, V2, EfficientNet-Lite)")
@@ -63,7 +63,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         raise ConfigError(f"no model name contains {a.filter!r}; run `edgeclf models` for the list")
     rows = [describe(n) for n in names]
     if a.json:
-        print(json.dumps(rows, indent=2))
+        print(to_json(rows))
     else:
         print(format_table(["model", "input", "features", "params (M)", "MACs (M)", "ImageNet weights", "from"],
                            [[r["name"], r["input_size"], r["features"], round(r["params"] / 1e6, 3),
@@ -99,7 +99,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
                    weights=a.weights, threads=_csv_ints(a.threads), runs=a.runs, verbose=not a.json,
                    **({"resize": a.resize} if a.resize else {}))
     if a.json:
-        print(json.dumps(rows, indent=2))
+        print(to_json(rows))
     return 0 if all(r.get("status") == "ok" for r in rows) else 1
 
 
@@ -111,7 +111,7 @@ def cmd_search(a: argparse.Namespace) -> int:
                [m for m in a.models.split(",") if m] if a.models else None, a.out, a.finalists,
                a.budget, a.teacher, a.runs, verbose=not a.json)
     if a.json:
-        print(json.dumps(r, indent=2))
+        print(to_json(r))
     return 0 if r["pick"] else 1
 
 
@@ -134,7 +134,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     data = a.data if a.data is not None else a.data_pos
     m = evaluate(a.model, data, a.split, a.top_k, a.out, a.threads, verbose=not a.json, client=a.client, roi=a.roi)
     if a.json:
-        print(json.dumps(m, indent=2))
+        print(to_json(m))
     return 0
 
 
@@ -185,7 +185,7 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
     runtimes = [r for r in a.runtime.split(",") if r] if a.runtime else None
     rows = benchmark(a.models, _csv_ints(a.threads), a.runs, a.warmup, runtimes, verbose=not a.json)
     if a.json:
-        print(json.dumps(rows, indent=2))
+        print(to_json(rows))
     return 0
 
 
@@ -196,7 +196,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
     clients = tuple(c for c in a.clients.split(",") if c) if a.clients else None
     r = verify(a.run_dir, a.data, a.split, clients, a.threads, verbose=not a.json)
     if a.json:
-        print(json.dumps(r, indent=2))
+        print(to_json(r))
     return 1 if r["golden_failed"] else 0
 
 

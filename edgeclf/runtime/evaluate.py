@@ -217,6 +217,11 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
         gone = sum(label_form(n) not in have for n in rec.get("files", {}).get(split, []))
     paths = [str(s.path) for s in samples]
     probs, bad, good = client_predict(engine, client, paths, workers, roi)
+    if not good:  # every figure would be NaN, over nothing
+        first = next(iter(bad.items()))
+        where = f"in {ds.root}" if split == "all" else f"of the {split} split of {ds.root}"
+        raise DatasetError(f"none of the {len(paths)} image(s) {where} can be read ({first[0]}: {first[1]}); "
+                           "fix or replace them")
     y = np.array([index[ds.classes[samples[i].label]] for i in good], dtype=np.int64)
     m = classification_metrics(y, probs, engine.labels, top_k)
     pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import is_image_file, is_picture, misnamed_images, rgb_array
+from .._io import to_json
 from ..artifacts.run import failed_int8_check
 from ..errors import ConfigError, DatasetError, EdgeclfWarning
 from ..params import NONE, POSITIVE_INT, THREADS, as_list, check, check_path, shown
@@ -108,9 +109,7 @@ def _name(row: dict[str, Any]) -> str:
 def format_predictions(rows: list[dict[str, Any]], style: str = "text") -> str:
     """predict()'s rows as JSON, CSV (path,rank,label,score,unknown,error) or one readable line per image."""
     if style == "json":
-        import json
-
-        return json.dumps(rows, indent=2)
+        return to_json(rows)
     if style == "csv":
         import csv
         import io
