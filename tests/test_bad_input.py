@@ -319,3 +319,26 @@ def test_images_without_an_image_extension_are_named_not_dropped_silently(tmp_pa
     with pytest.raises(DatasetError, match=r"class folder .*data/a has no images .*; 4 file\(s\) hold image data but "
                                            r"have no image extension.*rename them to .jpg/.png"):
         scan(data)
+
+
+def test_decoding_in_threads_leaves_the_warning_filters_as_they_were(tmp_path: Path) -> None:
+    """Decoding in worker threads (macOS, or once JAX is loaded) left 'ignore every warning' installed for good:
+    catch_warnings in two threads at once put back each other's filter lists. A marked int8 file then went
+    unwarned in verify, and a notebook heard no warning again."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(64):
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(paths[-1])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        before = list(warnings.filters)
+        for _ in range(3):
+            with ThreadPoolExecutor(4) as ex:
+                assert all(img.size == (400, 300) for img in ex.map(load_rgb, paths))
+        assert warnings.filters == before
+        warnings.warn("still heard", UserWarning)
+    assert [str(w.message) for w in seen] == ["still heard"]

@@ -101,7 +101,7 @@ def test_variants_without_weights_here_are_said_to_be_left_out(data3: Path, tmp_
     (["--max-latency-ms", "2", "--max-size-mb", "1", "--budget", "soon"], "--budget takes a duration such as"),
     (["--max-latency-ms", "2", "--max-size-mb", "1", "--quantize", "int4"], "--quantize must be one of"),
     (["--max-latency-ms", "2", "--max-size-mb", "1", "--teacher", "no_such_run"],
-     "--teacher no_such_run is not a finished edgeclf run"),
+     "--teacher no_such_run does not exist; pass a run directory that `edgeclf train` wrote"),
 ])
 def test_bad_limits_are_one_line_errors(data3: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
                                         args: list[str], message: str) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import threading
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -150,6 +153,22 @@ def file_size(path: str | os.PathLike[str]) -> int:
     return size
 
 
+@contextlib.contextmanager
+def _pillow_quiet() -> Iterator[None]:
+    """Pillow's warnings silenced (edgeclf reports a file's problems itself), on the main thread only.
+
+    catch_warnings swaps the process-wide filter list and puts back the one it found: two decoding threads
+    interleaved (enter, enter, exit, exit) left "ignore every warning" installed for good, and each later
+    warning of the process, edgeclf's own included, went unseen. Worker threads decode without it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image.Image:
     """Decode `path` to an upright RGB image whose shorter side is at least `min_side` when it can be.
 
@@ -162,8 +181,7 @@ def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image
     if size == 0:
         raise ImageDecodeError(p, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _pillow_quiet():
             img = Image.open(p)
             w, h = img.size
             if w <= 0 or h <= 0:
