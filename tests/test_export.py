@@ -361,10 +361,19 @@ def test_graph_macs_match_the_module_count(run: Path, exported: dict[str, Path])
 
 
 def test_benchmark_one_model_in_three_runtimes(run: Path) -> None:
+    import torch
+
     from edgeclf.workflows.benchmark import benchmark
 
-    rows = benchmark([str(run)], threads=[1], runs=3, warmup=1, runtimes=["litert", "onnxruntime", "torch"],
-                     verbose=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rows = benchmark([str(run)], threads=[1], runs=3, warmup=1, runtimes=["litert", "onnxruntime", "torch"],
+                         verbose=False)
+        # Timing PyTorch at 1 thread left the process there: a train() after it in a notebook ran on 1 core.
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     assert [r["runtime"] for r in rows] == ["litert", "onnxruntime", "torch"]
     assert all(r["p50_ms"] > 0 for r in rows)
     # One model, one amount of work: the ONNX and PyTorch rows said '-' for what the .tflite row counted.

@@ -159,6 +159,7 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
     """Time one model file (.tflite of any origin, .onnx, or a run dir): batch-1 latency after warm-up."""
     p = require_model(path)
     rss0 = _rss_mb()
+    restore: int | None = None  # torch's thread count is the process's: put back after timing
     if p.suffix == ".tflite":
         fn, inp, it = _raw_tflite(p, threads)
         runtime = "litert"
@@ -169,17 +170,24 @@ def benchmark_file(path: str | os.PathLike[str], threads: int = 1, runs: int = 1
         if engine.kind == "torch":
             import torch
 
+            restore = torch.get_num_threads()
             torch.set_num_threads(threads)
         fn, inp = (lambda: engine.predict(x)), f"{size}x{size}x3 uint8"
         runtime = {"onnx": "onnxruntime"}.get(engine.kind, engine.kind)
-    for _ in range(max(1, warmup)):
-        fn()
-    mem = _rss_mb() - rss0
-    ms = np.empty(runs)
-    for i in progress(range(runs), f"{p.name} x{threads} threads", runs, "run"):
-        t = time.perf_counter()
-        fn()
-        ms[i] = (time.perf_counter() - t) * 1e3
+    try:
+        for _ in range(max(1, warmup)):
+            fn()
+        mem = _rss_mb() - rss0
+        ms = np.empty(runs)
+        for i in progress(range(runs), f"{p.name} x{threads} threads", runs, "run"):
+            t = time.perf_counter()
+            fn()
+            ms[i] = (time.perf_counter() - t) * 1e3
+    finally:
+        if restore is not None:  # a benchmark at 1 thread left training in the same process on 1 thread
+            import torch
+
+            torch.set_num_threads(restore)
     size_bytes = p.stat().st_size if p.is_file() else (p / "model.pt").stat().st_size
     row = {"file": str(path), "runtime": runtime, "threads": threads, "size_mb": round(size_bytes / 1e6, 3),
            "input": inp, "runs": runs, **_stats(ms), "throughput_ips": round(1e3 / float(ms.mean()), 1),
