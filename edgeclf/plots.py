@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,20 +40,31 @@ def plot_risk_coverage(path: Path, y: np.ndarray, probs: np.ndarray, threshold: 
           max(0.05, float(risk.max()) * 1.1) if len(y) else 1.0, title or "risk-coverage")
 
 
+def new_figure(size: tuple[float, float], ncols: int = 1) -> tuple[Figure, Any]:
+    """A figure and its axes outside pyplot: no backend is switched and nothing needs closing.
+
+    matplotlib.use("Agg") switched the caller's backend: after edgeclf.train() in a notebook, the user's own
+    plt.show() drew nothing. A bare Figure belongs to no backend until it is saved.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    return fig, fig.subplots(1, ncols)
+
+
+def save_png(fig: Figure, path: Path, dpi: int = 100) -> None:
+    """Write the figure as a PNG, atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+
+
 def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
-    """A new matplotlib figure and axes on the file-only backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=size)
+    """A new figure with one axes."""
+    return new_figure(size)
 
 
 def _save(fig: Figure, ax: Axes, path: Path, xlabel: str, ylabel: str, ytop: float, title: str) -> None:
-    """Label, grid and legend the axes, then write the PNG atomically and free the figure."""
-    import matplotlib.pyplot as plt
-
+    """Label, grid and legend the axes, then write the PNG atomically."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_xlim(0, 1)
@@ -62,6 +73,4 @@ def _save(fig: Figure, ax: Axes, path: Path, xlabel: str, ylabel: str, ytop: flo
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)

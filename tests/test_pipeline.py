@@ -545,3 +545,22 @@ def test_json_edgeclf_writes_or_prints_is_strict(tmp_path: Path) -> None:
 
     assert json.loads(write_json(tmp_path / "m.json", obj).read_text(), parse_constant=no_constants) == want
     assert json.loads(to_json(obj), parse_constant=no_constants) == want
+
+
+def test_plots_leave_the_callers_matplotlib_alone(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """matplotlib.use("Agg") in every plot switched a notebook's backend: its own plt.show() then drew nothing."""
+    import subprocess
+    import sys
+
+    data, run = trained
+    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; import edgeclf, warnings; "
+            "warnings.simplefilter('ignore'); "
+            f"edgeclf.train({str(data)!r}, {MODEL!r}, {str(tmp_path / 'r')!r}, weights='none', epochs=2, workers=1, "
+            f"verbose=False, aug_views=0, cache_dir={str(run.parent / 'cache')!r}); "
+            f"edgeclf.evaluate({str(run)!r}, out={str(tmp_path / 'ev')!r}, verbose=False); "
+            "print(matplotlib.get_backend(), plt.get_fignums())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["svg", "[]"]
+    for png in [tmp_path / "r" / "curves.png", *sorted((tmp_path / "ev").glob("*.png"))]:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert len(list((tmp_path / "ev").glob("*.png"))) >= 2

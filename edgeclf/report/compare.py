@@ -47,15 +47,10 @@ def pareto_front(rows: list[dict[str, Any]], x: str, y: str = "test_acc") -> lis
 
 def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str, limits: dict[str, float] | None = None) -> None:
     """Accuracy vs latency, marker area ∝ file size, the Pareto front drawn (and a latency limit, if any)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .._io import atomic_path
+    from ..plots import new_figure, save_png
 
     ok = [r for r in rows if r.get("status") == "ok" and x in r]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = new_figure((8, 5.5))
     for q, marker in (("float32", "o"), ("float16", "s"), ("dynamic", "D"), ("int8", "^")):
         pts = [r for r in ok if r["quantize"] == q]
         if pts:
@@ -81,9 +76,7 @@ def plot_pareto(path: Path, rows: list[dict[str, Any]], x: str, limits: dict[str
         ax.text(0.5, 0.5, "no model finished: see the table's status column", ha="center", va="center",
                 transform=ax.transAxes)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def write_report(out: Path, rows: list[dict[str, Any]], info: dict[str, Any]) -> Path:

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ..plots import plot_reliability, plot_risk_coverage
+from ..plots import new_figure, plot_reliability, plot_risk_coverage, save_png
 from ..params import BOOL, NONE, Options, POSITIVE_INT, THREADS, check, check_path
-from .._io import atomic_path, check_outside, make_dir, write_json, write_text
+from .._io import check_outside, make_dir, write_json, write_text
 from ..artifacts.run import (MANIFEST, MODEL_FILE, SPLIT_FILE, dataset_root, exported_from, failed_int8_check, is_stale,
                              read_split)
 from ..data.dataset import Dataset, Sample, label_form, name_key, scan
@@ -285,15 +285,10 @@ def most_confused(cm: np.ndarray, k: int = PLOTTED_CLASSES) -> np.ndarray:
 
 def plot_confusion(path: Path, cm: np.ndarray, labels: list[str]) -> None:
     """A labelled confusion-matrix heat map; of many classes, the PLOTTED_CLASSES in the most errors."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keep = most_confused(cm)
     n = len(keep)
     cm, shown_labels = cm[np.ix_(keep, keep)], [labels[i] for i in keep]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1 + 0.6 * n))
+    fig, ax = new_figure((1.2 + 0.6 * n, 1 + 0.6 * n))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(n), shown_labels, rotation=45, ha="right")
     ax.set_yticks(range(n), shown_labels)
@@ -306,9 +301,7 @@ def plot_confusion(path: Path, cm: np.ndarray, labels: list[str]) -> None:
             ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                     color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def format_metrics(m: dict[str, Any]) -> str:

@@ -7,7 +7,8 @@ import io
 from pathlib import Path
 from typing import Callable
 
-from .._io import atomic_path, write_text
+from .._io import write_text
+from ..plots import new_figure, save_png
 
 
 def write_history_csv(path: Path, history: list[dict]) -> None:
@@ -53,12 +54,7 @@ class LiveLog:
 
 def plot_curves(path: Path, history: list[dict], title: str) -> None:
     """curves.png: accuracy and loss per epoch, train vs validation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = new_figure((10, 4), ncols=2)
     for ax, metric in zip(axes, ("acc", "loss")):
         for split, name in (("train", "train"), ("val", "validation")):
             pts = [(r["epoch"], r[f"{split}_{metric}"]) for r in history if f"{split}_{metric}" in r]
@@ -73,9 +69,7 @@ def plot_curves(path: Path, history: list[dict], title: str) -> None:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _blocks(n: int | str) -> str:
