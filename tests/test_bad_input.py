@@ -342,3 +342,18 @@ def test_decoding_in_threads_leaves_the_warning_filters_as_they_were(tmp_path: P
         assert warnings.filters == before
         warnings.warn("still heard", UserWarning)
     assert [str(w.message) for w in seen] == ["still heard"]
+
+
+def test_importing_edgeclf_leaves_pillow_a_bomb_guard(tmp_path: Path) -> None:
+    """edgeclf set Image.MAX_IMAGE_PIXELS = None on import: the caller's own Pillow code lost its guard too."""
+    import edgeclf.data.images  # noqa: F401 - the import is what is checked
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(30000, 30000))
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(bomb)
+    over = tmp_path / "just_over.png"
+    over.write_bytes(png_header_only(16001, 16000))
+    with pytest.raises(ImageDecodeError, match="image too large: 256,016,000 pixels exceed the 256,000,000-pixel "
+                                               "limit"):
+        load_rgb(over)

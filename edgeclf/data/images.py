@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import threading
 import warnings
@@ -36,7 +37,12 @@ MAX_PIXELS = 256_000_000
 # Transparent pixels are composited on one fixed colour so the same file always gives the same input.
 BACKGROUND = (255, 255, 255)
 
-Image.MAX_IMAGE_PIXELS = None  # we enforce MAX_PIXELS ourselves, with a clearer message
+# Pillow refuses an image above twice MAX_IMAGE_PIXELS as a decompression bomb: at half of MAX_PIXELS it refuses
+# what edgeclf refuses, and 200 MP phone photos pass. Setting None instead took the guard away from the caller's
+# own Pillow code as well. Pillow's warning between the two is not news to anyone edgeclf decodes for.
+if Image.MAX_IMAGE_PIXELS is not None:
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, MAX_PIXELS // 2)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageDecodeError(EdgeclfError):
@@ -203,8 +209,10 @@ def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError(p, "not an image Pillow recognises (wrong extension or corrupt header)") from None
-    except Image.DecompressionBombError as exc:  # pragma: no cover - MAX_IMAGE_PIXELS is None
-        raise ImageDecodeError(p, f"image too large ({exc})") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own check, above 2 x MAX_IMAGE_PIXELS
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        n = f"{int(size.group(1)):,} pixels exceed" if size else "over"
+        raise ImageDecodeError(p, f"image too large: {n} the {MAX_PIXELS:,}-pixel limit (decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
             ZeroDivisionError, MemoryError, RuntimeError, struct.error) as exc:
         msg = str(exc).strip() or type(exc).__name__
