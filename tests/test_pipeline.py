@@ -314,10 +314,16 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     # A float file above the float peak is a peak measured on a busy CPU, not integer kernels (said before).
     assert b["int8"] is False and format_benchmark([dict(b, roofline_pct=140.0)]).endswith("rerun on an idle machine")
 
-    # A labels.txt that does not match the model, and a truncated model file: one-line errors.
+    # A labels.txt beside the file names nothing (another model's, perhaps): the file's own classes do.
     (tmp_path / "labels.txt").write_text("a\nb\n")
-    with pytest.raises(ModelError, match="labels.txt has 2 labels but the model outputs 3"):
-        load_engine(tfl)
+    assert load_engine(tfl).labels == ["blue", "green", "red"]
+    # A JSON that lists other classes than the model outputs, and a truncated model file: one-line errors.
+    liar = tmp_path / "liar.tflite"
+    liar.write_bytes(tfl.read_bytes())
+    liar.with_suffix(".json").write_text(json.dumps(dict(json.loads(tfl.with_suffix(".json").read_text()),
+                                                         classes=["a", "b"])))
+    with pytest.raises(ModelError, match="its JSON lists 2 classes but the model outputs 3"):
+        load_engine(liar)
     cut = tmp_path / "cut.tflite"
     cut.write_bytes(tfl.read_bytes()[:1000])
     (tmp_path / "cut.json").write_text((tmp_path / "m.json").read_text())
@@ -564,3 +570,31 @@ def test_plots_leave_the_callers_matplotlib_alone(trained: tuple[Path, Path], tm
     for png in [tmp_path / "r" / "curves.png", *sorted((tmp_path / "ev").glob("*.png"))]:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     assert len(list((tmp_path / "ev").glob("*.png"))) >= 2
+
+
+def test_two_models_exported_into_one_folder_keep_their_labels(trained: tuple[Path, Path], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """The second export into an app's folder replaced labels.txt with its classes, and edgeclf itself read that
+    labels.txt for the first model: predict named a colour model's answers with the pets' classes."""
+    from edgeclf.runtime.predict import predict
+    from edgeclf.training.trainer import train
+    from edgeclf.workflows.export import export
+
+    data, colours = trained
+    pets = train(make_dataset(tmp_path / "pets", {"cat": 8, "dog": 8, "fox": 8}), MODEL, tmp_path / "pets_run",
+                 weights="none", epochs=1, workers=1, verbose=False, aug_views=0, cache_dir=colours.parent / "cache")
+    app = tmp_path / "app"
+    first = export(colours, out=app / "colours.tflite", verbose=False)
+    export(pets, out=app / "pets.tflite")
+    assert "labels.txt holds another model's classes: pets.tflite's are in pets.labels.txt" in capsys.readouterr().out
+    assert (app / "labels.txt").read_text().split() == ["blue", "green", "red"]
+    assert (app / "pets.labels.txt").read_text().split() == ["cat", "dog", "fox"]
+    photo = next((data / "red").glob("*.jpg"))
+    assert predict(first, photo)[0]["top"][0]["label"] in {"blue", "green", "red"}
+    # Even a labels.txt replaced by hand (or by an older edgeclf) does not rename the file's answers.
+    (app / "labels.txt").write_text("cat\ndog\nfox\n")
+    assert {t["label"] for t in predict(first, photo)[0]["top"]} == {"blue", "green", "red"}
+    # The labels.txt a file was exported with follows that file when it is replaced by a model of other classes.
+    (app / "labels.txt").write_text("blue\ngreen\nred\n")
+    export(pets, out=app / "colours.tflite", verbose=False)
+    assert (app / "labels.txt").read_text().split() == ["cat", "dog", "fox"]

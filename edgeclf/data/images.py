@@ -186,9 +186,10 @@ def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image
     size = file_size(p)
     if size == 0:
         raise ImageDecodeError(p, "empty file (0 bytes)")
+    opened = kept = None
     try:
         with _pillow_quiet():
-            img = Image.open(p)
+            img = opened = Image.open(p)
             w, h = img.size
             if w <= 0 or h <= 0:
                 raise ImageDecodeError(p, f"invalid image size {w}x{h}")
@@ -204,7 +205,8 @@ def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image
                     img.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
             img.load()
             img = ImageOps.exif_transpose(img) or img
-            return _to_rgb(img)
+            kept = _to_rgb(img)
+            return kept
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -221,4 +223,9 @@ def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image
         else:
             msg = f"corrupt image data ({msg})"
         raise ImageDecodeError(p, msg) from None
+    finally:
+        # A file that fails to decode, or has several frames (GIF, MPO), keeps its handle open after load():
+        # until the garbage collector ran, a folder of such files held one descriptor each.
+        if opened is not None and opened is not kept:
+            opened.close()
 

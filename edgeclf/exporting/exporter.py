@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import __version__
-from .._io import write_json, write_text
+from .._io import read_json, write_json, write_text
 from ..errors import EdgeclfError
 from ..table import short_list
 from ..params import POSITIVE_INT, Options, check
@@ -62,6 +62,25 @@ def names_folder(out: str | os.PathLike[str] | None) -> bool:
     return out is not None and (Path(out).is_dir() or str(out).endswith(("/", os.sep)))
 
 
+def write_labels(dest: Path, classes: list[str]) -> Path:
+    """labels.txt beside the exported file, or STEM.labels.txt where labels.txt there describes another model.
+
+    Two runs exported into one folder (an app's assets) shared one labels.txt: the second export replaced
+    the first model's labels with its own, silently, and an app reading labels.txt named the first model's
+    answers wrong. labels.txt is replaced only when absent, identical, or written for the file being replaced.
+    """
+    text = "\n".join(classes) + "\n"
+    shared = dest.parent / "labels.txt"
+    try:
+        found = shared.read_text(encoding="utf-8") if shared.is_file() else None
+        before = read_json(sidecar_of(dest)).get("classes") if sidecar_of(dest).is_file() else None
+    except (OSError, ValueError, AttributeError):
+        found, before = "", None  # unreadable: another model's, as far as anyone can tell
+    if found is None or found == text or (isinstance(before, list) and found == "\n".join(before) + "\n"):
+        return write_text(shared, text)
+    return write_text(dest.with_name(dest.stem + ".labels.txt"), text)
+
+
 def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: str = "float32",
            out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
            calibration_data: str | os.PathLike[str] | None = None, verbose: bool = True,
@@ -105,9 +124,13 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
                                                              if threshold is not None else {})})
     if not report:
         layers_report(dest).unlink(missing_ok=True)  # an older table would describe another file
-    write_text(dest.parent / "labels.txt", "\n".join(meta["classes"]) + "\n")
+    labels = write_labels(dest, list(meta["classes"]))
+    if labels.name != "labels.txt" and verbose:
+        print(f"note: {dest.parent / 'labels.txt'} holds another model's classes: {dest.name}'s are in {labels.name} "
+              "(and inside the file)")
     write_json(sidecar_of(dest), {
         "model": meta["model"], "format": format, "quantize": quantize, "classes": meta["classes"],
+        "labels_file": labels.name,
         "input": {"layout": "NHWC", "dtype": io, "size": pre.size, "range": [0, 255]},
         "preprocess": pre.to_dict(), "output": "probabilities", "run_dir": str(Path(run_dir).resolve()),
         "model_sha256": model_digest(run_dir),

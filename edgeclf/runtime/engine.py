@@ -39,11 +39,17 @@ def _sidecar(path: Path) -> tuple[Preprocess, list[str], float | None]:
     if side.is_file():
         try:
             meta = read_json(side)
-            return (Preprocess.from_record(meta["preprocess"], side), [str(c) for c in meta.get("classes", [])],
-                    meta.get("score_threshold"))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            if meta.get("classes"):  # a JSON without them falls through to the metadata inside the file
+                return (Preprocess.from_record(meta["preprocess"], side), [str(c) for c in meta["classes"]],
+                        meta.get("score_threshold"))
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise ModelError(f"{side} is not the preprocessing JSON edgeclf export writes ({type(exc).__name__}); "
                              "delete it (the metadata inside the model is used then) or re-export") from None
+    return _metadata(path, side)
+
+
+def _metadata(path: Path, side: Path) -> tuple[Preprocess, list[str], float | None]:
+    """Preprocessing, class names and score threshold from the edgeclf metadata inside a .tflite."""
     from ..artifacts.metadata import read_metadata
 
     try:
@@ -53,17 +59,6 @@ def _sidecar(path: Path) -> tuple[Preprocess, list[str], float | None]:
     except Exception:  # noqa: BLE001 - any failure: the file does not carry edgeclf metadata
         raise ModelError(f"{path}: no {side.name} beside it and no edgeclf metadata inside; "
                          "re-export with edgeclf export") from None
-
-
-def _labels(path: Path, classes: list[str]) -> list[str]:
-    txt = path.parent / "labels.txt"
-    if txt.is_file():
-        try:
-            # One label per line, kept as written: a class folder may begin or end with a space.
-            return [line for line in txt.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n") if line]
-        except UnicodeDecodeError:
-            raise ModelError(f"{txt} is not UTF-8 text; use the labels.txt exported with this model") from None
-    return classes
 
 
 def _tflite_runner(path: Path, threads: int | None):
@@ -113,11 +108,12 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
     if path.suffix == ".tflite":
         pre, classes, threshold = _sidecar(path)
         runner, n_out = _tflite_runner(path, threads)
-        labels = _labels(path, classes)
-        if len(labels) != n_out:
-            raise ModelError(f"{path}: labels.txt has {len(labels)} labels but the model outputs {n_out} classes; "
-                             "use the labels.txt exported with this model")
-        return Engine(path, "tflite", labels, pre, runner, threads, threshold)
+        # The file's own classes (its JSON, or its metadata: what MediaPipe names), never a labels.txt beside it,
+        # which another model exported into the same folder may have written.
+        if len(classes) != n_out:
+            raise ModelError(f"{path}: its JSON lists {len(classes)} classes but the model outputs {n_out}; "
+                             "the JSON belongs to another file: re-export with edgeclf export")
+        return Engine(path, "tflite", classes, pre, runner, threads, threshold)
     if path.suffix == ".onnx":
         runner, labels, pre, threshold = _onnx_runner(path, threads)
         side = find_sidecar(path)
