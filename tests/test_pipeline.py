@@ -594,7 +594,16 @@ def test_two_models_exported_into_one_folder_keep_their_labels(trained: tuple[Pa
     # Even a labels.txt replaced by hand (or by an older edgeclf) does not rename the file's answers.
     (app / "labels.txt").write_text("cat\ndog\nfox\n")
     assert {t["label"] for t in predict(first, photo)[0]["top"]} == {"blue", "green", "red"}
-    # The labels.txt a file was exported with follows that file when it is replaced by a model of other classes.
+    # Another run's file is not replaced under it: `export A -o app/`, `export B -o app/` share a default name.
+    with pytest.raises(ConfigError, match=f"--output {app / 'colours.tflite'} holds a model exported from another run "
+                                          f"\\({colours.resolve()}\\); name another file \\(e.g. -o "
+                                          f"{app / 'pets_run_colours.tflite'}\\)"):
+        export(pets, out=app / "colours.tflite", verbose=False)
+    (app / "mine.tflite").write_bytes(b"an app's own model")
+    with pytest.raises(ConfigError, match="mine.tflite exists and is not an edgeclf export"):
+        export(pets, out=app / "mine.tflite", verbose=False)
+    assert (app / "mine.tflite").read_bytes() == b"an app's own model"
+    # The run's own file is: a re-export replaces it, and the labels.txt it was exported with follows it.
     (app / "labels.txt").write_text("blue\ngreen\nred\n")
-    export(pets, out=app / "colours.tflite", verbose=False)
-    assert (app / "labels.txt").read_text().split() == ["cat", "dog", "fox"]
+    export(colours, out=app / "colours.tflite", verbose=False)
+    assert (app / "labels.txt").read_text().split() == ["blue", "green", "red"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import __version__
 from .._io import read_json, write_json, write_text
-from ..errors import EdgeclfError
+from ..errors import ConfigError, EdgeclfError
 from ..table import short_list
 from ..params import POSITIVE_INT, Options, check
 from ..models.preprocess import Preprocess
@@ -62,6 +62,30 @@ def names_folder(out: str | os.PathLike[str] | None) -> bool:
     return out is not None and (Path(out).is_dir() or str(out).endswith(("/", os.sep)))
 
 
+def check_replaceable(dest: Path, run_dir: str | os.PathLike[str]) -> None:
+    """Refuse to replace a model file that is not this run's: another run's export, or a file edgeclf did not write.
+
+    Two runs of one backbone share a default name: `export A -o app/` then `export B -o app/` replaced A's
+    model without a word, and with A's run gone it was the only copy.
+    """
+    if not dest.is_file():
+        return
+    side = sidecar_of(dest)
+    try:
+        rec = read_json(side) if side.is_file() else None
+    except (OSError, ValueError):
+        rec = None
+    if not isinstance(rec, dict) or not rec.get("run_dir"):
+        raise ConfigError(f"--output {dest} exists and is not an edgeclf export (no {side.name} beside it); "
+                          "name another file, or move that one away first")
+    if Path(rec["run_dir"]) == Path(run_dir).resolve() or (rec.get("model_sha256")
+                                                          and rec["model_sha256"] == model_digest(run_dir)):
+        return  # this run's own file (or this run moved): a re-export replaces it
+    other = dest.with_name(f"{Path(run_dir).resolve().name}_{dest.name}")
+    raise ConfigError(f"--output {dest} holds a model exported from another run ({rec['run_dir']}); name another "
+                      f"file (e.g. -o {other}), or move that one away first")
+
+
 def write_labels(dest: Path, classes: list[str]) -> Path:
     """labels.txt beside the exported file, or STEM.labels.txt where labels.txt there describes another model.
 
@@ -97,6 +121,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     suffix = "" if io == "uint8" else f"_io{io}"
     name = f"{meta['model']}_{quantize}{suffix}{FORMATS[format]}"
     dest = (Path(out) / name if names_folder(out) else Path(out)) if out else Path(run_dir) / "export" / name
+    check_replaceable(dest, run_dir)
     t = time.perf_counter()
     calib = None
     if format == "tflite":
