@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # matplotlib loads only when a plot is drawn
 
 def plot_reliability(path: Path, y: np.ndarray, curves: dict[str, np.ndarray], title: str = "") -> None:
     """Reliability diagram: accuracy against confidence per bin, one curve per probability set, ECE in the legend."""
-    fig, ax = _figure((5, 5))
+    fig, ax = new_figure((5, 5))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
     for name, probs in curves.items():
         conf, acc, count = reliability(y, probs)
@@ -30,7 +30,7 @@ def plot_reliability(path: Path, y: np.ndarray, curves: dict[str, np.ndarray], t
 def plot_risk_coverage(path: Path, y: np.ndarray, probs: np.ndarray, threshold: float | None, title: str = "") -> None:
     """Error among the answered photos against the share answered, as the score threshold rises; the chosen one marked."""
     cov, risk = risk_coverage(probs, y)
-    fig, ax = _figure((5, 4))
+    fig, ax = new_figure((5, 4))
     ax.plot(cov, risk, lw=1.5, label="answered photos")
     if threshold is not None and len(y):
         c = float((probs.max(1) >= threshold).mean())
@@ -56,11 +56,6 @@ def save_png(fig: Figure, path: Path, dpi: int = 100) -> None:
     """Write the figure as a PNG, atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-
-
-def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
-    """A new figure with one axes."""
-    return new_figure(size)
 
 
 def _save(fig: Figure, ax: Axes, path: Path, xlabel: str, ylabel: str, ytop: float, title: str) -> None:

@@ -214,7 +214,8 @@ def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image
     except Image.DecompressionBombError as exc:  # Pillow's own check, above 2 x MAX_IMAGE_PIXELS
         size = re.search(r"\((\d+) pixels\)", str(exc))
         n = f"{int(size.group(1)):,} pixels exceed" if size else "over"
-        raise ImageDecodeError(p, f"image too large: {n} the {MAX_PIXELS:,}-pixel limit (decompression bomb?)") from None
+        raise ImageDecodeError(p, f"image too large: {n} the {MAX_PIXELS:,}-pixel limit (decompression bomb?)"
+                               ) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
             ZeroDivisionError, MemoryError, RuntimeError, struct.error) as exc:
         msg = str(exc).strip() or type(exc).__name__

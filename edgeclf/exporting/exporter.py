@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -62,14 +62,16 @@ def names_folder(out: str | os.PathLike[str] | None) -> bool:
     return out is not None and (Path(out).is_dir() or str(out).endswith(("/", os.sep)))
 
 
-def check_replaceable(dest: Path, run_dir: str | os.PathLike[str]) -> None:
+def check_replaceable(dest: Path, run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """Refuse to replace a model file that is not this run's: another run's export, or a file edgeclf did not write.
+
+    Returns the JSON of the file being replaced (None when there is none).
 
     Two runs of one backbone share a default name: `export A -o app/` then `export B -o app/` replaced A's
     model without a word, and with A's run gone it was the only copy.
     """
     if not dest.is_file():
-        return
+        return None
     side = sidecar_of(dest)
     try:
         rec = read_json(side) if side.is_file() else None
@@ -80,26 +82,26 @@ def check_replaceable(dest: Path, run_dir: str | os.PathLike[str]) -> None:
                           "name another file, or move that one away first")
     if Path(rec["run_dir"]) == Path(run_dir).resolve() or (rec.get("model_sha256")
                                                           and rec["model_sha256"] == model_digest(run_dir)):
-        return  # this run's own file (or this run moved): a re-export replaces it
+        return rec  # this run's own file (or this run moved): a re-export replaces it
     other = dest.with_name(f"{Path(run_dir).resolve().name}_{dest.name}")
     raise ConfigError(f"--output {dest} holds a model exported from another run ({rec['run_dir']}); name another "
                       f"file (e.g. -o {other}), or move that one away first")
 
 
-def write_labels(dest: Path, classes: list[str]) -> Path:
+def write_labels(dest: Path, classes: list[str], before: Any = None) -> Path:
     """labels.txt beside the exported file, or STEM.labels.txt where labels.txt there describes another model.
 
     Two runs exported into one folder (an app's assets) shared one labels.txt: the second export replaced
     the first model's labels with its own, silently, and an app reading labels.txt named the first model's
-    answers wrong. labels.txt is replaced only when absent, identical, or written for the file being replaced.
+    answers wrong. labels.txt is replaced only when absent, identical, or written for the file being replaced,
+    whose classes `before` are (from check_replaceable's record).
     """
     text = "\n".join(classes) + "\n"
     shared = dest.parent / "labels.txt"
     try:
         found = shared.read_text(encoding="utf-8") if shared.is_file() else None
-        before = read_json(sidecar_of(dest)).get("classes") if sidecar_of(dest).is_file() else None
-    except (OSError, ValueError, AttributeError):
-        found, before = "", None  # unreadable: another model's, as far as anyone can tell
+    except (OSError, ValueError):
+        found = ""  # unreadable: another model's, as far as anyone can tell
     if found is None or found == text or (isinstance(before, list) and found == "\n".join(before) + "\n"):
         return write_text(shared, text)
     return write_text(dest.with_name(dest.stem + ".labels.txt"), text)
@@ -121,7 +123,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
     suffix = "" if io == "uint8" else f"_io{io}"
     name = f"{meta['model']}_{quantize}{suffix}{FORMATS[format]}"
     dest = (Path(out) / name if names_folder(out) else Path(out)) if out else Path(run_dir) / "export" / name
-    check_replaceable(dest, run_dir)
+    replaced = check_replaceable(dest, run_dir)
     t = time.perf_counter()
     calib = None
     if format == "tflite":
@@ -149,7 +151,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
                                                              if threshold is not None else {})})
     if not report:
         layers_report(dest).unlink(missing_ok=True)  # an older table would describe another file
-    labels = write_labels(dest, list(meta["classes"]))
+    labels = write_labels(dest, list(meta["classes"]), (replaced or {}).get("classes"))
     if labels.name != "labels.txt" and verbose:
         print(f"note: {dest.parent / 'labels.txt'} holds another model's classes: {dest.name}'s are in {labels.name} "
               "(and inside the file)")

@@ -97,7 +97,8 @@ def summary(log: Callable[[str], None], out: Path, metrics: dict, manifest: dict
     log("accuracy  " + "  ".join(f"{k} {v}" for k, v in acc.items()))
     r = manifest.get("recipe")
     if r:
-        ft = f", fine-tune {_blocks(r['fine_tune'])} x {r['fine_tune_epochs'] or 'default'} epochs" if r["fine_tune"] else ""
+        ft = (f", fine-tune {_blocks(r['fine_tune'])} x {r['fine_tune_epochs'] or 'default'} epochs"
+              if r["fine_tune"] else "")
         log(f"recipe    {r['aug_views']} augmented views, hidden {r['hidden']}{ft} — {r['why']}")
     d = metrics.get("distillation")
     if d:

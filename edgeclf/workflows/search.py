@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import EdgeclfError, ModelError
-from ..params import BOOL, Interval, Options, POSITIVE, POSITIVE_INT, THREADS, as_list, check, check_path, parse_duration
+from ..params import (BOOL, Interval, Options, POSITIVE, POSITIVE_INT, THREADS, as_list, check, check_path,
+                      parse_duration)
 from ..report.compare import format_results, write_report
 from ..table import short_list
 
