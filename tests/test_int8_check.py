@@ -202,3 +202,57 @@ def test_the_file_left_is_the_best_try_not_the_last(run: Path, tmp_path: Path, m
         assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256(first.read_bytes()).digest()
     assert "more than an earlier try" in capsys.readouterr().out
     assert "(tries: 100 calibration images (" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Path) -> None:
+    """GPTQ: each row of every layer keeps the int8 grid ai-edge-quantizer derives (so the file holds exactly the
+    integers chosen), and the model's logits on the calibration images move less than with nearest rounding."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeclf.artifacts.run import load_run, run_preprocess
+    from edgeclf.exporting.exporter import calibration_images
+    from edgeclf.exporting.fold import fold_normalization
+    from edgeclf.exporting.rounding import fold_factor
+    from edgeclf.exporting.tflite import _rounded, to_tflite
+    from edgeclf.models.blocks import ConvBnAct
+
+    model, meta = load_run(run)
+    pre = run_preprocess(meta, run)
+    calib = calibration_images(run, pre, 100)
+    folded, m0, s0 = fold_normalization(model, pre)
+    u = (calib.astype(np.float32) - m0) / s0
+    rounded = _rounded(folded, u)
+
+    def on_grid(w: torch.Tensor) -> torch.Tensor:
+        """Integers of each row (dim 0) on its symmetric grid, scale max|w| / 127; fails off the grid."""
+        w = w.detach().double()
+        k = w / (w.flatten(1).abs().amax(1).clamp(min=1e-30) / 127).view(-1, *[1] * (w.dim() - 1))
+        assert torch.allclose(k, k.round(), atol=1e-3), float((k - k.round()).abs().max())
+        return k.round()
+
+    nearest = fold_normalization(model, pre)[0]
+    with torch.no_grad():
+        pairs = [(m.conv, n.conv, fold_factor(m).view(-1, 1, 1, 1), fold_factor(n).view(-1, 1, 1, 1))
+                 for m, n in zip(rounded.modules(), nearest.modules()) if isinstance(m, ConvBnAct)]
+        pairs += [(m, n, torch.ones(1, 1), torch.ones(1, 1)) for m, n in zip(rounded.head.modules(),
+                                                                            nearest.head.modules())
+                  if isinstance(m, torch.nn.Linear)]
+        for r, n, fr, fn in pairs:
+            ints = on_grid(r.weight * fr)
+            assert ints.abs().flatten(1).amax(1).max() == 127  # each row's largest weight set the scale, untouched
+            w = n.weight * fn
+            scale = (w.flatten(1).abs().amax(1) / 127).view(-1, *[1] * (w.dim() - 1))
+            n.weight.copy_(torch.round(w / scale) * scale / fn)
+        x = torch.from_numpy(u).permute(0, 3, 1, 2)
+        ref = folded(x)
+        err_gptq, err_nearest = (float((m(x) - ref).pow(2).mean()) for m in (rounded, nearest))
+    assert err_gptq < 0.8 * err_nearest, (err_gptq, err_nearest)
+    assert not torch.equal(rounded.backbone.stem.conv.weight, nearest.backbone.stem.conv.weight)
+    # The quantizer re-derives each row's scale from its largest weight and rounds to the nearest step: the file
+    # holds the integers chosen here (stem: OIHW here, OHWI in the file).
+    f = to_tflite(model, pre, tmp_path / "m.tflite", "int8", labels=list(meta["classes"]), calibration=calib)
+    it = Interpreter(model_path=str(f))
+    stem_op = next(op for op in it._get_ops_details() if op["op_name"] == "CONV_2D")
+    held = it.get_tensor(stem_op["inputs"][1]).astype(np.int64)
+    chosen = on_grid(rounded.backbone.stem.conv.weight * fold_factor(rounded.backbone.stem).view(-1, 1, 1, 1))
+    assert np.array_equal(held, chosen.permute(0, 2, 3, 1).numpy().astype(np.int64))

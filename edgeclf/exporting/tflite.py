@@ -174,13 +174,25 @@ def retype_io(model_bytes: bytes, io: str, input_qparams: tuple[float, int] | No
     return pack_model(model)
 
 
+def _rounded(model: Classifier, images: np.ndarray) -> Classifier:
+    """A copy of `model` with GPTQ-rounded int8 weights (rounding.py); `images` are its inputs, NHWC."""
+    import copy
+
+    from .rounding import round_weights
+
+    x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).permute(0, 3, 1, 2)
+    return round_weights(copy.deepcopy(model), x)
+
+
 def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None,
-            keep_float: Sequence[str] = ()) -> tuple[bytes, bytes, bytes, np.ndarray | None]:
+            keep_float: Sequence[str] = (), gptq: bool = True,
+            reference: bool = False) -> tuple[bytes, bytes, bytes, np.ndarray | None]:
     """uint8-input graph whose input tensor's quantization does the normalization (see fold.py).
 
     The float graph is converted with a float input u = (x - m0) / s0 and quantized; the uint8
     input (scale 1/s0, zero point m0) then feeds it through one QUANTIZE (int8) or DEQUANTIZE op.
-    Returns (file bytes, float graph, quantized graph before the uint8 wrapping, calibration in u).
+    Returns (file bytes, float graph, quantized graph before the uint8 wrapping, calibration in u); the
+    float graph is the model's own even where int8 weights were GPTQ-rounded, when `reference` asks for it.
     """
     from .fold import fold_normalization
     from ..models.deploy import Prenormalized
@@ -188,9 +200,12 @@ def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.n
     if quantize == "int8" and (calibration is None or not len(calibration)):
         raise EdgeclfError("int8 export needs calibration images; the run's training split provides them")
     folded, m0, s0 = fold_normalization(model, pre)
-    float_bytes = convert(Prenormalized(folded).eval(), torch.zeros(1, pre.size, pre.size, 3))
     u = None if calibration is None else (calibration.astype(np.float32) - m0) / s0
-    q = quantize_tflite(float_bytes, quantize, u, keep_float)
+    pixels = torch.zeros(1, pre.size, pre.size, 3)
+    rounded = quantize == "int8" and gptq and u is not None  # after the fold: the stem is rounded as the graph holds it
+    to_quantize = convert(Prenormalized(_rounded(folded, u) if rounded else folded).eval(), pixels)
+    float_bytes = convert(Prenormalized(folded).eval(), pixels) if rounded and reference else to_quantize
+    q = quantize_tflite(to_quantize, quantize, u, keep_float)
     return retype_io(q, "uint8", input_qparams=(1.0 / s0, m0)), float_bytes, q, u
 
 
@@ -198,11 +213,12 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
               io: str = "uint8", labels: list[str] | None = None, calibration: np.ndarray | None = None,
               name: str = "edgeclf classifier", description: str = "", version: str = "1",
               score_threshold: float | None = None, keep_float: Sequence[str] = (),
-              report: str | os.PathLike[str] | None = None) -> Path:
+              report: str | os.PathLike[str] | None = None, gptq: bool = True) -> Path:
     """Convert, quantize, add metadata (with labels) and write `dest` atomically.
 
     int8 only: `keep_float` leaves the ops producing those tensors in float; `report` is a CSV
-    path for the error each op adds against the float graph (int8_layers.py).
+    path for the error each op adds against the float graph (int8_layers.py); `gptq` rounds the
+    weights by their effect on each layer's output (rounding.py) instead of to the nearest step.
     """
     if quantize not in QUANTIZE:
         raise EdgeclfError(f"--quantize {quantize} is not supported for .tflite; use one of {', '.join(QUANTIZE)}")
@@ -211,10 +227,15 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
     if quantize != "int8":
         keep_float, report = (), None
     if io == "uint8":
-        data, float_bytes, q, calib = _folded(model, pre, quantize, calibration, keep_float)
+        data, float_bytes, q, calib = _folded(model, pre, quantize, calibration, keep_float, gptq, report is not None)
     else:
-        float_bytes, calib = convert_float(model, pre, io), calibration
-        q = data = quantize_tflite(float_bytes, quantize, calibration, keep_float)
+        calib = calibration
+        rounded = quantize == "int8" and gptq and calibration is not None and len(calibration) > 0
+        if rounded:
+            normalized = (calibration.astype(np.float32) - np.float32(pre.mean)) / np.float32(pre.std)
+        to_quantize = convert_float(_rounded(model, normalized) if rounded else model, pre, io)
+        float_bytes = convert_float(model, pre, io) if rounded and report is not None else to_quantize
+        q = data = quantize_tflite(to_quantize, quantize, calibration, keep_float)
         if quantize == "int8":
             data = retype_io(data, io)
     if report is not None and calib is not None:
