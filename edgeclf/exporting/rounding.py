@@ -37,6 +37,8 @@ def _patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """
     kh, kw = conv.kernel_size
     sh, sw = conv.stride
+    if (kh, kw, sh, sw, conv.groups) == (1, 1, 1, 1, 1):  # a pointwise conv sees its input as it is
+        return x.transpose(0, 1).reshape(x.shape[1], -1)
     pad: int | tuple[int, ...] | str = conv.padding
     if isinstance(conv, Conv2dSame):  # its padding is computed per input size, as its forward does
         ih, iw = x.shape[-2:]
