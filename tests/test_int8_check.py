@@ -204,7 +204,8 @@ def test_the_file_left_is_the_best_try_not_the_last(run: Path, tmp_path: Path, m
     assert "(tries: 100 calibration images (" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Path) -> None:
+def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """GPTQ: each row of every layer keeps the int8 grid ai-edge-quantizer derives (so the file holds exactly the
     integers chosen), and the model's logits on the calibration images move less than with nearest rounding."""
     from ai_edge_litert.interpreter import Interpreter
@@ -212,8 +213,10 @@ def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Pat
     from edgeclf.artifacts.run import load_run, run_preprocess
     from edgeclf.exporting.exporter import calibration_images
     from edgeclf.exporting.fold import fold_normalization
-    from edgeclf.exporting.rounding import fold_factor
-    from edgeclf.exporting.tflite import _rounded, to_tflite
+    from edgeclf.exporting.rounding import fold_factor, rounded_copy
+    from edgeclf.exporting import tflite
+    from edgeclf.exporting.tflite import swap_weights, to_tflite
+    from edgeclf.litert import convert
     from edgeclf.models.blocks import ConvBnAct
 
     model, meta = load_run(run)
@@ -221,7 +224,9 @@ def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Pat
     calib = calibration_images(run, pre, 100)
     folded, m0, s0 = fold_normalization(model, pre)
     u = (calib.astype(np.float32) - m0) / s0
-    rounded = _rounded(folded, u)
+    before = {k: v.clone() for k, v in folded.state_dict().items()}
+    rounded = rounded_copy(folded, torch.from_numpy(u).permute(0, 3, 1, 2))
+    assert all(torch.equal(v, before[k]) for k, v in folded.state_dict().items())  # a copy was rounded
 
     def on_grid(w: torch.Tensor) -> torch.Tensor:
         """Integers of each row (dim 0) on its symmetric grid, scale max|w| / 127; fails off the grid."""
@@ -250,9 +255,24 @@ def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Pat
     assert not torch.equal(rounded.backbone.stem.conv.weight, nearest.backbone.stem.conv.weight)
     # The quantizer re-derives each row's scale from its largest weight and rounds to the nearest step: the file
     # holds the integers chosen here (stem: OIHW here, OHWI in the file).
-    f = to_tflite(model, pre, tmp_path / "m.tflite", "int8", labels=list(meta["classes"]), calibration=calib)
+    conversions = []
+    monkeypatch.setattr(tflite, "convert", lambda *a: conversions.append(1) or convert(*a))  # counts, converts
+    f = to_tflite(model, pre, tmp_path / "m.tflite", "int8", labels=list(meta["classes"]), calibration=calib,
+                  report=tmp_path / "m.layers.csv")
+    # The rounded weights replace the float graph's own: one conversion (~15 s) serves the file and the report.
+    assert len(conversions) == 1 and (tmp_path / "m.layers.csv").is_file()
     it = Interpreter(model_path=str(f))
     stem_op = next(op for op in it._get_ops_details() if op["op_name"] == "CONV_2D")
     held = it.get_tensor(stem_op["inputs"][1]).astype(np.int64)
     chosen = on_grid(rounded.backbone.stem.conv.weight * fold_factor(rounded.backbone.stem).view(-1, 1, 1, 1))
     assert np.array_equal(held, chosen.permute(0, 2, 3, 1).numpy().astype(np.int64))
+    # The int8 check exports one model again and again: its rounding is reused, never for other weights.
+    again = rounded_copy(folded, x)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), rounded.state_dict().values()))
+    with torch.no_grad():
+        folded.backbone.stem.conv.weight[0] *= 1.5
+    moved = rounded_copy(folded, x)
+    assert not torch.equal(moved.backbone.stem.conv.weight[0], rounded.backbone.stem.conv.weight[0])
+    assert torch.equal(moved.backbone.stem.conv.weight[1:], rounded.backbone.stem.conv.weight[1:])
+    w = np.ones((3, 3, 3, 3), np.float32)  # in no graph: the graph is converted again instead
+    assert swap_weights(f.read_bytes(), [w], [w]) is None

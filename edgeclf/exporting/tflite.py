@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -174,25 +174,53 @@ def retype_io(model_bytes: bytes, io: str, input_qparams: tuple[float, int] | No
     return pack_model(model)
 
 
-def _rounded(model: Classifier, images: np.ndarray) -> Classifier:
-    """A copy of `model` with GPTQ-rounded int8 weights (rounding.py); `images` are its inputs, NHWC."""
-    import copy
+def swap_weights(graph: bytes, old: list[np.ndarray], new: list[np.ndarray]) -> bytes | None:
+    """`graph` with each constant holding old[i] set to new[i] (same shape); None where any old[i] is not found
+    in exactly one constant, or one constant would take two.
 
-    from .rounding import round_weights
+    Converting a model costs ~15 s even for a small one (litert-torch traces it); a model that differs
+    from a converted one only in weight values need not be converted again.
+    """
+    from ..artifacts.metadata import pack_model, unpack_model
 
-    x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).permute(0, 3, 1, 2)
-    return round_weights(copy.deepcopy(model), x)
+    model = unpack_model(graph)
+    consts: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    for t in model.subgraphs[0].tensors:
+        data = model.buffers[t.buffer].data if t.buffer else None
+        if data is not None and t.type == 0 and len(data) == 4 * int(np.prod(t.shape)):  # 0: FLOAT32
+            consts.setdefault(tuple(t.shape), []).append((t.buffer, np.frombuffer(bytes(data), np.float32)))
+    taken: set[int] = set()
+    for o, n in zip(old, new):
+        tol = 1e-6 * float(np.abs(o).max())
+        found = {b for b, v in consts.get(o.shape, []) if np.allclose(v, o.ravel(), rtol=1e-4, atol=tol)}
+        if len(found) != 1 or found & taken:
+            return None
+        taken |= found
+        model.buffers[found.pop()].data = np.frombuffer(n.astype(np.float32).tobytes(), np.uint8)
+    return pack_model(model)
+
+
+def _graphs(to_graph: Callable[[Classifier], bytes], model: Classifier, inputs: np.ndarray | None,
+            gptq: bool) -> tuple[bytes, bytes]:
+    """(float graph to quantize, the model's own float graph): the first holds GPTQ-rounded weights (rounding.py)
+    when `gptq` and there are `inputs` (the model's NHWC inputs)."""
+    graph = to_graph(model)
+    if not gptq or inputs is None or not len(inputs):
+        return graph, graph
+    from .rounding import deployed_weights, rounded_copy
+
+    rounded = rounded_copy(model, torch.from_numpy(np.ascontiguousarray(inputs, np.float32)).permute(0, 3, 1, 2))
+    swapped = swap_weights(graph, deployed_weights(model), deployed_weights(rounded))
+    return swapped if swapped is not None else to_graph(rounded), graph
 
 
 def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None,
-            keep_float: Sequence[str] = (), gptq: bool = True,
-            reference: bool = False) -> tuple[bytes, bytes, bytes, np.ndarray | None]:
+            keep_float: Sequence[str] = (), gptq: bool = True) -> tuple[bytes, bytes, bytes, np.ndarray | None]:
     """uint8-input graph whose input tensor's quantization does the normalization (see fold.py).
 
     The float graph is converted with a float input u = (x - m0) / s0 and quantized; the uint8
     input (scale 1/s0, zero point m0) then feeds it through one QUANTIZE (int8) or DEQUANTIZE op.
-    Returns (file bytes, float graph, quantized graph before the uint8 wrapping, calibration in u); the
-    float graph is the model's own even where int8 weights were GPTQ-rounded, when `reference` asks for it.
+    Returns (file bytes, the model's own float graph, quantized graph before the uint8 wrapping, calibration in u).
     """
     from .fold import fold_normalization
     from ..models.deploy import Prenormalized
@@ -202,9 +230,9 @@ def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.n
     folded, m0, s0 = fold_normalization(model, pre)
     u = None if calibration is None else (calibration.astype(np.float32) - m0) / s0
     pixels = torch.zeros(1, pre.size, pre.size, 3)
-    rounded = quantize == "int8" and gptq and u is not None  # after the fold: the stem is rounded as the graph holds it
-    to_quantize = convert(Prenormalized(_rounded(folded, u) if rounded else folded).eval(), pixels)
-    float_bytes = convert(Prenormalized(folded).eval(), pixels) if rounded and reference else to_quantize
+    # Rounded after the fold: the stem's weights are rounded as the graph holds them.
+    to_quantize, float_bytes = _graphs(lambda m: convert(Prenormalized(m).eval(), pixels), folded, u,
+                                       quantize == "int8" and gptq)
     q = quantize_tflite(to_quantize, quantize, u, keep_float)
     return retype_io(q, "uint8", input_qparams=(1.0 / s0, m0)), float_bytes, q, u
 
@@ -227,14 +255,13 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
     if quantize != "int8":
         keep_float, report = (), None
     if io == "uint8":
-        data, float_bytes, q, calib = _folded(model, pre, quantize, calibration, keep_float, gptq, report is not None)
+        data, float_bytes, q, calib = _folded(model, pre, quantize, calibration, keep_float, gptq)
     else:
         calib = calibration
-        rounded = quantize == "int8" and gptq and calibration is not None and len(calibration) > 0
-        if rounded:
-            normalized = (calibration.astype(np.float32) - np.float32(pre.mean)) / np.float32(pre.std)
-        to_quantize = convert_float(_rounded(model, normalized) if rounded else model, pre, io)
-        float_bytes = convert_float(model, pre, io) if rounded and report is not None else to_quantize
+        normalized = None if calibration is None else (
+            (calibration.astype(np.float32) - np.float32(pre.mean)) / np.float32(pre.std))
+        to_quantize, float_bytes = _graphs(lambda m: convert_float(m, pre, io), model, normalized,
+                                           quantize == "int8" and gptq)
         q = data = quantize_tflite(to_quantize, quantize, calibration, keep_float)
         if quantize == "int8":
             data = retype_io(data, io)
