@@ -17,35 +17,66 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
+def by(rows: list[dict], *keys: str) -> dict[tuple, list[dict]]:
+    """The rows (one per run) grouped by the values of `keys`, in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return groups
+
+
+def agreement_cells(rs: list[dict]) -> str:
+    """'points lost | test agreement (min) | val agreement (min)' of one group's runs, as table cells."""
+    import statistics as st
+
+    def m(key: str) -> float:
+        return st.mean(r[key] for r in rs)
+
+    return (f"{100 * (m('test_float') - m('test_int8')):+.2f} | {m('test_agreement'):.4f} "
+            f"({min(r['test_agreement'] for r in rs):.4f}) | {m('val_agreement'):.4f} "
+            f"({min(r['val_agreement'] for r in rs):.4f})")
+
+
 def table(rows: list[dict]) -> str:
     """Markdown: per model and number of float ops, means over seeds (agreement min in brackets)."""
     import statistics as st
 
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], r["keep_float"]), []).append(r)
     out = ["| model | ops in float | seeds | MB | p50 ms (1 thread) | test float | test int8 (MediaPipe) | "
            "points lost | test agreement (min) | val agreement (min) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for (model, k), rs in groups.items():
+    for (model, k), rs in by(rows, "model", "keep_float").items():
         m = lambda key: st.mean(r[key] for r in rs)  # noqa: E731
         ops = ", ".join(rs[0]["float_ops"]) if len({tuple(r["float_ops"]) for r in rs}) == 1 else f"top {k} (per run)"
         out.append(f"| {model} | {ops or 'none'} | {len(rs)} | {m('size_mb'):.3f} | {m('p50_ms_1thread'):.2f} | "
                    f"{m('test_float'):.4f} | {m('test_int8'):.4f} ({m('test_served_mediapipe'):.4f}) | "
-                   f"{100 * (m('test_float') - m('test_int8')):+.2f} | {m('test_agreement'):.4f} "
-                   f"({min(r['test_agreement'] for r in rs):.4f}) | {m('val_agreement'):.4f} "
-                   f"({min(r['val_agreement'] for r in rs):.4f}) |")
+                   f"{agreement_cells(rs)} |")
     return "\n".join(out)
 
 
-def main() -> None:
+def args_or_table(doc: str, table_of: Any, out: str, keep: bool = False) -> argparse.Namespace | None:
+    """`--table FILE`: print that results file's table and give None; else parse the runs, --data, --out."""
     if "--table" in sys.argv:
-        print(table(json.loads(Path(sys.argv[sys.argv.index("--table") + 1]).read_text())["rows"]))
+        print(table_of(json.loads(Path(sys.argv[sys.argv.index("--table") + 1]).read_text())["rows"]))
+        return None
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    if keep:
+        ap.add_argument("--keep", default="0,1,3", help="numbers of top-ranked ops kept in float")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared/datasets/flowers"))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / out)
+    return ap.parse_args()
+
+
+def main() -> None:
+    """Measure the runs given, or print the table of a results file."""
+    a = args_or_table(__doc__, table, "int8_float_ops.json", keep=True)
+    if a is None:
         return
     from fidelity import measure
 
@@ -54,12 +85,6 @@ def main() -> None:
     from edgeclf.runtime.benchmark import benchmark_file
     from edgeclf.runtime.evaluate import evaluate
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--keep", default="0,1,3", help="numbers of top-ranked ops kept in float")
-    ap.add_argument("--data", default=str(ROOT.parent / "shared/datasets/flowers"))
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/int8_float_ops.json")
-    a = ap.parse_args()
     rows = []
     for run in a.runs:
         manifest = json.loads((run / "manifest.json").read_text())

@@ -13,7 +13,6 @@ check); each file is measured on the run's test and validation splits
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def measure(run: Path, data: str) -> list[dict]:
@@ -72,34 +72,28 @@ def table(rows: list[dict]) -> str:
     """Markdown: per model and rounding, means over seeds (min agreement in brackets), disagreements in all."""
     import statistics as st
 
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], r["rounding"]), []).append(r)
+    from int8_float_ops import agreement_cells, by
+
     out = ["| model | rounding | seeds | export s | p50 ms (1 thread) | test float | test int8 | points lost | "
            "test agreement (min) | val agreement (min) | photos answered differently, test + val | "
            "mean abs. prob. error, test / val |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (model, rounding), rs in groups.items():
+    for (model, rounding), rs in by(rows, "model", "rounding").items():
         m = lambda key: st.mean(r[key] for r in rs)  # noqa: E731
         wrong = sum(round((1 - r[f"{s}_agreement"]) * r[f"{s}_n"]) for r in rs for s in ("test", "val"))
         seen = sum(r[f"{s}_n"] for r in rs for s in ("test", "val"))
         out.append(f"| {model} | {rounding} | {len(rs)} | {m('export_s'):.1f} | {m('p50_ms_1thread'):.2f} | "
-                   f"{m('test_float'):.4f} | {m('test_int8'):.4f} | {100 * (m('test_float') - m('test_int8')):+.2f} | "
-                   f"{m('test_agreement'):.4f} ({min(r['test_agreement'] for r in rs):.4f}) | "
-                   f"{m('val_agreement'):.4f} ({min(r['val_agreement'] for r in rs):.4f}) | {wrong} of {seen} | "
+                   f"{m('test_float'):.4f} | {m('test_int8'):.4f} | {agreement_cells(rs)} | {wrong} of {seen} | "
                    f"{m('test_mean_prob_diff'):.4f} / {m('val_mean_prob_diff'):.4f} |")
     return "\n".join(out)
 
 
 def main() -> None:
     """Measure the runs given, or print the table of a results file."""
-    if "--table" in sys.argv:
-        print(table(json.loads(Path(sys.argv[sys.argv.index("--table") + 1]).read_text())["rows"]))
+    from int8_float_ops import args_or_table
+
+    a = args_or_table(__doc__, table, "int8_rounding.json")
+    if a is None:
         return
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared/datasets/flowers"))
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/int8_rounding.json")
-    a = ap.parse_args()
     rows = [r for run in a.runs for r in measure(run, a.data)]
     a.out.write_text(json.dumps({"command": "python bench/int8_rounding.py " + " ".join(sys.argv[1:]),
                                  "rows": rows}, indent=2) + "\n")
