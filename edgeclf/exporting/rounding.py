@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 from collections import OrderedDict
 
 import numpy as np
@@ -48,10 +47,7 @@ def _patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         return x.transpose(0, 1).reshape(x.shape[1], -1)
     pad: int | tuple[int, ...] | str = conv.padding
     if isinstance(conv, Conv2dSame):  # its padding is computed per input size, as its forward does
-        ih, iw = x.shape[-2:]
-        ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
-        pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
-        x, pad = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2]), 0
+        x, pad = conv.same_pad(x), 0
     p = F.unfold(x, (kh, kw), padding=pad, stride=(sh, sw))  # [N, C·kh·kw, L]
     if conv.groups > 1:
         n, _, positions = p.shape
@@ -92,13 +88,17 @@ def fold_factor(m: ConvBnAct) -> torch.Tensor:
     return m.bn.weight / torch.sqrt(m.bn.running_var + m.bn.eps)
 
 
+def rounded_layers(model: Classifier) -> list[tuple[nn.Module, ConvBnAct | None]]:
+    """The layers whose weights are rounded, in model order: every conv (with its ConvBnAct) and head Linear."""
+    return ([(m.conv, m) for m in model.modules() if isinstance(m, ConvBnAct)]
+            + [(m, None) for m in model.head.modules() if isinstance(m, nn.Linear)])
+
+
 @torch.no_grad()
 def round_weights(model: Classifier, images: torch.Tensor) -> Classifier:
     """Set `model`'s conv and head weights (in place) to GPTQ-rounded int8 values; `images` are its NCHW inputs."""
     model.eval()
-    layers: list[tuple[nn.Module, torch.Tensor | None]] = [
-        (m.conv, fold_factor(m)) for m in model.modules() if isinstance(m, ConvBnAct)]
-    layers += [(m, None) for m in model.head.modules() if isinstance(m, nn.Linear)]
+    layers = rounded_layers(model)
     hs: dict[int, torch.Tensor] = {}
 
     def gather(i: int, layer: nn.Module):
@@ -121,13 +121,13 @@ def round_weights(model: Classifier, images: torch.Tensor) -> Classifier:
     finally:
         for hk in hooks:
             hk.remove()
-    for i, (layer, fold) in enumerate(layers):
+    for i, (layer, block) in enumerate(layers):
         if i not in hs:
             continue
-        if fold is None:
+        if block is None:
             layer.weight.copy_(gptq_rows(layer.weight[None], hs[i][None])[0].float())
             continue
-        f = fold.double().view(-1, 1, 1, 1)
+        f = fold_factor(block).double().view(-1, 1, 1, 1)
         live = f != 0  # a BatchNorm scale of 0 silences the channel: its weights stay as they are
         f = torch.where(live, f, torch.ones_like(f))
         wf = layer.weight.double() * f
@@ -174,9 +174,10 @@ def deployed_weights(model: Classifier) -> list[np.ndarray]:
     OHWI (conv), 1HWC (depthwise), [out, in] (head)."""
     out = []
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, ConvBnAct):
-                w = m.conv.weight * fold_factor(m).view(-1, 1, 1, 1)
-                out.append((w.permute(1, 2, 3, 0) if m.conv.groups > 1 else w.permute(0, 2, 3, 1)).numpy())
-        out += [m.weight.detach().numpy() for m in model.head.modules() if isinstance(m, nn.Linear)]
+        for layer, block in rounded_layers(model):
+            if block is None:
+                out.append(layer.weight.numpy())
+                continue
+            w = layer.weight * fold_factor(block).view(-1, 1, 1, 1)
+            out.append((w.permute(1, 2, 3, 0) if layer.groups > 1 else w.permute(0, 2, 3, 1)).numpy())
     return [np.ascontiguousarray(w, np.float32) for w in out]

@@ -27,16 +27,18 @@ class Conv2dSame(nn.Conv2d):
     stride-2 feature map by half a pixel and costs accuracy.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Convolve with TensorFlow's SAME padding, computed for this input's size."""
+    def same_pad(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` padded as TensorFlow's SAME padding does for this input's size."""
         ih, iw = x.shape[-2:]
         kh, kw = self.kernel_size
         sh, sw = self.stride
         ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
         pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
-        if ph or pw:
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2]) if ph or pw else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve with TensorFlow's SAME padding, computed for this input's size."""
+        return F.conv2d(self.same_pad(x), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 def conv2d(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, pad: str = "sym",
