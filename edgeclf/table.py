@@ -13,8 +13,10 @@ def short_list(names: Sequence[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, decimals: int | None = None) -> str:
     if isinstance(v, float):
+        if decimals is not None:
+            return f"{v:.{decimals}f}"
         return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
@@ -47,9 +49,11 @@ class Footnotes:
         return "\n".join([table, ""] + [f"[{n}] {t}" for t, n in self.texts.items()]) if self.texts else table
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> str:
-    """Format rows under headers; numbers right-aligned, text left-aligned."""
-    cells = [[_cell(v) for v in row] for row in rows]
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
+                 decimals: int | None = None) -> str:
+    """Format rows under headers; numbers right-aligned, text left-aligned, floats to `decimals` places if given."""
+    # A column of scores written 0.9876, 1, 0.95 reads as three precisions: `decimals` writes them alike.
+    cells = [[_cell(v, decimals) for v in row] for row in rows]
     widths = [max([display_width(h)] + [display_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
     numeric = [all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in rows if row[i] is not None)
                and bool(rows) for i in range(len(headers))]

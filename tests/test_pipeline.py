@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -205,8 +206,11 @@ def test_tflite_matches_pytorch_and_evaluates(trained: tuple[Path, Path], tmp_pa
     # The classes with no photo there have no recall (not 0: the model got nothing wrong about them).
     from edgeclf.runtime.evaluate import format_metrics
 
-    blue_row = next(line.split() for line in format_metrics(m_one).splitlines() if line.startswith("blue "))
-    assert blue_row[2:] == ["-", "-", "0"], blue_row
+    table = format_metrics(m_one).split("\n\n")[1].splitlines()[2:]  # the per-class rows
+    rows = {line.split()[0]: line.split()[1:] for line in table}
+    assert rows["blue"][1:] == ["-", "-", "0"], rows
+    # Scores written alike (a precision of 0 or 1 as 0.0000, 1.0000), or undefined.
+    assert all(re.fullmatch(r"-|[01]\.\d{4}", c) for r in rows.values() for c in r[:3]), rows
     # A Kaggle-style folder holding only test/<class>/: the error says where the classes are.
     (tmp_path / "kaggle").mkdir()
     (one).rename(tmp_path / "kaggle" / "test")

@@ -340,7 +340,7 @@ def format_metrics(m: dict[str, Any]) -> str:
              + "".join(f"   top-1 agreement with {who} {m[key]:.4f}" for who, key in
                        (("edgeclf's LiteRT", "top1_agreement_with_litert"), ("PyTorch", "top1_agreement_with_pytorch"))
                        if key in m), "",
-             format_table(["class", "precision", "recall", "f1", "support"], rows)]
+             format_table(["class", "precision", "recall", "f1", "support"], rows, decimals=4)]
     if "unknown" in m:
         u = m["unknown"]
         lines.append(f"\nunknown below {u['threshold']:.3f}: {u['coverage']:.1%} of photos answered, accuracy on "
