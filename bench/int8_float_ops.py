@@ -59,8 +59,10 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def args_or_table(doc: str, table_of: Any, out: str, keep: bool = False) -> argparse.Namespace | None:
-    """`--table FILE`: print that results file's table and give None; else parse the runs, --data, --out."""
+def args_or_table(doc: str, table_of: Any, out: str, keep: bool = False,
+                  roundings: str | None = None) -> argparse.Namespace | None:
+    """`--table FILE`: print that results file's table and give None; else parse the runs, --data, --out
+    (and --keep or --roundings, where a default is given)."""
     if "--table" in sys.argv:
         print(table_of(json.loads(Path(sys.argv[sys.argv.index("--table") + 1]).read_text())["rows"]))
         return None
@@ -68,6 +70,8 @@ def args_or_table(doc: str, table_of: Any, out: str, keep: bool = False) -> argp
     ap.add_argument("runs", nargs="+", type=Path)
     if keep:
         ap.add_argument("--keep", default="0,1,3", help="numbers of top-ranked ops kept in float")
+    if roundings:
+        ap.add_argument("--roundings", default=roundings, help="int8 files to write, of " + roundings)
     ap.add_argument("--data", default=str(ROOT.parent / "shared/datasets/flowers"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / out)
     return ap.parse_args()

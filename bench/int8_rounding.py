@@ -1,11 +1,13 @@
-"""int8 weights rounded by GPTQ instead of to the nearest step (issue #14, part 1): agreement with float.
+"""int8 weights rounded by GPTQ instead of to the nearest step, and ReLU6 channels scaled to fill int8
+(issue #14, part 1): agreement with float.
 
-    python bench/int8_rounding.py RUN [RUN ...] [--out bench/int8_rounding.json]
+    python bench/int8_rounding.py RUN [RUN ...] [--roundings nearest,gptq,gptq+scaled] [--out FILE]
     python bench/int8_rounding.py --table bench/int8_rounding.json
 
 For every run (`edgeclf train flowers [--model M] --seed S`, defaults otherwise) the int8 file is
-written as `edgeclf export RUN --quantize int8` writes it (GPTQ rounding, edgeclf/exporting/rounding.py)
-and with ai-edge-quantizer's nearest rounding alone (the export before GPTQ), both calibrated on the
+written as `edgeclf export RUN --quantize int8` writes it ("gptq+scaled": ReLU6 channels scaled,
+edgeclf/exporting/equalize.py, then GPTQ rounding, edgeclf/exporting/rounding.py), with GPTQ alone
+("gptq") and with ai-edge-quantizer's nearest rounding alone ("nearest"), all calibrated on the
 same 100 training images and timed (conversion + rounding + quantization, without export's int8
 check); each file is measured on the run's test and validation splits
 (accuracy, top-1 agreement with the PyTorch model) through edgeclf's LiteRT runtime, and timed.
@@ -23,13 +25,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def measure(run: Path, data: str) -> list[dict]:
-    """Both roundings of one run's int8 file: export time, size, latency, accuracy and agreement per split."""
+def measure(run: Path, data: str, roundings: list[str]) -> list[dict]:
+    """Each of `roundings` of one run's int8 file: export time, size, latency, accuracy and agreement per split."""
     import numpy as np
 
     from edgeclf.artifacts.run import load_run, read_split, run_preprocess
     from edgeclf.data.dataset import scan
     from edgeclf.exporting.exporter import calibration_images, export
+    from edgeclf.exporting.rounding import forget_copies
     from edgeclf.exporting.tflite import to_tflite
     from edgeclf.runtime.benchmark import benchmark_file
     from edgeclf.runtime.engine import load_engine
@@ -45,11 +48,13 @@ def measure(run: Path, data: str) -> list[dict]:
     torch_engine = load_engine(run)
     ref = {split: predict_files(torch_engine, p, desc="PyTorch")[0] for split, p in paths.items()}
     rows = []
-    for rounding in ("nearest", "gptq"):
+    for rounding in roundings:
         export(run, "tflite", "int8", dest, verbose=False)  # its sidecar is what evaluate reads; the file:
+        forget_copies()  # export's own call above rounded this model: time the rounding too
         t = time.perf_counter()
         to_tflite(model, pre, dest, "int8", labels=list(meta["classes"]), calibration=calib,
-                  score_threshold=meta.get("score_threshold"), gptq=rounding == "gptq")
+                  score_threshold=meta.get("score_threshold"), gptq=rounding != "nearest",
+                  equalize=rounding == "gptq+scaled")
         export_s = time.perf_counter() - t
         row = {"model": meta["model"], "seed": json.loads((run / "manifest.json").read_text())["config"]["seed"],
                "rounding": rounding, "export_s": round(export_s, 1), "size_mb": round(dest.stat().st_size / 1e6, 3),
@@ -91,10 +96,10 @@ def main() -> None:
     """Measure the runs given, or print the table of a results file."""
     from int8_float_ops import args_or_table
 
-    a = args_or_table(__doc__, table, "int8_rounding.json")
+    a = args_or_table(__doc__, table, "int8_rounding.json", roundings="nearest,gptq,gptq+scaled")
     if a is None:
         return
-    rows = [r for run in a.runs for r in measure(run, a.data)]
+    rows = [r for run in a.runs for r in measure(run, a.data, a.roundings.split(","))]
     a.out.write_text(json.dumps({"command": "python bench/int8_rounding.py " + " ".join(sys.argv[1:]),
                                  "rows": rows}, indent=2) + "\n")
     print(table(rows))

@@ -213,7 +213,7 @@ def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Pat
     from edgeclf.artifacts.run import load_run, run_preprocess
     from edgeclf.exporting.exporter import calibration_images
     from edgeclf.exporting.fold import fold_normalization
-    from edgeclf.exporting.rounding import fold_factor, rounded_copy
+    from edgeclf.exporting.rounding import fold_factor, int8_copies
     from edgeclf.exporting import tflite
     from edgeclf.exporting.tflite import swap_weights, to_tflite
     from edgeclf.litert import convert
@@ -225,7 +225,7 @@ def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Pat
     folded, m0, s0 = fold_normalization(model, pre)
     u = (calib.astype(np.float32) - m0) / s0
     before = {k: v.clone() for k, v in folded.state_dict().items()}
-    rounded = rounded_copy(folded, torch.from_numpy(u).permute(0, 3, 1, 2))
+    scaled, rounded = int8_copies(folded, torch.from_numpy(u).permute(0, 3, 1, 2))
     assert all(torch.equal(v, before[k]) for k, v in folded.state_dict().items())  # a copy was rounded
 
     def on_grid(w: torch.Tensor) -> torch.Tensor:
@@ -267,12 +267,68 @@ def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Pat
     chosen = on_grid(rounded.backbone.stem.conv.weight * fold_factor(rounded.backbone.stem).view(-1, 1, 1, 1))
     assert np.array_equal(held, chosen.permute(0, 2, 3, 1).numpy().astype(np.int64))
     # The int8 check exports one model again and again: its rounding is reused, never for other weights.
-    again = rounded_copy(folded, x)
-    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), rounded.state_dict().values()))
+    again = int8_copies(folded, x)
+    assert all(torch.equal(a, b) for m, n in zip(again, (scaled, rounded))
+               for a, b in zip(m.state_dict().values(), n.state_dict().values()))
+    plain = int8_copies(folded, x, equalized=False)[1]
     with torch.no_grad():
         folded.backbone.stem.conv.weight[0] *= 1.5
-    moved = rounded_copy(folded, x)
-    assert not torch.equal(moved.backbone.stem.conv.weight[0], rounded.backbone.stem.conv.weight[0])
-    assert torch.equal(moved.backbone.stem.conv.weight[1:], rounded.backbone.stem.conv.weight[1:])
+    moved = int8_copies(folded, x, equalized=False)[1]
+    assert not torch.equal(moved.backbone.stem.conv.weight[0], plain.backbone.stem.conv.weight[0])
+    assert torch.equal(moved.backbone.stem.conv.weight[1:], plain.backbone.stem.conv.weight[1:])
     w = np.ones((3, 3, 3, 3), np.float32)  # in no graph: the graph is converted again instead
-    assert swap_weights(f.read_bytes(), [w], [w]) is None
+    graph = f.read_bytes()
+    assert swap_weights(graph, [w], [2 * w]) is None
+    assert swap_weights(graph, [w], [w]) is graph  # nothing to change: nothing looked for
+
+
+def test_relu6_channels_are_scaled_to_fill_int8(run: Path, tmp_path: Path) -> None:
+    """int8 activations share one scale per tensor: a channel peaking far below the others gets few steps. Three
+    in four of the stem's channels shrunk 20x before their ReLU6 and grown back in the depthwise conv that reads
+    them (the same function): export scales them back up, and the file's error falls by a fifth or more."""
+    from edgeclf.artifacts.run import load_run, run_preprocess
+    from edgeclf.exporting.equalize import HEADROOM, equalize
+    from edgeclf.exporting.exporter import calibration_images
+    from edgeclf.exporting.tflite import to_tflite
+    from edgeclf.runtime.engine import load_engine
+
+    import copy
+
+    model, meta = load_run(run)
+    pre = run_preprocess(meta, run)
+    calib = calibration_images(run, pre, 100)
+    x = (torch.from_numpy(calib).permute(0, 3, 1, 2).float() - torch.tensor(pre.mean).view(1, 3, 1, 1)) / \
+        torch.tensor(pre.std).view(1, 3, 1, 1)
+    # The tests' backbone is untrained, its BatchNorm statistics the initial ones: it answers every image alike.
+    # Statistics measured on these images make its answers vary, as a trained model's do.
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.reset_running_stats()
+        bn.momentum = None
+    with torch.no_grad():
+        model.train()(x)
+    model.eval()
+    shrunk = copy.deepcopy(model)
+    stem, dw = shrunk.backbone.stem, shrunk.backbone.blocks[0].dw.conv
+    low = torch.arange(dw.in_channels) % 4 != 0
+    with torch.no_grad():
+        stem.bn.weight[low] /= 20
+        stem.bn.bias[low] /= 20
+        dw.weight[low] *= 20
+        ref = torch.softmax(model(x), 1).numpy()
+        assert np.abs(torch.softmax(shrunk(x), 1).numpy() - ref).max() < 1e-4
+        scaled = copy.deepcopy(shrunk)
+        assert equalize(scaled, x) > 0
+        assert np.abs(torch.softmax(scaled(x), 1).numpy() - ref).max() < 1e-4  # below every clip on these images
+        peaks = scaled.backbone.stem(x).amax((0, 2, 3))
+        grown = scaled.backbone.stem.bn.weight / stem.bn.weight
+    # The shrunk channels grew, each that fires on these images to peak at 6 / HEADROOM.
+    assert (grown[low] > 1).all()
+    assert torch.allclose(peaks[low & (peaks > 0)], torch.tensor(6 / HEADROOM), atol=1e-4)
+    err = {}
+    for eq in (True, False):
+        f = to_tflite(shrunk, pre, tmp_path / f"eq{eq:d}.tflite", "int8", labels=list(meta["classes"]),
+                      calibration=calib, equalize=eq)
+        engine = load_engine(f)
+        probs = np.concatenate([engine.predict(calib[i:i + 25]) for i in range(0, len(calib), 25)])
+        err[eq] = float(np.abs(probs - ref).mean())
+    assert err[True] < 0.8 * err[False], err

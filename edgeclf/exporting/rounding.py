@@ -27,13 +27,13 @@ from torch import nn
 
 from ..models.blocks import Conv2dSame, ConvBnAct
 from ..models.builder import Classifier
+from .equalize import equalize, run_hooked
 
 DAMP = 0.01  # of H's mean diagonal: keeps H invertible where calibration inputs are collinear
-BATCH = 20  # calibration images per forward pass while H is gathered
 BLOCK = 64  # columns rounded before the rest of a row is updated (GPTQ's lazy batch updates)
-MEMO = 2  # rounded models kept: the int8 check re-exports one model on the same images (report, float ops)
+MEMO = 2  # (scaled, rounded) copies kept: the int8 check re-exports one model on the same images (report, float ops)
 
-_memo: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+_memo: OrderedDict[str, tuple[dict[str, torch.Tensor], ...]] = OrderedDict()
 
 
 def _patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -114,13 +114,7 @@ def round_weights(model: Classifier, images: torch.Tensor) -> Classifier:
             hs[i] = hs[i] + h.double() if i in hs else h.double()
         return hook
 
-    hooks = [layer.register_forward_hook(gather(i, layer)) for i, (layer, _) in enumerate(layers)]
-    try:
-        for b in range(0, len(images), BATCH):
-            model(images[b:b + BATCH])
-    finally:
-        for hk in hooks:
-            hk.remove()
+    run_hooked(model, images, [(layer, gather(i, layer)) for i, (layer, _) in enumerate(layers)])
     for i, (layer, block) in enumerate(layers):
         if i not in hs:
             continue
@@ -149,35 +143,50 @@ def _digest(model: nn.Module, images: torch.Tensor) -> str:
     return h.hexdigest()
 
 
-def rounded_copy(model: Classifier, images: torch.Tensor) -> Classifier:
-    """A copy of `model` with GPTQ-rounded weights (`model` is untouched); `images` are its NCHW inputs.
+def int8_copies(model: Classifier, images: torch.Tensor, equalized: bool = True,
+                rounded: bool = True) -> tuple[Classifier, Classifier]:
+    """(the float model int8 quantizes, the same with GPTQ-rounded weights): copies of `model` (untouched), its
+    ReLU6 channels scaled (equalize.py) if `equalized`, rounded if `rounded`; `images` are its NCHW inputs.
 
     The int8 check exports one model again and again (with a report, with ops kept in float, the best
-    try once more) on the same calibration images: the rounding of the last two (model, images) pairs
-    is reused instead of recomputed (~10 s each for a 224-pixel model on 2 cores).
+    try once more) on the same calibration images: the copies of the last two (model, images) pairs
+    are reused instead of recomputed (~10 s each for a 224-pixel model on 2 cores).
     """
-    key = _digest(model, images)
-    out = copy.deepcopy(model)
+    key = f"{_digest(model, images)}{equalized:d}{rounded:d}"
+    out = copy.deepcopy(model), copy.deepcopy(model)
     if key in _memo:
         _memo.move_to_end(key)
-        out.load_state_dict(_memo[key])
+        for m, state in zip(out, _memo[key]):
+            m.load_state_dict(state)
         return out
-    round_weights(out, images)
-    _memo[key] = {k: v.detach().clone() for k, v in out.state_dict().items()}
+    if equalized:
+        equalize(out[0], images)
+        out[1].load_state_dict(out[0].state_dict())
+    if rounded:
+        round_weights(out[1], images)
+    _memo[key] = tuple({k: v.detach().clone() for k, v in m.state_dict().items()} for m in out)
     while len(_memo) > MEMO:
         _memo.popitem(last=False)
     return out
 
 
-def deployed_weights(model: Classifier) -> list[np.ndarray]:
-    """Each layer `round_weights` rounds, as a converted graph holds its weights: BatchNorm folded in,
-    OHWI (conv), 1HWC (depthwise), [out, in] (head)."""
+def forget_copies() -> None:
+    """Drop the kept copies: the next `int8_copies` call computes (and costs) its own."""
+    _memo.clear()
+
+
+def deployed_constants(model: Classifier) -> list[np.ndarray]:
+    """Each layer `round_weights` rounds, as a converted graph holds it: its weights (BatchNorm folded in; OHWI
+    conv, 1HWC depthwise, [out, in] head), then, for a conv, its bias (BatchNorm's shift folded in)."""
     out = []
     with torch.no_grad():
         for layer, block in rounded_layers(model):
             if block is None:
                 out.append(layer.weight.numpy())
                 continue
-            w = layer.weight * fold_factor(block).view(-1, 1, 1, 1)
+            f = fold_factor(block)
+            w = layer.weight * f.view(-1, 1, 1, 1)
             out.append((w.permute(1, 2, 3, 0) if layer.groups > 1 else w.permute(0, 2, 3, 1)).numpy())
+            bias = layer.bias if layer.bias is not None else torch.zeros_like(f)
+            out.append((block.bn.bias + (bias - block.bn.running_mean) * f).numpy())
     return [np.ascontiguousarray(w, np.float32) for w in out]

@@ -190,7 +190,10 @@ def swap_weights(graph: bytes, old: list[np.ndarray], new: list[np.ndarray]) -> 
         if data is not None and t.type == 0 and len(data) == 4 * int(np.prod(t.shape)):  # 0: FLOAT32
             consts.setdefault(tuple(t.shape), []).append((t.buffer, np.frombuffer(bytes(data), np.float32)))
     taken: set[int] = set()
-    for o, n in zip(old, new):
+    pairs = [(o, n) for o, n in zip(old, new) if not np.array_equal(o, n)]
+    if not pairs:
+        return graph
+    for o, n in pairs:
         tol = 1e-6 * float(np.abs(o).max())
         found = {b for b, v in consts.get(o.shape, []) if np.allclose(v, o.ravel(), rtol=1e-4, atol=tol)}
         if len(found) != 1 or found & taken:
@@ -201,26 +204,33 @@ def swap_weights(graph: bytes, old: list[np.ndarray], new: list[np.ndarray]) -> 
 
 
 def _graphs(to_graph: Callable[[Classifier], bytes], model: Classifier, inputs: np.ndarray | None,
-            gptq: bool) -> tuple[bytes, bytes]:
-    """(float graph to quantize, the model's own float graph): the first holds GPTQ-rounded weights (rounding.py)
-    when `gptq` and there are `inputs` (the model's NHWC inputs)."""
+            gptq: bool, equalize: bool) -> tuple[bytes, bytes]:
+    """(float graph to quantize, its float reference): the model's own graph, with its ReLU6 channels scaled
+    (equalize.py) if `equalize`, and the graph to quantize with GPTQ-rounded weights (rounding.py) if `gptq`;
+    either needs `inputs` (the model's NHWC inputs)."""
     graph = to_graph(model)
-    if not gptq or inputs is None or not len(inputs):
+    if not (gptq or equalize) or inputs is None or not len(inputs):
         return graph, graph
-    from .rounding import deployed_weights, rounded_copy
+    from .rounding import deployed_constants, int8_copies
 
-    rounded = rounded_copy(model, torch.from_numpy(np.ascontiguousarray(inputs, np.float32)).permute(0, 3, 1, 2))
-    swapped = swap_weights(graph, deployed_weights(model), deployed_weights(rounded))
-    return swapped if swapped is not None else to_graph(rounded), graph
+    x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32)).permute(0, 3, 1, 2)
+    scaled, rounded = int8_copies(model, x, equalize, gptq)
+    own = deployed_constants(model)
+    swapped, reference = (swap_weights(graph, own, deployed_constants(m)) for m in (rounded, scaled))
+    if swapped is None or reference is None:
+        return to_graph(rounded), to_graph(scaled) if equalize else graph
+    return swapped, reference
 
 
 def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None,
-            keep_float: Sequence[str] = (), gptq: bool = True) -> tuple[bytes, bytes, bytes, np.ndarray | None]:
+            keep_float: Sequence[str] = (), gptq: bool = True,
+            equalize: bool = True) -> tuple[bytes, bytes, bytes, np.ndarray | None]:
     """uint8-input graph whose input tensor's quantization does the normalization (see fold.py).
 
     The float graph is converted with a float input u = (x - m0) / s0 and quantized; the uint8
     input (scale 1/s0, zero point m0) then feeds it through one QUANTIZE (int8) or DEQUANTIZE op.
-    Returns (file bytes, the model's own float graph, quantized graph before the uint8 wrapping, calibration in u).
+    Returns (file bytes, the float graph the quantized one is compared with, the quantized graph before the
+    uint8 wrapping, calibration in u).
     """
     from .fold import fold_normalization
     from ..models.deploy import Prenormalized
@@ -231,8 +241,9 @@ def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.n
     u = None if calibration is None else (calibration.astype(np.float32) - m0) / s0
     pixels = torch.zeros(1, pre.size, pre.size, 3)
     # Rounded after the fold: the stem's weights are rounded as the graph holds them.
+    int8 = quantize == "int8"
     to_quantize, float_bytes = _graphs(lambda m: convert(Prenormalized(m).eval(), pixels), folded, u,
-                                       quantize == "int8" and gptq)
+                                       int8 and gptq, int8 and equalize)
     q = quantize_tflite(to_quantize, quantize, u, keep_float)
     return retype_io(q, "uint8", input_qparams=(1.0 / s0, m0)), float_bytes, q, u
 
@@ -241,12 +252,13 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
               io: str = "uint8", labels: list[str] | None = None, calibration: np.ndarray | None = None,
               name: str = "edgeclf classifier", description: str = "", version: str = "1",
               score_threshold: float | None = None, keep_float: Sequence[str] = (),
-              report: str | os.PathLike[str] | None = None, gptq: bool = True) -> Path:
+              report: str | os.PathLike[str] | None = None, gptq: bool = True, equalize: bool = True) -> Path:
     """Convert, quantize, add metadata (with labels) and write `dest` atomically.
 
     int8 only: `keep_float` leaves the ops producing those tensors in float; `report` is a CSV
     path for the error each op adds against the float graph (int8_layers.py); `gptq` rounds the
-    weights by their effect on each layer's output (rounding.py) instead of to the nearest step.
+    weights by their effect on each layer's output (rounding.py) instead of to the nearest step;
+    `equalize` scales ReLU6 channels to fill their int8 range (equalize.py).
     """
     if quantize not in QUANTIZE:
         raise EdgeclfError(f"--quantize {quantize} is not supported for .tflite; use one of {', '.join(QUANTIZE)}")
@@ -255,13 +267,14 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
     if quantize != "int8":
         keep_float, report = (), None
     if io == "uint8":
-        data, float_bytes, q, calib = _folded(model, pre, quantize, calibration, keep_float, gptq)
+        data, float_bytes, q, calib = _folded(model, pre, quantize, calibration, keep_float, gptq, equalize)
     else:
         calib = calibration
         normalized = None if calibration is None else (
             (calibration.astype(np.float32) - np.float32(pre.mean)) / np.float32(pre.std))
+        int8 = quantize == "int8"
         to_quantize, float_bytes = _graphs(lambda m: convert_float(m, pre, io), model, normalized,
-                                           quantize == "int8" and gptq)
+                                           int8 and gptq, int8 and equalize)
         q = data = quantize_tflite(to_quantize, quantize, calibration, keep_float)
         if quantize == "int8":
             data = retype_io(data, io)
