@@ -256,7 +256,7 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
     """Convert, quantize, add metadata (with labels) and write `dest` atomically.
 
     int8 only: `keep_float` leaves the ops producing those tensors in float; `report` is a CSV
-    path for the error each op adds against the float graph (int8_layers.py); `gptq` rounds the
+    path for the error each op adds against the float graph quantized (int8_layers.py); `gptq` rounds the
     weights by their effect on each layer's output (rounding.py) instead of to the nearest step;
     `equalize` scales ReLU6 channels to fill their int8 range (equalize.py).
     """
