@@ -216,10 +216,11 @@ def _graphs(to_graph: Callable[[Classifier], bytes], model: Classifier, inputs: 
     x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32)).permute(0, 3, 1, 2)
     scaled, rounded = int8_copies(model, x, equalize, gptq)
     own = deployed_constants(model)
-    swapped, reference = (swap_weights(graph, own, deployed_constants(m)) for m in (rounded, scaled))
-    if swapped is None or reference is None:
-        return to_graph(rounded), to_graph(scaled) if equalize else graph
-    return swapped, reference
+    swapped = swap_weights(graph, own, deployed_constants(rounded))
+    reference = swap_weights(graph, own, deployed_constants(scaled))
+    # A copy whose weights could not be written into the graph is converted itself, and only that one (~15 s).
+    return (swapped if swapped is not None else to_graph(rounded),
+            reference if reference is not None else to_graph(scaled))
 
 
 def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None,
