@@ -21,8 +21,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("int8")
     data = _colour_dataset(root / "data", n=120)
-    return train(data, "mobilenet_v2_0.35_96", root / "run", weights="none", epochs=10, val_percent=30,
-                 feature_backend="torch", verbose=False, aug_views=0, hidden=0, dropout=0.2)  # a linear head
+    run = train(data, "mobilenet_v2_1.0_96", root / "run", epochs=10, val_percent=30, feature_backend="torch",
+                verbose=False, aug_views=0, hidden=0, dropout=0.2)  # ImageNet features and a linear head
+    # A model that answers by image: an untrained backbone (its initial BatchNorm statistics) gave every image the
+    # same logits (std 1e-8, accuracy at chance), so float and int8 agreed whatever export did.
+    assert json.loads((run / "metrics.json").read_text())["val"]["accuracy"] > 0.9  # chance: 0.33
+    return run
 
 
 def test_int8_file_is_checked_against_float(run: Path) -> None:
@@ -33,6 +37,7 @@ def test_int8_file_is_checked_against_float(run: Path) -> None:
     assert c["checked"] and c["split"] == "val" and c["n"] >= 100
     assert c["drop_points"] == pytest.approx(100 * (c["val_acc_float"] - c["val_acc_int8"]), abs=0.01)
     assert c["passed"] == (c["drop_points"] <= 50) and 0 <= c["top1_agreement"] <= 1
+    assert c["top1_agreement"] >= 0.98 and c["drop_points"] <= 2  # colours in ImageNet features: int8 keeps them
 
 
 def _flat_logits(run: Path, dest: Path) -> Path:
@@ -287,7 +292,7 @@ def test_relu6_channels_are_scaled_to_fill_int8(run: Path, tmp_path: Path) -> No
     in four of the stem's channels shrunk 20x before their ReLU6 and grown back in the depthwise conv that reads
     them (the same function): export scales them back up, and the file's error falls by a fifth or more."""
     from edgeclf.artifacts.run import load_run, run_preprocess
-    from edgeclf.exporting.equalize import HEADROOM, equalize
+    from edgeclf.exporting.equalize import HEADROOM, MAX_GAIN, equalize
     from edgeclf.exporting.exporter import calibration_images
     from edgeclf.exporting.tflite import to_tflite
     from edgeclf.runtime.engine import load_engine
@@ -299,14 +304,6 @@ def test_relu6_channels_are_scaled_to_fill_int8(run: Path, tmp_path: Path) -> No
     calib = calibration_images(run, pre, 100)
     x = (torch.from_numpy(calib).permute(0, 3, 1, 2).float() - torch.tensor(pre.mean).view(1, 3, 1, 1)) / \
         torch.tensor(pre.std).view(1, 3, 1, 1)
-    # The tests' backbone is untrained, its BatchNorm statistics the initial ones: it answers every image alike.
-    # Statistics measured on these images make its answers vary, as a trained model's do.
-    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        bn.reset_running_stats()
-        bn.momentum = None
-    with torch.no_grad():
-        model.train()(x)
-    model.eval()
     shrunk = copy.deepcopy(model)
     stem, dw = shrunk.backbone.stem, shrunk.backbone.blocks[0].dw.conv
     low = torch.arange(dw.in_channels) % 4 != 0
@@ -321,9 +318,13 @@ def test_relu6_channels_are_scaled_to_fill_int8(run: Path, tmp_path: Path) -> No
         assert np.abs(torch.softmax(scaled(x), 1).numpy() - ref).max() < 1e-4  # below every clip on these images
         peaks = scaled.backbone.stem(x).amax((0, 2, 3))
         grown = scaled.backbone.stem.bn.weight / stem.bn.weight
-    # The shrunk channels grew, each that fires on these images to peak at 6 / HEADROOM.
+    # The shrunk channels grew, each that fires on these images to peak at 6 / HEADROOM, or by MAX_GAIN where a
+    # channel (near silent on these colours) would need more.
     assert (grown[low] > 1).all()
-    assert torch.allclose(peaks[low & (peaks > 0)], torch.tensor(6 / HEADROOM), atol=1e-4)
+    capped = torch.isclose(grown, torch.tensor(MAX_GAIN))
+    filled = low & (peaks > 0) & ~capped
+    assert filled.sum() > low.sum() / 2 and (peaks[low & capped] < 6 / HEADROOM).all()
+    assert torch.allclose(peaks[filled], torch.tensor(6 / HEADROOM), atol=1e-4)
     err = {}
     for eq in (True, False):
         f = to_tflite(shrunk, pre, tmp_path / f"eq{eq:d}.tflite", "int8", labels=list(meta["classes"]),
