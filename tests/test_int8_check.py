@@ -40,6 +40,30 @@ def test_int8_file_is_checked_against_float(run: Path) -> None:
     assert c["top1_agreement"] >= 0.98 and c["drop_points"] <= 2  # colours in ImageNet features: int8 keeps them
 
 
+def test_the_rounding_kept_is_the_one_closer_to_float(run: Path, tmp_path: Path) -> None:
+    """Where int8 answers some validation images differently, two roundings are checked (GPTQ, and GPTQ within the
+    activations' windows); the file left is the one closer to float, byte for byte what that rounding writes."""
+    import hashlib
+
+    from edgeclf.exporting.exporter import ROUNDINGS, export as export_file
+    from edgeclf.workflows.export import export
+
+    f = export(run, quantize="int8", max_drop=50, verbose=False)
+    c = json.loads(f.with_suffix(".json").read_text())["int8_check"]
+    assert c["top1_agreement"] < 1 or "roundings_tried" not in c  # nothing to gain: one rounding, no time spent
+    flat = _flat_logits(run, tmp_path / "flat")  # int8 ties the probabilities: answers differ
+    f = export(flat, quantize="int8", max_drop=100, verbose=False)
+    side = json.loads(f.with_suffix(".json").read_text())
+    c = side["int8_check"]
+    tried = c["roundings_tried"]
+    assert [t["rounding"] for t in tried] == [ROUNDINGS[False], ROUNDINGS[True]]
+    best = max(tried, key=lambda t: (t["top1_agreement"], -t["mean_abs_prob_diff"]))
+    assert side["rounding"] == best["rounding"] and c["mean_abs_prob_diff"] == best["mean_abs_prob_diff"]
+    again = export_file(flat, "tflite", "int8", tmp_path / "again.tflite", verbose=False,
+                        window=best["rounding"] == ROUNDINGS[True])
+    assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256(again.read_bytes()).digest()
+
+
 def _flat_logits(run: Path, dest: Path) -> Path:
     """A copy of `run` whose logits are shrunk 10,000x: float keeps every argmax, int8 probabilities tie them."""
     from edgeclf.artifacts.run import load_run, save_model
@@ -72,6 +96,7 @@ def test_int8_over_budget_keeps_the_worst_ops_in_float(run: Path, tmp_path: Path
     assert [t["calibration_images"] for t in check["tries"]] == [100, n_train]
     assert all(t["drop_points"] > 1 for t in check["tries"]) and check["calibration_images"] == n_train
     assert "output" in check["float_ops"] and len(check["float_ops"]) == 3 and c["float_ops"] == check["float_ops"]
+    assert len(check["roundings_tried"]) == 2  # both roundings were checked first, and the record kept
     rows = list(csv.DictReader(open(f.with_suffix(".layers.csv"))))  # the table the choice came from
     assert sorted(int(r["rank"]) for r in rows) == list(range(1, len(rows) + 1))
     # A phone app runs the mixed file as it is: uint8 pixels in, float probabilities out.
@@ -194,11 +219,12 @@ def test_the_file_left_is_the_best_try_not_the_last(run: Path, tmp_path: Path, m
     monkeypatch.setattr(workflow, "int8_check", harsher)
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export"))
-    first = workflow.export_file(copy, "tflite", "int8", tmp_path / "first.tflite", "uint8", 100, None, False)
     with pytest.raises(workflow.Int8DropError) as e:
         workflow.export(copy, quantize="int8", max_drop=1.0)
     f = next((copy / "export").glob("*_int8.tflite"))
     c = read_json(sidecar_of(f))["int8_check"]
+    first = workflow.export_file(copy, "tflite", "int8", tmp_path / "first.tflite", "uint8", 100, None, False,
+                                 window=read_json(sidecar_of(f))["rounding"] == workflow.ROUNDINGS[True])
     assert [t["calibration_images"] for t in c["tries"]][0] == 100 and len(c["tries"]) == 3, c["tries"]
     assert c["tries"][-1]["float_ops"] and c["best_of_tries"] and c["float_ops"] == []
     assert c["drop_points"] == min(t["drop_points"] for t in c["tries"]) < c["tries"][-1]["drop_points"]

@@ -107,14 +107,19 @@ def write_labels(dest: Path, classes: list[str], before: Any = None) -> Path:
     return write_text(dest.with_name(dest.stem + ".labels.txt"), text)
 
 
+# How an int8 file's weights were rounded (rounding.py), by `window`.
+ROUNDINGS = {False: "gptq", True: "gptq within activation windows"}
+
+
 def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: str = "float32",
            out: str | os.PathLike[str] | None = None, io: str = "uint8", calibration_size: int = 100,
            calibration_data: str | os.PathLike[str] | None = None, verbose: bool = True,
-           keep_float: Sequence[str] = (), report: bool = False) -> Path:
+           keep_float: Sequence[str] = (), report: bool = False, window: bool = False) -> Path:
     """Export a trained run: FILE (metadata and labels inside), labels.txt and its JSON (sidecar_of) beside it.
 
     int8 only: `keep_float` (float-graph tensor names, as in the report) leaves those ops in float;
-    `report` writes FILE-stem.layers.csv, the error each op adds against the float graph.
+    `report` writes FILE-stem.layers.csv, the error each op adds against the float graph; `window`
+    rounds the weights for the error their activations pass on (rounding.round_weights).
     """
     check("--format", format, Options(*FORMATS))
     check("--calibration-size", calibration_size, POSITIVE_INT)
@@ -134,7 +139,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
             calib = calib.astype(np.float32)
         to_tflite(model, pre, dest, quantize, io, labels=list(meta["classes"]), calibration=calib,
                   score_threshold=meta.get("score_threshold"), keep_float=keep_float,
-                  report=layers_report(dest) if report else None,
+                  report=layers_report(dest) if report else None, window=window,
                   name=f"{meta['model']} classifier ({len(meta['classes'])} classes)",
                   description=f"Trained with edgeclf {__version__}; {quantize} weights; "
                               f"input {io} NHWC {pre.size}x{pre.size} RGB 0..255, normalization inside; "
@@ -164,6 +169,7 @@ def export(run_dir: str | os.PathLike[str], format: str = "tflite", quantize: st
         "score_threshold": meta.get("score_threshold"),
         **({"float_ops": [short_name(t) for t in keep_float]} if keep_float and quantize == "int8" else {}),
         **({"calibration_images": len(calib)} if calib is not None else {}),
+        **({"rounding": ROUNDINGS[window]} if quantize == "int8" and format == "tflite" else {}),
     })
     if verbose:
         used = "" if calib is None else f", calibrated on {len(calib):,} training images" + (

@@ -32,6 +32,9 @@ from .equalize import equalize, run_hooked
 DAMP = 0.01  # of H's mean diagonal: keeps H invertible where calibration inputs are collinear
 BLOCK = 64  # columns rounded before the rest of a row is updated (GPTQ's lazy batch updates)
 MEMO = 2  # (scaled, rounded) copies kept: the int8 check re-exports one model on the same images (report, float ops)
+# A windowed dense conv gathers one K x K statistic per output channel: past out x K^2 of this it costs more
+# time than the first layers (the stem, the first expansions), where the window matters, are worth.
+WINDOW_SIZE = 2 ** 17
 
 _memo: OrderedDict[str, tuple[dict[str, torch.Tensor], ...]] = OrderedDict()
 
@@ -94,27 +97,68 @@ def rounded_layers(model: Classifier) -> list[tuple[nn.Module, ConvBnAct | None]
             + [(m, None) for m in model.head.modules() if isinstance(m, nn.Linear)])
 
 
+def activation_window(block: ConvBnAct | None) -> tuple[float, float] | None:
+    """The range of pre-activations `block`'s activation passes on (ReLU6: 0..6), or None where it passes all."""
+    act = block.act if block is not None else None
+    if isinstance(act, nn.ReLU6):
+        return 0.0, 6.0
+    if isinstance(act, nn.ReLU):
+        return 0.0, float("inf")
+    return None
+
+
+def _windowed(layer: nn.Module, block: ConvBnAct | None) -> bool:
+    """Whether `layer`'s statistics are gathered per output channel over the positions its activation passes."""
+    if activation_window(block) is None or not isinstance(layer, nn.Conv2d):
+        return False
+    return layer.groups > 1 or layer.out_channels * layer.weight[0].numel() ** 2 <= WINDOW_SIZE
+
+
+def _passed(block: ConvBnAct, out: torch.Tensor) -> torch.Tensor:
+    """[C, L] 1.0 where the conv output `out` [N, C, H, W] lands inside the activation's window after BatchNorm."""
+    lo, hi = activation_window(block)  # type: ignore[misc]
+    y = block.bn(out)
+    return ((y > lo) & (y < hi)).transpose(0, 1).reshape(out.shape[1], -1).to(out.dtype)
+
+
 @torch.no_grad()
-def round_weights(model: Classifier, images: torch.Tensor) -> Classifier:
-    """Set `model`'s conv and head weights (in place) to GPTQ-rounded int8 values; `images` are its NCHW inputs."""
+def round_weights(model: Classifier, images: torch.Tensor, window: bool = False) -> Classifier:
+    """Set `model`'s conv and head weights (in place) to GPTQ-rounded int8 values; `images` are its NCHW inputs.
+
+    With `window`, a ReLU/ReLU6 layer's output error counts only where its activation passes it (the
+    positions a ReLU6 clips never reach the next layer): every depthwise conv's, and the small dense
+    convs' (WINDOW_SIZE), statistics are gathered per output channel over those positions.
+    """
     model.eval()
     layers = rounded_layers(model)
     hs: dict[int, torch.Tensor] = {}
 
-    def gather(i: int, layer: nn.Module):
-        def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+    def gather(i: int, layer: nn.Module, block: ConvBnAct | None):
+        windowed = window and _windowed(layer, block)
+
+        def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             x = inputs[0]
             if isinstance(layer, nn.Linear):
                 h = x.t() @ x
             elif layer.groups > 1:  # an image at a time: its patches repeat each input k·k times
-                h = sum(torch.einsum("ckl,cjl->ckj", p, p) for p in (_patches(layer, xi[None]) for xi in x))
+                h = 0
+                for n in range(len(x)):
+                    p = _patches(layer, x[n:n + 1])
+                    if windowed:
+                        h = h + torch.einsum("ckl,cjl->ckj", p * _passed(block, out[n:n + 1])[:, None], p)
+                    else:
+                        h = h + torch.einsum("ckl,cjl->ckj", p, p)
+            elif windowed:  # one statistic per output channel, a few channels at a time (memory: c x K x L)
+                p, m = _patches(layer, x), _passed(block, out)
+                step = max(1, 2 ** 26 // p.numel())
+                h = torch.cat([torch.matmul(p[None] * m[c:c + step, None], p.t()) for c in range(0, len(m), step)])
             else:
                 p = _patches(layer, x)
                 h = p @ p.t()
             hs[i] = hs[i] + h.double() if i in hs else h.double()
         return hook
 
-    run_hooked(model, images, [(layer, gather(i, layer)) for i, (layer, _) in enumerate(layers)])
+    run_hooked(model, images, [(layer, gather(i, layer, block)) for i, (layer, block) in enumerate(layers)])
     for i, (layer, block) in enumerate(layers):
         if i not in hs:
             continue
@@ -125,7 +169,7 @@ def round_weights(model: Classifier, images: torch.Tensor) -> Classifier:
         live = f != 0  # a BatchNorm scale of 0 silences the channel: its weights stay as they are
         f = torch.where(live, f, torch.ones_like(f))
         wf = layer.weight.double() * f
-        if layer.groups > 1:  # one row per channel, each with its own inputs
+        if hs[i].dim() == 3:  # one row per channel, each with its own statistics (depthwise, or windowed)
             q = gptq_rows(wf.reshape(wf.shape[0], 1, -1), hs[i])
         else:
             q = gptq_rows(wf.reshape(1, wf.shape[0], -1), hs[i][None])
@@ -144,15 +188,16 @@ def _digest(model: nn.Module, images: torch.Tensor) -> str:
 
 
 def int8_copies(model: Classifier, images: torch.Tensor, equalized: bool = True,
-                rounded: bool = True) -> tuple[Classifier, Classifier]:
+                rounded: bool = True, window: bool = False) -> tuple[Classifier, Classifier]:
     """(the float model int8 quantizes, the same with GPTQ-rounded weights): copies of `model` (untouched), its
-    ReLU6 channels scaled (equalize.py) if `equalized`, rounded if `rounded`; `images` are its NCHW inputs.
+    ReLU6 channels scaled (equalize.py) if `equalized`, rounded if `rounded` (within the activations' windows
+    if `window`: round_weights); `images` are its NCHW inputs.
 
     The int8 check exports one model again and again (with a report, with ops kept in float, the best
     try once more) on the same calibration images: the copies of the last two (model, images) pairs
     are reused instead of recomputed (~10 s each for a 224-pixel model on 2 cores).
     """
-    key = f"{_digest(model, images)}{equalized:d}{rounded:d}"
+    key = f"{_digest(model, images)}{equalized:d}{rounded:d}{window:d}"
     out = copy.deepcopy(model), copy.deepcopy(model)
     if key in _memo:
         _memo.move_to_end(key)
@@ -163,7 +208,7 @@ def int8_copies(model: Classifier, images: torch.Tensor, equalized: bool = True,
         equalize(out[0], images)
         out[1].load_state_dict(out[0].state_dict())
     if rounded:
-        round_weights(out[1], images)
+        round_weights(out[1], images, window)
     _memo[key] = tuple({k: v.detach().clone() for k, v in m.state_dict().items()} for m in out)
     while len(_memo) > MEMO:
         _memo.popitem(last=False)

@@ -204,7 +204,7 @@ def swap_weights(graph: bytes, old: list[np.ndarray], new: list[np.ndarray]) -> 
 
 
 def _graphs(to_graph: Callable[[Classifier], bytes], model: Classifier, inputs: np.ndarray | None,
-            gptq: bool, equalize: bool) -> tuple[bytes, bytes]:
+            gptq: bool, equalize: bool, window: bool = False) -> tuple[bytes, bytes]:
     """(float graph to quantize, its float reference): the model's own graph, with its ReLU6 channels scaled
     (equalize.py) if `equalize`, and the graph to quantize with GPTQ-rounded weights (rounding.py) if `gptq`;
     either needs `inputs` (the model's NHWC inputs)."""
@@ -214,7 +214,7 @@ def _graphs(to_graph: Callable[[Classifier], bytes], model: Classifier, inputs: 
     from .rounding import deployed_constants, int8_copies
 
     x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32)).permute(0, 3, 1, 2)
-    scaled, rounded = int8_copies(model, x, equalize, gptq)
+    scaled, rounded = int8_copies(model, x, equalize, gptq, window)
     own = deployed_constants(model)
     swapped = swap_weights(graph, own, deployed_constants(rounded))
     reference = swap_weights(graph, own, deployed_constants(scaled))
@@ -224,8 +224,8 @@ def _graphs(to_graph: Callable[[Classifier], bytes], model: Classifier, inputs: 
 
 
 def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None,
-            keep_float: Sequence[str] = (), gptq: bool = True,
-            equalize: bool = True) -> tuple[bytes, bytes, bytes, np.ndarray | None]:
+            keep_float: Sequence[str] = (), gptq: bool = True, equalize: bool = True,
+            window: bool = False) -> tuple[bytes, bytes, bytes, np.ndarray | None]:
     """uint8-input graph whose input tensor's quantization does the normalization (see fold.py).
 
     The float graph is converted with a float input u = (x - m0) / s0 and quantized; the uint8
@@ -244,7 +244,7 @@ def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.n
     # Rounded after the fold: the stem's weights are rounded as the graph holds them.
     int8 = quantize == "int8"
     to_quantize, float_bytes = _graphs(lambda m: convert(Prenormalized(m).eval(), pixels), folded, u,
-                                       int8 and gptq, int8 and equalize)
+                                       int8 and gptq, int8 and equalize, window)
     q = quantize_tflite(to_quantize, quantize, u, keep_float)
     return retype_io(q, "uint8", input_qparams=(1.0 / s0, m0)), float_bytes, q, u
 
@@ -253,7 +253,8 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
               io: str = "uint8", labels: list[str] | None = None, calibration: np.ndarray | None = None,
               name: str = "edgeclf classifier", description: str = "", version: str = "1",
               score_threshold: float | None = None, keep_float: Sequence[str] = (),
-              report: str | os.PathLike[str] | None = None, gptq: bool = True, equalize: bool = True) -> Path:
+              report: str | os.PathLike[str] | None = None, gptq: bool = True, equalize: bool = True,
+              window: bool = False) -> Path:
     """Convert, quantize, add metadata (with labels) and write `dest` atomically.
 
     int8 only: `keep_float` leaves the ops producing those tensors in float; `report` is a CSV
@@ -268,14 +269,14 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
     if quantize != "int8":
         keep_float, report = (), None
     if io == "uint8":
-        data, float_bytes, q, calib = _folded(model, pre, quantize, calibration, keep_float, gptq, equalize)
+        data, float_bytes, q, calib = _folded(model, pre, quantize, calibration, keep_float, gptq, equalize, window)
     else:
         calib = calibration
         normalized = None if calibration is None else (
             (calibration.astype(np.float32) - np.float32(pre.mean)) / np.float32(pre.std))
         int8 = quantize == "int8"
         to_quantize, float_bytes = _graphs(lambda m: convert_float(m, pre, io), model, normalized,
-                                           int8 and gptq, int8 and equalize)
+                                           int8 and gptq, int8 and equalize, window)
         q = data = quantize_tflite(to_quantize, quantize, calibration, keep_float)
         if quantize == "int8":
             data = retype_io(data, io)
