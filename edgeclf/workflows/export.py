@@ -6,7 +6,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .._io import read_json, write_bytes, write_json
 from ..artifacts.run import dataset_root, read_split, sidecar_of
@@ -140,8 +140,8 @@ def int8_check(dest: Path, run_dir: str | os.PathLike[str], data: str | os.PathL
             "max_drop": max_drop, "passed": drop <= max_drop}
 
 
-def _choose_rounding(dest: Path, first: dict[str, Any], export_int8: Any, run_dir: str | os.PathLike[str],
-                     data: str | os.PathLike[str] | None, max_drop: float,
+def _choose_rounding(dest: Path, first: dict[str, Any], export_int8: Callable[..., Path],
+                     run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None, max_drop: float,
                      verbose: bool) -> tuple[Path, dict[str, Any], bool]:
     """Export the int8 file rounded within its activations' windows too; keep whichever of the two agrees better
     with float on the check's images (top-1, then mean probability error). Returns (file, its check, window).
@@ -161,9 +161,9 @@ def _choose_rounding(dest: Path, first: dict[str, Any], export_int8: Any, run_di
     tried = [{"rounding": ROUNDINGS[w], **{k: r[k] for k in ("top1_agreement", "mean_abs_prob_diff", "drop_points")}}
              for w, r in ((False, first), (True, second))]
     if verbose:
-        print("int8 rounding, top-1 agreement with float on the check's images (mean probability error): "
-              + ", ".join(f"{t['rounding']} {t['top1_agreement']:.4f} ({t['mean_abs_prob_diff']:.5f})" for t in tried)
-              + f"; kept {ROUNDINGS[window]}")
+        print("int8 rounding (top-1 agreement with float, mean probability error): "
+              + ", ".join(f"{t['rounding']} {t['top1_agreement']:.4f}, {t['mean_abs_prob_diff']:.5f}" for t in tried)
+              + f" — kept {ROUNDINGS[window]}")
     result = second if window else first
     return dest, {**result, "roundings_tried": tried}, window
 
