@@ -171,11 +171,13 @@ def _choose_rounding(dest: Path, first: dict[str, Any], export_int8: Callable[..
 def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None, io: str,
                     calibration_size: int, data: str | os.PathLike[str] | None, max_drop: float,
                     verbose: bool, max_float_ops: int = MAX_FLOAT_OPS, report: bool = False) -> Path:
-    """Check the int8 file, and the same rounded within its activations' windows (the better is kept); past
-    --max-drop, re-calibrate on more images, then keep the worst ops in float."""
+    """Check the int8 file; within --max-drop, check it rounded within its activations' windows too (the better is
+    kept); past --max-drop, re-calibrate on more images, then keep the worst ops in float."""
     result = int8_check(dest, run_dir, data, max_drop)
     window = False
-    if result["checked"] and result["top1_agreement"] < 1:  # where int8 answers every image as float, keep it
+    # A refinement for a file within --max-drop that still answers some image differently; a file over it gets
+    # the repairs below (more calibration images, ops in float) instead.
+    if result["checked"] and result["passed"] and result["top1_agreement"] < 1:
         dest, result, window = _choose_rounding(
             dest, result, lambda window: export_file(run_dir, "tflite", "int8", out, io, calibration_size, data,
                                                      False, report=report, window=window),
