@@ -78,7 +78,10 @@ def measure(run: Path, data: str, roundings: list[str]) -> list[dict]:
 
 def chosen(rows: list[dict], plain: str = "gptq+scaled", window: str = "gptq+scaled+window") -> list[dict]:
     """Per run, the file export keeps (workflows/export.py): the rounding closer to float on validation (top-1
-    agreement, then mean probability error); only where int8 disagreed with float on validation at all."""
+    agreement, then mean probability error); only for a file within --max-drop (the default) that disagreed with
+    float on validation at all."""
+    from edgeclf.workflows.export import DEFAULT_MAX_DROP
+
     out = []
     for r in rows:
         if r["rounding"] != plain:
@@ -86,7 +89,8 @@ def chosen(rows: list[dict], plain: str = "gptq+scaled", window: str = "gptq+sca
         w = next((x for x in rows if x["rounding"] == window and (x["model"], x["seed"]) == (r["model"], r["seed"])),
                  None)
         if w is not None:
-            better = r["val_agreement"] < 1 and (w["val_agreement"], -w["val_mean_prob_diff"]) > (
+            within = 100 * (r["val_float"] - r["val_int8"]) <= DEFAULT_MAX_DROP
+            better = within and r["val_agreement"] < 1 and (w["val_agreement"], -w["val_mean_prob_diff"]) > (
                 r["val_agreement"], -r["val_mean_prob_diff"])
             out.append({**(w if better else r), "rounding": "chosen on validation"})
     return out
