@@ -244,9 +244,11 @@ def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Pat
     from edgeclf.exporting.fold import fold_normalization
     from edgeclf.exporting.rounding import fold_factor, int8_copies
     from edgeclf.exporting import tflite
-    from edgeclf.exporting.tflite import swap_weights, to_tflite
+    from edgeclf.exporting.tflite import graph_key, swap_weights, to_tflite
     from edgeclf.litert import convert
     from edgeclf.models.blocks import ConvBnAct
+
+    import copy
 
     model, meta = load_run(run)
     pre = run_preprocess(meta, run)
@@ -286,10 +288,24 @@ def test_int8_weights_are_rounded_for_the_layers_output(run: Path, tmp_path: Pat
     # holds the integers chosen here (stem: OIHW here, OHWI in the file).
     conversions = []
     monkeypatch.setattr(tflite, "convert", lambda *a: conversions.append(1) or convert(*a))  # counts, converts
+    monkeypatch.setattr(tflite, "_CONVERTED", {})  # an earlier test's export of this run converted it already
     f = to_tflite(model, pre, tmp_path / "m.tflite", "int8", labels=list(meta["classes"]), calibration=calib,
                   report=tmp_path / "m.layers.csv")
-    # The rounded weights replace the float graph's own: one conversion (~15 s) serves the file and the report.
+    # The rounded weights replace the float graph's own: one conversion (~15 s) serves the file and the report,
+    # and the other files of the same model (a float32 file, an int8 try with ops in float): it is kept.
     assert len(conversions) == 1 and (tmp_path / "m.layers.csv").is_file()
+    to_tflite(model, pre, tmp_path / "f.tflite", "float32")
+    to_tflite(model, pre, tmp_path / "k.tflite", "int8", calibration=calib[:10], keep_float=["output"])
+    assert len(conversions) == 1
+    other = copy.deepcopy(model)  # one weight, or one setting no tensor holds, is another graph
+    with torch.no_grad():
+        other.head[-1].bias[0] += 1
+    to_tflite(other, pre, tmp_path / "o.tflite", "float32")
+    assert len(conversions) == 2
+    key = graph_key(other, ())
+    assert key == graph_key(copy.deepcopy(other), ()) != graph_key(other, ("float32 io",))
+    next(m for m in other.modules() if getattr(m, "residual", False)).residual = False
+    assert graph_key(other, ()) != key
     it = Interpreter(model_path=str(f))
     stem_op = next(op for op in it._get_ops_details() if op["op_name"] == "CONV_2D")
     held = it.get_tensor(stem_op["inputs"][1]).astype(np.int64)

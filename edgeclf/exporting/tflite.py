@@ -16,6 +16,7 @@ uint8. With `--io float32` the graph casts and normalizes float pixels itself.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -203,12 +204,48 @@ def swap_weights(graph: bytes, old: list[np.ndarray], new: list[np.ndarray]) -> 
     return pack_model(model)
 
 
+def _settings(m: torch.nn.Module) -> list[tuple[str, Any]]:
+    """A module's plain settings (stride, groups, a residual flag...): what its forward reads besides tensors."""
+    plain = (bool, int, float, str, tuple, type(None))
+    return sorted((k, v) for k, v in vars(m).items() if not k.startswith("_") and k != "training"
+                  and isinstance(v, plain))
+
+
+def graph_key(model: torch.nn.Module, how: tuple[Any, ...]) -> str:
+    """Digest of everything a conversion of `model` depends on: `how` it is wrapped and fed, every module's type and
+    settings, every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(repr(how).encode())
+    for name, m in model.named_modules():
+        h.update(f"{name}:{type(m).__module__}.{type(m).__qualname__}:{_settings(m)!r}".encode())
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+# An int8 export is checked and may be exported again (the second rounding, re-calibration, ops kept in float):
+# every try quantizes the same float graph, and converting it costs 15-30 s (litert-torch traces the model).
+_CONVERTED: dict[str, bytes] = {}
+_KEEP_CONVERTED = 2
+
+
+def _converted(to_graph: Callable[[Classifier], bytes], model: Classifier, how: tuple[Any, ...]) -> bytes:
+    """`to_graph(model)`, converted once per process for the same model, weights and wrapping."""
+    key = graph_key(model, how)
+    if key not in _CONVERTED:
+        graph = to_graph(model)
+        while len(_CONVERTED) >= _KEEP_CONVERTED:
+            _CONVERTED.pop(next(iter(_CONVERTED)))
+        _CONVERTED[key] = graph
+    return _CONVERTED[key]
+
+
 def _graphs(to_graph: Callable[[Classifier], bytes], model: Classifier, inputs: np.ndarray | None,
-            gptq: bool, equalize: bool, window: bool = False) -> tuple[bytes, bytes]:
+            gptq: bool, equalize: bool, window: bool, how: tuple[Any, ...]) -> tuple[bytes, bytes]:
     """(float graph to quantize, its float reference): the model's own graph, with its ReLU6 channels scaled
     (equalize.py) if `equalize`, and the graph to quantize with GPTQ-rounded weights (rounding.py) if `gptq`;
-    either needs `inputs` (the model's NHWC inputs)."""
-    graph = to_graph(model)
+    either needs `inputs` (the model's NHWC inputs). `how` names the wrapping `to_graph` applies (graph_key)."""
+    graph = _converted(to_graph, model, how)
     if not (gptq or equalize) or inputs is None or not len(inputs):
         return graph, graph
     from .rounding import deployed_constants, int8_copies
@@ -219,8 +256,8 @@ def _graphs(to_graph: Callable[[Classifier], bytes], model: Classifier, inputs: 
     swapped = swap_weights(graph, own, deployed_constants(rounded))
     reference = swap_weights(graph, own, deployed_constants(scaled))
     # A copy whose weights could not be written into the graph is converted itself, and only that one (~15 s).
-    return (swapped if swapped is not None else to_graph(rounded),
-            reference if reference is not None else to_graph(scaled))
+    return (swapped if swapped is not None else _converted(to_graph, rounded, how),
+            reference if reference is not None else _converted(to_graph, scaled, how))
 
 
 def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None,
@@ -244,7 +281,7 @@ def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.n
     # Rounded after the fold: the stem's weights are rounded as the graph holds them.
     int8 = quantize == "int8"
     to_quantize, float_bytes = _graphs(lambda m: convert(Prenormalized(m).eval(), pixels), folded, u,
-                                       int8 and gptq, int8 and equalize, window)
+                                       int8 and gptq, int8 and equalize, window, ("prenormalized", pre.size))
     q = quantize_tflite(to_quantize, quantize, u, keep_float)
     return retype_io(q, "uint8", input_qparams=(1.0 / s0, m0)), float_bytes, q, u
 
@@ -276,7 +313,8 @@ def to_tflite(model: Classifier, pre: Preprocess, dest: str | os.PathLike[str], 
             (calibration.astype(np.float32) - np.float32(pre.mean)) / np.float32(pre.std))
         int8 = quantize == "int8"
         to_quantize, float_bytes = _graphs(lambda m: convert_float(m, pre, io), model, normalized,
-                                           int8 and gptq, int8 and equalize, window)
+                                           int8 and gptq, int8 and equalize, window,
+                                           ("deployable", io, sorted(pre.to_dict().items())))
         q = data = quantize_tflite(to_quantize, quantize, calibration, keep_float)
         if quantize == "int8":
             data = retype_io(data, io)
