@@ -80,7 +80,7 @@ def chosen(rows: list[dict], plain: str = "gptq+scaled", window: str = "gptq+sca
     """Per run, the file export keeps (workflows/export.py): the rounding closer to float on validation (top-1
     agreement, then mean probability error); only for a file within --max-drop (the default) that disagreed with
     float on validation at all."""
-    from edgeclf.workflows.export import DEFAULT_MAX_DROP
+    from edgeclf.workflows.export import DEFAULT_MAX_DROP, closer_to_float, second_rounding_tried
 
     out = []
     for r in rows:
@@ -90,8 +90,8 @@ def chosen(rows: list[dict], plain: str = "gptq+scaled", window: str = "gptq+sca
                  None)
         if w is not None:
             within = 100 * (r["val_float"] - r["val_int8"]) <= DEFAULT_MAX_DROP
-            better = within and r["val_agreement"] < 1 and (w["val_agreement"], -w["val_mean_prob_diff"]) > (
-                r["val_agreement"], -r["val_mean_prob_diff"])
+            better = second_rounding_tried(within, r["val_agreement"]) and closer_to_float(
+                w["val_agreement"], w["val_mean_prob_diff"], r["val_agreement"], r["val_mean_prob_diff"])
             out.append({**(w if better else r), "rounding": "chosen on validation"})
     return out
 

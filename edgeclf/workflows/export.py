@@ -140,6 +140,18 @@ def int8_check(dest: Path, run_dir: str | os.PathLike[str], data: str | os.PathL
             "max_drop": max_drop, "passed": drop <= max_drop}
 
 
+def second_rounding_tried(passed: bool, top1_agreement: float) -> bool:
+    """Whether export checks the windowed rounding too: a refinement for a file within --max-drop that still
+    answers some image differently; a file over it gets the repairs instead (more calibration images, float ops)."""
+    return passed and top1_agreement < 1
+
+
+def closer_to_float(agreement: float, prob_diff: float, other_agreement: float, other_prob_diff: float) -> bool:
+    """Whether a file with this top-1 agreement and mean abs. probability error beats the other: agreement first,
+    then the error."""
+    return (agreement, -prob_diff) > (other_agreement, -other_prob_diff)
+
+
 def _choose_rounding(dest: Path, first: dict[str, Any], export_int8: Callable[..., Path],
                      run_dir: str | os.PathLike[str], data: str | os.PathLike[str] | None, max_drop: float,
                      verbose: bool) -> tuple[Path, dict[str, Any], bool]:
@@ -152,8 +164,8 @@ def _choose_rounding(dest: Path, first: dict[str, Any], export_int8: Callable[..
     kept = {p: p.read_bytes() for p in (dest, sidecar_of(dest), layers_report(dest)) if p.is_file()}
     dest = export_int8(window=True)
     second = int8_check(dest, run_dir, data, max_drop)
-    window = (second["top1_agreement"], -second["mean_abs_prob_diff"]) > (
-        first["top1_agreement"], -first["mean_abs_prob_diff"])
+    window = closer_to_float(second["top1_agreement"], second["mean_abs_prob_diff"],
+                             first["top1_agreement"], first["mean_abs_prob_diff"])
     if not window:  # the first file comes back as it was, byte for byte
         layers_report(dest).unlink(missing_ok=True)
         for path, data_bytes in kept.items():
@@ -175,9 +187,7 @@ def _int8_guarantee(dest: Path, run_dir: str | os.PathLike[str], out: str | os.P
     kept); past --max-drop, re-calibrate on more images, then keep the worst ops in float."""
     result = int8_check(dest, run_dir, data, max_drop)
     window = False
-    # A refinement for a file within --max-drop that still answers some image differently; a file over it gets
-    # the repairs below (more calibration images, ops in float) instead.
-    if result["checked"] and result["passed"] and result["top1_agreement"] < 1:
+    if result["checked"] and second_rounding_tried(result["passed"], result["top1_agreement"]):
         dest, result, window = _choose_rounding(
             dest, result, lambda window: export_file(run_dir, "tflite", "int8", out, io, calibration_size, data,
                                                      False, report=report, window=window),
