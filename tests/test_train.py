@@ -329,3 +329,20 @@ def test_train_says_which_classes_a_split_leaves_unmeasured(tmp_path: Path, caps
 
     accuracy = next(ln for ln in out.splitlines() if ln.startswith("accuracy"))
     assert re.fullmatch(r"accuracy  train [\d.]+  val [\d.]+ \(4 photos\)  test [\d.]+ \(3 photos\)", accuracy), accuracy
+
+
+def test_training_leaves_the_callers_random_stream_alone(data3: Path, tmp_path: Path) -> None:
+    """train() and doctor's out-of-fold heads seed torch for repeatable runs; a notebook's own torch.rand after
+    them gave the same numbers whatever it had seeded before."""
+    import torch
+
+    from edgeclf.workflows.label_issues import out_of_fold_probs
+
+    torch.manual_seed(1234)
+    expected = torch.rand(4)
+    torch.manual_seed(1234)
+    train(data3, MODEL, tmp_path / "r", weights="none", epochs=1, patience=0, workers=1, verbose=False,
+          cache_dir=tmp_path / "c", aug_views=0)
+    x, y = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32), np.arange(40) % 2
+    assert out_of_fold_probs(x, y, 2, folds=2).shape == (40, 2)
+    assert torch.equal(torch.rand(4), expected)

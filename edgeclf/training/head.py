@@ -13,6 +13,7 @@ from torch import nn
 from ..data.rowfile import Rows, as_rows
 from ..models.builder import make_head
 from .loop import EarlyStopping, WeightedCrossEntropy, fit, step, warmup_cosine
+from .rng import own_rng
 
 if TYPE_CHECKING:
     from .distill import Distill
@@ -104,6 +105,7 @@ def bank_loss(loss_fn: nn.Module, logits: torch.Tensor, y: torch.Tensor, soft: l
     return distill.loss(loss, logits, _gather(soft, pick, idx)) if soft and distill else loss
 
 
+@own_rng
 def train_head(xtr: Union[np.ndarray, Rows], ytr: np.ndarray, xval: Union[np.ndarray, Rows, None],
                yval: np.ndarray | None, n_classes: int, cfg: HeadConfig,
                views: list[Union[np.ndarray, Rows]] | None = None,

@@ -33,6 +33,7 @@ from .distributed import World, extract_shared, setup, teardown
 from .finetune import FineTuneConfig, check_device, fine_tune, parse_blocks, predict_logits
 from .finetune_cached import Bottom, activation_shape, split_point
 from .finetune_cached import fine_tune_cached as train_top_cached
+from .rng import own_rng
 from .head import HeadConfig, class_weight_vector, predict_probs, train_head
 from ..artifacts.run import MANIFEST, MODEL_FILE, is_complete, write_model_files
 from .config import TrainConfig
@@ -197,6 +198,7 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
         teardown(world)
 
 
+@own_rng
 def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, log: Callable, t0: float,
            world: World, augment: Augment, ft_blocks: int | str | None, teacher: Teacher | None, distill: Distill,
            on_epoch: Callable[[dict], None] | None) -> Path:
