@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections import OrderedDict
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -177,13 +178,18 @@ def round_weights(model: Classifier, images: torch.Tensor, window: bool = False)
     return model
 
 
-def _digest(model: nn.Module, images: torch.Tensor) -> str:
-    """What a rounding depends on: every weight and buffer of `model`, and the calibration images."""
-    h = hashlib.sha256()
-    for name, t in [*model.state_dict().items(), ("images", images)]:
+def hash_tensors(h: "hashlib._Hash", named: Iterable[tuple[str, torch.Tensor]]) -> None:
+    """Feed each tensor's name, dtype, shape and bytes to `h`."""
+    for name, t in named:
         t = t.detach().cpu().contiguous()
         h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def _digest(model: nn.Module, images: torch.Tensor) -> str:
+    """What a rounding depends on: every weight and buffer of `model`, and the calibration images."""
+    h = hashlib.sha256()
+    hash_tensors(h, [*model.state_dict().items(), ("images", images)])
     return h.hexdigest()
 
 

@@ -214,12 +214,12 @@ def _settings(m: torch.nn.Module) -> list[tuple[str, Any]]:
 def graph_key(model: torch.nn.Module, how: tuple[Any, ...]) -> str:
     """Digest of everything a conversion of `model` depends on: `how` it is wrapped and fed, every module's type and
     settings, every tensor's name, dtype, shape and bytes."""
+    from .rounding import hash_tensors
+
     h = hashlib.sha256(repr(how).encode())
     for name, m in model.named_modules():
         h.update(f"{name}:{type(m).__module__}.{type(m).__qualname__}:{_settings(m)!r}".encode())
-    for name, t in model.state_dict().items():
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    hash_tensors(h, model.state_dict().items())
     return h.hexdigest()
 
 
