@@ -255,9 +255,10 @@ def _graphs(to_graph: Callable[[Classifier], bytes], model: Classifier, inputs: 
     own = deployed_constants(model)
     swapped = swap_weights(graph, own, deployed_constants(rounded))
     reference = swap_weights(graph, own, deployed_constants(scaled))
-    # A copy whose weights could not be written into the graph is converted itself, and only that one (~15 s).
-    return (swapped if swapped is not None else _converted(to_graph, rounded, how),
-            reference if reference is not None else _converted(to_graph, scaled, how))
+    # A copy whose weights could not be written into the graph is converted itself, and only that one (~15 s);
+    # not kept: two such copies would push the model's own graph, the one every try reuses, out of _CONVERTED.
+    return (swapped if swapped is not None else to_graph(rounded),
+            reference if reference is not None else to_graph(scaled))
 
 
 def _folded(model: Classifier, pre: Preprocess, quantize: str, calibration: np.ndarray | None,
