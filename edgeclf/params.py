@@ -101,6 +101,18 @@ def check_path(option: str, value: Any, optional: bool = False) -> Any:
     raise ConfigError(f"{option} must be a path (str or pathlib.Path), got {shown(value)}")
 
 
+def check_weights(value: Any) -> str:
+    """Return --weights as a str if it is 'imagenet', 'none' or an existing file's path, else raise ConfigError."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"--weights must be imagenet, none or a checkpoint file's path, got {shown(value)}")
+    value = os.fspath(value)
+    if value in ("imagenet", "none") or os.path.isfile(value):
+        return value
+    # Checked where the option enters: a mistyped path once failed only after a run folder was made.
+    what = "a folder, not a file" if os.path.isdir(value) else "no such file"
+    raise ConfigError(f"--weights {value}: {what}; pass imagenet, none, a .pth checkpoint or a .tflite file")
+
+
 def check(option: str, value: Any, *constraints: Any) -> Any:
     """Return `value` if it meets one of `constraints` (an Interval, Options or NONE), else raise ConfigError."""
     for c in constraints:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, ModelError
 from ..params import (BOOL, COUNT, FRACTION, HIDDEN, NONE, PERCENT, POSITIVE, POSITIVE_INT, UNIT, Interval,
-                      Options, check, check_split, parse_duration)
+                      Options, check, check_split, check_weights, parse_duration)
 
 # Imported by the CLI at start-up: nothing here may pull in torch (no models/ or backends imports).
 _GROUPS = {
@@ -158,6 +158,7 @@ class TrainConfig:
                 flag = f.metadata["flags"][0] if f.metadata["flags"] else f.name  # negate-only: the API's name
                 check(flag, getattr(self, f.name), *checks)
         check_split(self.val_percent, self.test_percent)
+        self.weights = check_weights(self.weights)
         if self.time_budget is not None:
             parse_duration("--time-budget", self.time_budget)
 

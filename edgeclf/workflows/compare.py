@@ -16,7 +16,7 @@ from typing import Any
 
 from .._io import check_outside, make_dir, read_json, write_json
 from ..errors import ConfigError
-from ..params import BOOL, POSITIVE_INT, THREADS, as_list, check, check_path, shown
+from ..params import BOOL, POSITIVE_INT, THREADS, as_list, check, check_path, check_weights
 from ..progress import progress
 from ..report.compare import format_results, write_report
 
@@ -78,12 +78,8 @@ def compare(data: str | os.PathLike[str], models: str | list[str], quantize: str
     if not models:  # an empty table and report, with nothing trained, said nothing was wrong
         raise ConfigError("--models names no model; give one or more, e.g. --models "
                           "efficientnet_lite0,mobilenet_v2_1.0_224 (`edgeclf models` lists them)")
-    if not isinstance(weights, (str, os.PathLike)):
-        raise ConfigError(f"--weights must be imagenet, none or a checkpoint file's path, got {shown(weights)}")
-    if weights not in ("imagenet", "none") and not Path(weights).is_file():
-        # Each model's rows failed on it in turn, and the command still exited 0.
-        raise ConfigError(f"--weights {weights}: no such file; pass imagenet, none, a .pth checkpoint or a .tflite "
-                          "file")
+    # Each model's rows failed on a missing file in turn, and the command still exited 0.
+    weights = check_weights(weights)
     if weights == "imagenet":
         from ..models.weights import availability, unobtainable
 
