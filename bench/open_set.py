@@ -69,9 +69,13 @@ def main() -> None:
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--rate", type=float, default=0.05, help="--unknown-rate of every run")
     ap.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "edgeclf-bench-open-set"))
+    ap.add_argument("--options", default="{}", type=json.loads,
+                    help='more train options as JSON, e.g. \'{"fine_tune": 3}\' (runs then go to RUNS/<options>)')
     ap.add_argument("--out", default=str(BENCH / "open_set.json"))
     a = ap.parse_args()
-    runs = Path(a.runs)
+    runs = Path(a.runs) / ("_".join(f"{k}{v}" for k, v in sorted(a.options.items())) or ".")
+    # The PyTorch-only scores read ImageNet features, which a fine-tuned backbone no longer produces.
+    frozen = not a.options.get("fine_tune")
     classes = sorted(p.name for p in FLOWERS.iterdir() if p.is_dir())
     every = sorted(str(p) for c in classes for p in (FLOWERS / c).iterdir() if p.is_file())
     feats_all = _features(every, a.model)
@@ -79,13 +83,13 @@ def main() -> None:
     rows = []
     for held in classes:
         t = time.perf_counter()
-        data = runs / f"without_{held}"
+        data = Path(a.runs) / f"without_{held}"
         data.mkdir(parents=True, exist_ok=True)
         for c in classes:
             if c != held and not (data / c).exists():
                 (data / c).symlink_to(FLOWERS / c, target_is_directory=True)
-        run = train(str(data), a.model, runs / f"run_without_{held}", unknown_rate=a.rate, exist_ok=True,
-                    verbose=False)
+        run = train(str(data), a.model, runs / f"run_without_{held}",
+                    unknown_rate=a.rate, exist_ok=True, verbose=False, **a.options)
         m = json.loads((run / "metrics.json").read_text())
         threshold = m["unknown"]["threshold"]
         split = read_split(run)["files"]
@@ -106,6 +110,11 @@ def main() -> None:
                           "known_coverage": round(float(accepted.mean()), 4),
                           "known_accuracy_all": round(float(hit.mean()), 4),
                           "known_accuracy_accepted": round(float(hit[accepted].mean()), 4)}
+        if not frozen:
+            row["wall_s"] = round(time.perf_counter() - t, 1)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            continue
         model, _ = load_run(run)
         train_idx = [index[str(FLOWERS / f)] for f in split["train"]]
         train_y = np.array([classes.index(f.split("/")[0]) for f in split["train"]])
@@ -119,11 +128,12 @@ def main() -> None:
     summary: dict = {}
     for quant in ("float32", "int8"):
         summary[quant] = {k: round(statistics.mean(r[quant][k] for r in rows), 4) for k in rows[0][quant]}
-    summary["auroc_pytorch"] = {k: round(statistics.mean(r["auroc_pytorch"][k] for r in rows), 4)
-                                for k in rows[0]["auroc_pytorch"]}
+    if frozen:
+        summary["auroc_pytorch"] = {k: round(statistics.mean(r["auroc_pytorch"][k] for r in rows), 4)
+                                    for k in rows[0]["auroc_pytorch"]}
     print(json.dumps(summary), flush=True)
     Path(a.out).write_text(json.dumps({"command": "python bench/open_set.py " + " ".join(sys.argv[1:]),
-                                       "model": a.model, "rate": a.rate, "rows": rows, "summary": summary},
+                                       "model": a.model, "rate": a.rate, "options": a.options, "rows": rows, "summary": summary},
                                       indent=2) + "\n")
 
 

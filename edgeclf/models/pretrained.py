@@ -35,8 +35,8 @@ def _resolve(spec: "ModelSpec", weights: str) -> tuple[Path, str | None, WeightS
         return path, src.layout, src
     path = Path(weights)
     if not path.is_file():
-        raise ModelError(f"weights file {path} {'is a folder' if path.is_dir() else 'does not exist'}; pass 'imagenet', 'none', a .pth checkpoint or a "
-                         ".tflite file")
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ModelError(f"weights file {path} {what}; pass 'imagenet', 'none', a .pth checkpoint or a .tflite file")
     with open(path, "rb") as f:
         magic = f.read(8)
     return path, ("tflite" if magic[4:8] == b"TFL3" or path.suffix == ".tflite" else None), None
