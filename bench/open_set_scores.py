@@ -8,7 +8,7 @@ one asks whether any score computed from the frozen ImageNet features would reac
 (k = 1, 10, 50), Mahalanobis distance to the class means with a Ledoit-Wolf shrunk covariance (raw
 and unit-length features), the "relative" Mahalanobis distance (minus the distance to one Gaussian
 of all training features), and the sum of two z-scored scores (z from the known test photos). The
-split is one default flowers run's, without the held-out class; no head of edgeclf is trained, so
+split is flowers' default one (the same as a default run's split.json), without the held-out class; no head of edgeclf is trained, so
 the deployed score is not in this table (see open_set.json).
 """
 
@@ -62,15 +62,16 @@ def _scores(train: np.ndarray, y: np.ndarray, x: np.ndarray) -> dict[str, np.nda
 
 def main() -> None:
     """Score every rotation, print and write the AUROC table."""
+    from edgeclf.data.dataset import scan
     from edgeclf.metrics import auroc
     from edgeclf.workflows.label_issues import plain_features
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="efficientnet_lite0")
-    ap.add_argument("--split", default="/tmp/s18/runs/lite0_s0/split.json", help="a default flowers run's split.json")
+    ap.add_argument("--split", help="a run's split.json (default: flowers' default 80/10/10 split, as train makes it)")
     ap.add_argument("--out", default=str(BENCH / "open_set_scores.json"))
     a = ap.parse_args()
-    split = json.loads(Path(a.split).read_text())["files"]
+    split = (json.loads(Path(a.split).read_text()) if a.split else scan(FLOWERS).split_record())["files"]
     classes = sorted(p.name for p in FLOWERS.iterdir() if p.is_dir())
     every = sorted(str(p) for c in classes for p in (FLOWERS / c).iterdir() if p.is_file())
     index = {p: i for i, p in enumerate(every)}
