@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelError
+from ..params import check_weights
 from .checkpoints import load_checkpoint
 from .weights import WeightSource, locate, locate_source
 
@@ -33,10 +34,7 @@ def _resolve(spec: "ModelSpec", weights: str) -> tuple[Path, str | None, WeightS
                              "scratch, or --weights FILE (.pth checkpoint or .tflite)")
         path, src = locate(spec.weights)
         return path, src.layout, src
-    path = Path(weights)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise ModelError(f"weights file {path} {what}; pass 'imagenet', 'none', a .pth checkpoint or a .tflite file")
+    path = Path(check_weights(weights))
     with open(path, "rb") as f:
         magic = f.read(8)
     return path, ("tflite" if magic[4:8] == b"TFL3" or path.suffix == ".tflite" else None), None

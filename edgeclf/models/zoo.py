@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError, ModelError
-from ..params import FRACTION, HIDDEN, NONE, POSITIVE_INT, check, check_path, shown
+from ..params import FRACTION, HIDDEN, NONE, POSITIVE_INT, check, check_weights, shown
 from .builder import ArchDef, Backbone, Classifier
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD, TF_QUANT_MEAN, TF_QUANT_STD, Preprocess
 
@@ -160,7 +160,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str = "imag
     check("num_classes", num_classes, NONE, POSITIVE_INT)
     check("dropout", dropout, FRACTION)
     check("hidden", hidden, HIDDEN)
-    check_path("--weights", weights)  # imagenet, none or a file's path
+    check_weights(weights)
     p = build_pretrained(get_spec(name), weights, imagenet_head=num_classes is None)
     backbone, imagenet_head = p.backbone, p.head
     n = num_classes or (imagenet_head["weight"].shape[0] if imagenet_head else 1000)
