@@ -120,7 +120,7 @@ def write_model_files(run_dir: Path, model: Classifier, spec: Any, classes: list
                       weights: str, dropout: float, hidden: int, score_threshold: float | None = None) -> Path:
     """model.pt with the metadata that rebuilds it, labels.txt and the split record: all export and evaluate read."""
     meta = {"model": spec.name, "pad": spec.arch.pad, "classes": classes, "preprocess": spec.preprocess.to_dict(),
-            "head": {"dropout": dropout, "hidden": hidden}, "weights": weights,
+            "head": {"dropout": dropout, "hidden": hidden, "pool_blocks": model.backbone.pool_blocks}, "weights": weights,
             "features": model.backbone.num_features, "score_threshold": score_threshold}
     path = save_model(run_dir, model, meta)
     write_text(Path(run_dir) / "labels.txt", "\n".join(classes) + "\n")
@@ -160,7 +160,9 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any
         spec = get_spec(meta["model"])
         if meta.get("pad", spec.arch.pad) != spec.arch.pad:  # weights imported from a TF-padded .tflite
             spec = replace(spec, arch=replace(spec.arch, pad=meta["pad"]))
-        model = Classifier(spec.build(), len(meta["classes"]), meta["head"]["dropout"], meta["head"]["hidden"])
+        backbone = spec.build()
+        backbone.set_pool_blocks(meta["head"].get("pool_blocks", 0))  # runs before --pool-blocks have none
+        model = Classifier(backbone, len(meta["classes"]), meta["head"]["dropout"], meta["head"]["hidden"])
         model.backbone.load_state_dict(payload["backbone"])
         model.head.load_state_dict(payload["head"])
     except (KeyError, RuntimeError, OSError) as exc:

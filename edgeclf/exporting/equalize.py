@@ -40,14 +40,16 @@ def depthwise_pairs(model: Classifier) -> list[tuple[ConvBnAct, nn.Conv2d]]:
     bb = model.backbone
     pairs: list[tuple[ConvBnAct, nn.Conv2d]] = []
     feeding: ConvBnAct | None = bb.stem  # the unit whose output is the next block's input
-    for b in bb.blocks:
+    for i, b in enumerate(bb.blocks):
         if b.expand is not None:
             producer, read_by_skip = b.expand, False
         else:
             producer, read_by_skip = feeding, b.residual
         if producer is not None and not read_by_skip:
             pairs.append((producer, b.dw.conv))
-        feeding = None if b.residual else b.project
+        # A block output that --pool-blocks pools into the features is read by the pool too: scaling it would
+        # change what the head sees (MobileNetV1, whose block outputs are ReLU6s feeding depthwise convs).
+        feeding = None if b.residual or i in bb.pooled else b.project
     return [(p, c) for p, c in pairs if isinstance(p.act, nn.ReLU6) and c.groups == c.in_channels > 1]
 
 

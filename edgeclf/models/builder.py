@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..params import Interval, check
 from .blocks import ACTIVATIONS, ConvBnAct, MBBlock, make_divisible
 
 
@@ -132,6 +133,25 @@ class Backbone(nn.Module):
             self.num_features = n
         else:
             self.pre_logits = nn.Identity()
+        self.final_features = self.num_features
+        self.pool_blocks = 0
+        self.pooled: tuple[int, ...] = ()  # indices of the blocks --pool-blocks pools
+
+    def set_pool_blocks(self, k: int) -> None:
+        """Append the average-pooled outputs of the k blocks below the last feature map to the features."""
+        # The last feature map is the head conv's output, or the last block's where there is no head conv
+        # (MobileNetV1): a tapped block's output must not be that map itself.
+        last = len(self.blocks) - (0 if isinstance(self.head, ConvBnAct) else 1)
+        check("--pool-blocks", k, Interval(int, 0, last))
+        self.pooled = tuple(range(last - k, last))
+        self.pool_blocks = k
+        self.num_features = self.final_features + sum(self.blocks[i].project.conv.out_channels for i in self.pooled)
+
+    @property
+    def min_top_units(self) -> int:
+        """Fewest top units `top` can run and still see every pooled block (1 without pooled blocks)."""
+        # top(x, k) receives block k - 2's output as x: the lowest tapped block may be that input.
+        return self.n_units - (self.pooled[0] + 2) if self.pooled else 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, H, W] (normalized) → features [N, num_features]."""
@@ -150,12 +170,19 @@ class Backbone(nn.Module):
         return x
 
     def top(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """The rest after `bottom(x, k)`: the remaining blocks, head conv, pool → features."""
-        for b in self.blocks[k - 1:]:
-            x = b(x)
+        """The rest after `bottom(x, k)`: the remaining blocks, head conv, pool → features (+ pooled blocks)."""
+        if k > 1 and self.pooled and self.pooled[0] < k - 2:
+            raise ValueError(f"top(x, {k}) cannot see block {self.pooled[0]}, which --pool-blocks pools")
         # adaptive_avg_pool2d, not x.mean((2, 3)): the converter lowers the latter with an extra
         # NHWC→NCHW TRANSPOSE in front of the pool.
-        return self.pre_logits(torch.flatten(F.adaptive_avg_pool2d(self.head(x), 1), 1))
+        pool = lambda t: torch.flatten(F.adaptive_avg_pool2d(t, 1), 1)  # noqa: E731
+        pooled = [pool(x)] if k > 1 and k - 2 in self.pooled else []
+        for i, b in enumerate(self.blocks[k - 1:], start=k - 1):
+            x = b(x)
+            if i in self.pooled:
+                pooled.append(pool(x))
+        feats = self.pre_logits(pool(self.head(x)))
+        return torch.cat([feats, *pooled], 1) if pooled else feats
 
 
 class Classifier(nn.Module):

@@ -165,7 +165,7 @@ def probe_costs(backbone: Any, pre: Any, augment: Any, paths: list[str], feature
 
         shape = activation_shape(backbone, k, pre.size)
         model = Classifier(backbone, n_classes, 0.2, hidden)
-        set_trainable(model, backbone.n_units - k)
+        set_trainable(model, FT_BLOCKS)
         model.train()
         acts = torch.randn(32, *shape)
         for i in range(3):  # the first step pays allocation; time the next two
@@ -196,13 +196,14 @@ def plan_for_run(cfg: Any, ds: Any, spec: Any, backbone: Any, wid: str, root: An
 
     from ..params import parse_duration
     from .backends import make_backend
-    from .features import FeatureCache, cache_key, content_hash
+    from .features import FeatureCache, cache_key, content_hash, feature_name
     from .finetune_cached import split_point
 
     budget = parse_duration("--time-budget", cfg.time_budget)
     pre = spec.preprocess
     aug = AUG_VIEWS_MAX if cfg.aug_views == 0 else cfg.aug_views
-    feats = {v: FeatureCache(root, cache_key(spec.name, wid, pre, v, augment)) for v in range(aug + 1)}
+    feats = {v: FeatureCache(root, cache_key(feature_name(spec.name, backbone.pool_blocks), wid, pre, v, augment))
+             for v in range(aug + 1)}
     k = split_point(backbone, FT_BLOCKS)
     taps = {v: FeatureCache(root, cache_key(spec.name, wid, pre, v, augment, tap=k)) for v in range(aug + 1)} \
         if k else {}

@@ -52,6 +52,11 @@ def cache_key(model_name: str, weights_id: str, pre: Preprocess, view: int = 0,
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
+def feature_name(model_name: str, pool_blocks: int) -> str:
+    """The name a backbone's features are cached under: pooled blocks make other features."""
+    return f"{model_name}+pool{pool_blocks}" if pool_blocks else model_name
+
+
 _HASH_LINE = 41  # a sha1 hex digest and a newline: fixed width, so row counts come from file sizes
 _HEX = re.compile(rb"[0-9a-f]{40}")
 

@@ -51,10 +51,14 @@ class Bottom(nn.Module):
 
 
 def split_point(backbone: Backbone, blocks: int | str) -> int | None:
-    """k such that the top `blocks` units follow bottom(x, k), or None if the stem is unfrozen too."""
+    """k such that the top `blocks` units follow bottom(x, k), or None if the stem is unfrozen too.
+
+    Blocks pooled into the features (--pool-blocks) must run in the top: where the trained units start above
+    them, the cache is taken below them and they run frozen.
+    """
     if blocks == "all" or int(blocks) >= backbone.n_units:
         return None
-    return backbone.n_units - int(blocks)
+    return backbone.n_units - max(int(blocks), backbone.min_top_units)
 
 
 def activation_shape(backbone: Backbone, k: int, size: int) -> tuple[int, int, int]:
@@ -80,7 +84,7 @@ def fine_tune_cached(model: Classifier, k: int, shape: tuple[int, int, int], vie
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    blocks = model.backbone.n_units - k
+    blocks = cfg.blocks
     set_trainable(model, blocks)
     unfrozen = [p for p in model.backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": unfrozen, "lr": cfg.lr},

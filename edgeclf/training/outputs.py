@@ -99,7 +99,8 @@ def summary(log: Callable[[str], None], out: Path, metrics: dict, manifest: dict
     if r:
         ft = (f", fine-tune {_blocks(r['fine_tune'])} x {r['fine_tune_epochs'] or 'default'} epochs"
               if r["fine_tune"] else "")
-        log(f"recipe    {r['aug_views']} augmented views, hidden {r['hidden']}{ft} — {r['why']}")
+        pool = f", {r['pool_blocks']} pooled blocks" if r.get("pool_blocks") else ""
+        log(f"recipe    {r['aug_views']} augmented views, hidden {r['hidden']}{pool}{ft} — {r['why']}")
     d = metrics.get("distillation")
     if d:
         log(f"teacher   {d['model']} (val {d['val_accuracy']:.3f}): head val {d['val_acc_head_without_teacher']:.3f} "

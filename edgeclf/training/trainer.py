@@ -26,7 +26,7 @@ from ..params import BOOL, check, check_path, shown
 from .calibrate import apply_calibration
 from ..data.augment import Augment
 from .backends import make_backend
-from .features import FeatureCache, cache_key, default_cache_root
+from .features import FeatureCache, cache_key, default_cache_root, feature_name
 from .unknown import unknown_record
 from .distill import Distill, Teacher, compare_teacher, load_teacher, teacher_logits
 from .distributed import World, extract_shared, setup, teardown
@@ -41,7 +41,7 @@ from .run_setup import check_trainable, next_run_dir, versions, weights_id
 from .outputs import LiveLog, plot_curves, summary
 
 
-_RECIPE = ("aug_views", "hidden", "fine_tune", "fine_tune_epochs", "epochs")
+_RECIPE = ("aug_views", "hidden", "fine_tune", "fine_tune_epochs", "epochs", "pool_blocks")
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 DEFAULT_WHY = "defaults, chosen on validation (bench/README.md, Accuracy by default)"
 
@@ -83,7 +83,10 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
     # The input-fit mode is part of the preprocessing: it reaches the cache keys, the run and every export.
     cfg.resize = check_resize(cfg.resize or DEFAULT_RESIZE)
     spec = replace(spec, preprocess=replace(spec.preprocess, resize=cfg.resize))
-    ft_blocks = parse_blocks(cfg.fine_tune, spec.build().n_units if cfg.fine_tune not in (None, "all") else None)
+    with torch.random.fork_rng():  # building initializes weights: the caller's random stream stays untouched
+        probe = spec.build()
+    probe.set_pool_blocks(cfg.pool_blocks)  # its range depends on the backbone: checked before any scanning
+    ft_blocks = parse_blocks(cfg.fine_tune, probe.n_units if cfg.fine_tune not in (None, "all") else None)
     check_device(cfg.device)
     if cfg.time_budget is not None:
         _check_budget_options(cfg, options)
@@ -208,6 +211,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     # A .tflite file may adapt the spec: TF padding, the input normalization of its quantization.
     loaded = build_pretrained(spec, cfg.weights)
     spec, backbone = loaded.spec, loaded.backbone
+    backbone.set_pool_blocks(cfg.pool_blocks)
     backbone.eval()
     wid = weights_id(spec.weights, cfg.weights, cfg.seed)
     root = default_cache_root(cfg.cache_dir)
@@ -229,10 +233,11 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
         cfg.aug_views, cfg.fine_tune_epochs = budget_plan.aug_views, budget_plan.fine_tune_epochs
         ft_blocks = budget_plan.fine_tune
         recipe.update(budget_plan.to_dict(), why=budget_plan.why)
-    recipe.update(aug_views=cfg.aug_views, hidden=cfg.hidden, fine_tune=ft_blocks,
+    recipe.update(aug_views=cfg.aug_views, hidden=cfg.hidden, pool_blocks=cfg.pool_blocks, fine_tune=ft_blocks,
                   fine_tune_epochs=cfg.fine_tune_epochs)
     views = list(range(cfg.aug_views + 1))
-    caches = {v: FeatureCache(root, cache_key(spec.name, wid, spec.preprocess, v, augment)) for v in views}
+    caches = {v: FeatureCache(root, cache_key(feature_name(spec.name, cfg.pool_blocks), wid, spec.preprocess, v,
+                                              augment)) for v in views}
     paths = [str(s.path) for s in ds.samples]
     split = np.array([s.split for s in ds.samples])
     labels = np.array([s.label for s in ds.samples])
