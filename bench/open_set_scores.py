@@ -8,8 +8,8 @@ one asks whether any score computed from the frozen ImageNet features would reac
 (k = 1, 10, 50), Mahalanobis distance to the class means with a Ledoit-Wolf shrunk covariance (raw
 and unit-length features), the "relative" Mahalanobis distance (minus the distance to one Gaussian
 of all training features), and the sum of two z-scored scores (z from the known test photos). The
-split is flowers' default one (the same as a default run's split.json), without the held-out class; no head of edgeclf is trained, so
-the deployed score is not in this table (see open_set.json).
+split is flowers' default one (the same as a default run's split.json), without the held-out class; no
+head of edgeclf is trained, so the deployed score is not in this table (see open_set.json).
 """
 
 from __future__ import annotations

@@ -134,7 +134,6 @@ class Backbone(nn.Module):
         else:
             self.pre_logits = nn.Identity()
         self.final_features = self.num_features
-        self.pool_blocks = 0
         self.pooled: tuple[int, ...] = ()  # indices of the blocks --pool-blocks pools
 
     def set_pool_blocks(self, k: int) -> None:
@@ -144,8 +143,12 @@ class Backbone(nn.Module):
         last = len(self.blocks) - (0 if isinstance(self.head, ConvBnAct) else 1)
         check("--pool-blocks", k, Interval(int, 0, last))
         self.pooled = tuple(range(last - k, last))
-        self.pool_blocks = k
         self.num_features = self.final_features + sum(self.blocks[i].project.conv.out_channels for i in self.pooled)
+
+    @property
+    def pool_blocks(self) -> int:
+        """How many blocks are pooled into the features (--pool-blocks)."""
+        return len(self.pooled)
 
     @property
     def min_top_units(self) -> int:

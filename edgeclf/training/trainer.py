@@ -83,10 +83,12 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
     # The input-fit mode is part of the preprocessing: it reaches the cache keys, the run and every export.
     cfg.resize = check_resize(cfg.resize or DEFAULT_RESIZE)
     spec = replace(spec, preprocess=replace(spec.preprocess, resize=cfg.resize))
-    with torch.random.fork_rng():  # building initializes weights: the caller's random stream stays untouched
-        probe = spec.build()
-    probe.set_pool_blocks(cfg.pool_blocks)  # its range depends on the backbone: checked before any scanning
-    ft_blocks = parse_blocks(cfg.fine_tune, probe.n_units if cfg.fine_tune not in (None, "all") else None)
+    probe = None
+    if cfg.pool_blocks or cfg.fine_tune not in (None, "all"):  # both ranges depend on the backbone's blocks
+        with torch.random.fork_rng():  # building initializes weights: the caller's random stream stays untouched
+            probe = spec.build()
+        probe.set_pool_blocks(cfg.pool_blocks)  # checked before any scanning
+    ft_blocks = parse_blocks(cfg.fine_tune, probe.n_units if probe is not None and cfg.fine_tune != "all" else None)
     check_device(cfg.device)
     if cfg.time_budget is not None:
         _check_budget_options(cfg, options)
