@@ -2,7 +2,7 @@
 
     python bench/accuracy.py sweep [--data DIR] [--seeds 0,1,2,3] [--out bench/accuracy_sweep.json]
     python bench/accuracy.py defaults [--data DIR] [--seeds 0,1,2,3] [--out bench/accuracy.json]
-    python bench/accuracy.py others [--seeds 0,1,2,3] [--recipes 'A;B'] [--no-flowers] [--out bench/accuracy_others.json]
+    python bench/accuracy.py others [--seeds 0,1,2,3] [--recipes 'A;B'] [--no-flowers] [--sets A,B] [--out bench/accuracy_others.json]
     python bench/accuracy.py defaults --seeds 0 --cold-only --out bench/accuracy_budget10m.json --train-args '--time-budget 10m'
 
 `sweep` trains every candidate recipe of EfficientNet-Lite0 (head variants on cached features:
@@ -162,8 +162,8 @@ def _pair(root: Path) -> Path:
     return root
 
 
-def _on_white(root: Path, per_class: int = 120) -> Path:
-    """5 flowers classes as grey photos shrunk onto a white backdrop at random places ("product shots")."""
+def _on_white(root: Path, per_class: int | None = 120) -> Path:
+    """5 flowers classes as grey photos shrunk onto a white backdrop at random places ("product shots"); None: all."""
     from PIL import Image
 
     if (root / ".complete").is_file():
@@ -183,11 +183,23 @@ def _on_white(root: Path, per_class: int = 120) -> Path:
     return root
 
 
+def _many100(root: Path) -> Path:
+    """100 classes (5 shapes × 10 hues × dark/light backdrop, 20 photos each): calibration_few.py's set."""
+    from calibration_few import many_classes
+
+    return many_classes(root)
+
+
 def others(a: argparse.Namespace) -> None:
     """The old and new default recipes on datasets other than flowers, and MobileNetV2 on flowers."""
     work = Path(a.work)
-    sets = [(_shapes(work / "shapes10"), "efficientnet_lite0"), (_pair(work / "flowers_pair"), "efficientnet_lite0"),
-            (_on_white(work / "grey_on_white"), "efficientnet_lite0")]
+    build = {"shapes10": lambda: _shapes(work / "shapes10"), "flowers_pair": lambda: _pair(work / "flowers_pair"),
+             "grey_on_white": lambda: _on_white(work / "grey_on_white"),
+             # every flowers photo (3,670) on white: ten times the test photos of the 600-photo set above
+             "grey_on_white_full": lambda: _on_white(work / "grey_on_white_full", per_class=None),
+             "many100": lambda: _many100(work / "many100")}
+    names = a.sets.split(",") if a.sets else ["shapes10", "flowers_pair", "grey_on_white"]
+    sets = [(build[n](), a.model) for n in names]
     if not a.no_flowers:
         sets.append((a.data, "mobilenet_v2_1.0_224"))
     recipes = a.recipes.split(";") if a.recipes else ["head", NEW_DEFAULT]
@@ -206,7 +218,7 @@ def _export_and_time(run: Path, tmp: Path, env: dict, data: Path) -> dict:
 
     plain = tmp / "plain-head"
     subprocess.run([sys.executable, "-m", "edgeclf", "train", str(data), "--out", str(plain), "--aug-views", "0",
-                    "--hidden", "0", "--dropout", "0.2"], check=True, env=env, stdout=subprocess.DEVNULL)
+                    "--hidden", "0", "--dropout", "0.2", "--pool-blocks", "0"], check=True, env=env, stdout=subprocess.DEVNULL)
     out = {}
     for name, r in (("default", run), ("plain head", plain)):
         f = export(r, "tflite", "int8", verbose=False)
@@ -249,7 +261,7 @@ def defaults(a: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=("sweep", "defaults", "others"))
-    ap.add_argument("--model", default="efficientnet_lite0", help="sweep: the backbone")
+    ap.add_argument("--model", default="efficientnet_lite0", help="sweep, others: the backbone (others: on the built datasets)")
     ap.add_argument("--work", default="/tmp/edgeclf-accuracy", help="others: where the built datasets go")
     ap.add_argument("--data", type=Path, default=FLOWERS)
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2, 3])
@@ -257,6 +269,8 @@ def main() -> None:
     ap.add_argument("--recipes", help="others: the recipes compared, names separated by ';' (default: head and "
                     "the default)")
     ap.add_argument("--no-flowers", action="store_true", help="others: leave out MobileNetV2 on flowers")
+    ap.add_argument("--sets", help="others: built datasets, comma-separated, from shapes10, flowers_pair, "
+                    "grey_on_white, grey_on_white_full, many100 (default: the first three)")
     ap.add_argument("--cold-only", action="store_true", help="defaults: the cold run only")
     ap.add_argument("--out")
     ap.add_argument("--train-args", default="", help="defaults: options added to `edgeclf train`, e.g. '--time-budget 10m'")

@@ -110,12 +110,12 @@ def main() -> None:
                           "known_coverage": round(float(accepted.mean()), 4),
                           "known_accuracy_all": round(float(hit.mean()), 4),
                           "known_accuracy_accepted": round(float(hit[accepted].mean()), 4)}
-        if not frozen:
+        model, _ = load_run(run)
+        if not frozen or model.backbone.pool_blocks:  # the PyTorch-only scores read the final ImageNet features only
             row["wall_s"] = round(time.perf_counter() - t, 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
             continue
-        model, _ = load_run(run)
         train_idx = [index[str(FLOWERS / f)] for f in split["train"]]
         train_y = np.array([classes.index(f.split("/")[0]) for f in split["train"]])
         train_y = np.searchsorted(np.unique(train_y), train_y)
@@ -128,7 +128,7 @@ def main() -> None:
     summary: dict = {}
     for quant in ("float32", "int8"):
         summary[quant] = {k: round(statistics.mean(r[quant][k] for r in rows), 4) for k in rows[0][quant]}
-    if frozen:
+    if "auroc_pytorch" in rows[0]:
         summary["auroc_pytorch"] = {k: round(statistics.mean(r["auroc_pytorch"][k] for r in rows), 4)
                                     for k in rows[0]["auroc_pytorch"]}
     print(json.dumps(summary), flush=True)

@@ -82,7 +82,8 @@ def test_student_follows_the_teacher_and_its_labels_are_cached(colours: Path, li
     assert manifest["teacher"]["sha256"] == d["sha256"] and manifest["config"]["teacher"] == str(liar.resolve())
     # The teacher's logits for the plain and the augmented view are cached beside the features.
     dims = sorted(json.loads(p.read_text())["dim"] for p in (tmp_path / "c").glob("*/meta.json"))
-    assert dims == [3, 3, 1280, 1280]  # teacher logits (plain, augmented view), then the student's features
+    # Teacher logits (plain, augmented view), then the student's features: 1,280 final + 160 + 320 pooled.
+    assert dims == [3, 3, 1760, 1760]
     again = train(colours, MODEL, tmp_path / "again", cache_dir=tmp_path / "c", teacher=liar,
                   distill_weight=1.0, aug_views=1, **KW)
     assert json.loads((again / "manifest.json").read_text())["feature_backend"] == "cache"

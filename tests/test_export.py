@@ -45,8 +45,8 @@ def exported(run: Path) -> dict[str, Path]:
 
 
 def _probe_images() -> list[np.ndarray]:
-    rng = np.random.default_rng(99)  # unseen images from the training distribution
-    return [np.clip(np.array(rgb) + rng.normal(0, 25, (120, 160, 3)), 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(99)  # unseen images from the training distribution, at the training photos' size
+    return [np.clip(np.array(rgb) + rng.normal(0, 25, (48, 64, 3)), 0, 255).astype(np.uint8)
             for rgb in COLOURS.values()]
 
 

@@ -31,7 +31,7 @@ BAD = [
      "--fine-tune-epochs must be an int in [1, inf) or left out (None), got 0"),
     (["train", "{data}", "--steps", "0"], "--steps must be an int in [1, inf) or left out (None), got 0"),
     (["models", "nosuch"], "no model name contains 'nosuch'; run `edgeclf models` for the list"),
-    (["train", "{data}", "--pool-blocks", "-1"], "--pool-blocks must be an int in [0, inf), got -1"),
+    (["train", "{data}", "--pool-blocks", "-1"], "--pool-blocks must be an int in [0, inf) or left out (None), got -1"),
     (["train", "{data}", "--pool-blocks", "17"], "--pool-blocks must be an int in [0, 16], got 17"),
     (["train", "{data}", "--model", "mobilenet_v1_0.25_128", "--pool-blocks", "13"],
      "--pool-blocks must be an int in [0, 12], got 13"),

@@ -83,7 +83,7 @@ def test_a_run_with_pooled_blocks_exports_what_it_trained(tmp_path: Path) -> Non
 
     data3, cache = _colours(tmp_path / "data"), tmp_path / "cache"
     opts = dict(epochs=8, lr=3e-3, aug_views=1, test_percent=40, workers=1, verbose=False, cache_dir=cache)
-    plain = train(data3, "mobilenet_v2_1.0_96", tmp_path / "plain", **opts)
+    plain = train(data3, "mobilenet_v2_1.0_96", tmp_path / "plain", pool_blocks=0, **opts)
     run = train(data3, "mobilenet_v2_1.0_96", tmp_path / "run", pool_blocks=2, fine_tune=1, fine_tune_epochs=2,
                 **opts)  # same cache: the pooled features are cached apart from the plain ones
     model, meta = load_run(run)
@@ -104,3 +104,19 @@ def test_a_run_with_pooled_blocks_exports_what_it_trained(tmp_path: Path) -> Non
         assert served["top1_agreement_with_pytorch"] >= (1.0 if quant == "float32" else 0.9)
         if quant == "float32":
             assert served["max_abs_prob_diff_vs_pytorch"] < 0.01 and served["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("name, default, pooled", [("mobilenet_v2_0.35_96", 2, (15, 16)),
+                                                   ("mobilenet_v1_0.25_128", 0, ())])
+def test_default_pools_two_blocks_below_a_head_conv(tmp_path: Path, name: str, default: int,
+                                                    pooled: tuple[int, ...]) -> None:
+    """No --pool-blocks: 2 where a 1x1 head conv makes the features (V2, Lite, V3), 0 for MobileNet V1; recorded."""
+    from edgeclf.artifacts.run import load_run
+    from edgeclf.training.trainer import train
+
+    run = train(_colours(tmp_path / "data", n=8), name, tmp_path / "run", weights="none", epochs=2, aug_views=0,
+                test_percent=40, workers=1, verbose=False, cache_dir=tmp_path / "cache")
+    model, meta = load_run(run)
+    assert meta["head"]["pool_blocks"] == default and model.backbone.pooled == pooled
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["pool_blocks"] == default and manifest["recipe"]["pool_blocks"] == default

@@ -81,11 +81,12 @@ class TrainConfig:
     label_smoothing: float = _opt(0.1, "--label-smoothing", "--label_smoothing", check=(FRACTION,),
                                   help="label smoothing")
     hidden: int = _opt(512, "--hidden", check=(HIDDEN,), help="units of the head's hidden layer (0: linear head)")
-    # Off by default: +1.3 points test on flowers (Lite0, 4 seeds) but -4 on grey product shots on white
-    # (bench/README.md, "Pooled block outputs").
-    pool_blocks: int = _opt(0, "--pool-blocks", check=(COUNT,), metavar="K",
-                            help="also average-pool the outputs of the K blocks below the backbone's last feature "
-                                 "map and feed them to the head beside its features (0 = the final features only)")
+    # None: the backbone's default (Backbone.default_pool_blocks), resolved by train() before anything is saved.
+    pool_blocks: int | None = _opt(None, "--pool-blocks", check=(NONE, COUNT), metavar="K",
+                                   help="also average-pool the outputs of the K blocks below the backbone's last "
+                                        "feature map and feed them to the head beside its features (0 = the final "
+                                        "features only; default 2 where the backbone ends in a 1x1 head conv: "
+                                        "EfficientNet-Lite, MobileNet V2/V3; 0 for MobileNet V1)")
     weight_decay: float = _opt(1e-4, "--weight-decay", check=(WEIGHT_DECAY,), help="AdamW weight decay")
     class_weights: str = _opt("auto", "--class-weights", check=(Options("auto", "balanced", "none"),),
                               help="balanced = each photo's loss scaled by n / (classes x its class's count), as "

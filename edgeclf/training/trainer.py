@@ -83,12 +83,14 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
     # The input-fit mode is part of the preprocessing: it reaches the cache keys, the run and every export.
     cfg.resize = check_resize(cfg.resize or DEFAULT_RESIZE)
     spec = replace(spec, preprocess=replace(spec.preprocess, resize=cfg.resize))
-    probe = None
-    if cfg.pool_blocks or cfg.fine_tune not in (None, "all"):  # both ranges depend on the backbone's blocks
-        with torch.random.fork_rng():  # building initializes weights: the caller's random stream stays untouched
-            probe = spec.build()
-        probe.set_pool_blocks(cfg.pool_blocks)  # checked before any scanning
-    ft_blocks = parse_blocks(cfg.fine_tune, probe.n_units if probe is not None and cfg.fine_tune != "all" else None)
+    # The default --pool-blocks and both ranges (--pool-blocks, --fine-tune N) depend on the backbone's blocks.
+    with torch.random.fork_rng():  # building initializes weights: the caller's random stream stays untouched
+        probe = spec.build()
+    defaults = dict(_DEFAULTS, pool_blocks=probe.default_pool_blocks)
+    if cfg.pool_blocks is None:  # a number from here on: the manifest's config, the recipe and the cache name
+        cfg.pool_blocks = defaults["pool_blocks"]
+    probe.set_pool_blocks(cfg.pool_blocks)  # checked before any scanning
+    ft_blocks = parse_blocks(cfg.fine_tune, probe.n_units if cfg.fine_tune != "all" else None)
     check_device(cfg.device)
     if cfg.time_budget is not None:
         _check_budget_options(cfg, options)
@@ -165,7 +167,7 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
             "dataset_fingerprint": ds.fingerprint(),
             # A recipe option set to its default (the demo's epochs, a replayed default run) is still the default.
             "recipe": {"why": "as given (options or --config)" if any(
-                getattr(cfg, k) != _DEFAULTS[k] for k in _RECIPE) else DEFAULT_WHY},
+                getattr(cfg, k) != defaults[k] for k in _RECIPE) else DEFAULT_WHY},
         }
         # Written first, finished last: an interrupted run is visibly marked incomplete.
         if world.main:

@@ -28,8 +28,9 @@ BYTES = {"float32": 4, "float16": 2, "dynamic": 1, "int8": 1}
 INT8_SPEEDUP = 4.0  # int8 kernels do at most ~4x the float32 multiply-accumulates per cycle
 # The head round is a plain linear head on plain features (train's defaults add views and a hidden
 # layer): cheap evidence, and the size the untrained probe measured is the size that ships.
-HEAD_RECIPE = {"aug_views": 0, "hidden": 0, "dropout": 0.2}
-FINAL_RECIPE = {"aug_views": 4, "fine_tune": 4, "hidden": 0, "dropout": 0.2}  # strongest cached recipe on CPU
+# No pooled blocks: the probe is the plain classifier, so what it measured is what the candidates train.
+HEAD_RECIPE = {"aug_views": 0, "hidden": 0, "dropout": 0.2, "pool_blocks": 0}
+FINAL_RECIPE = {"aug_views": 4, "fine_tune": 4, "hidden": 0, "dropout": 0.2, "pool_blocks": 0}  # strongest on CPU
 
 
 def _probe(model: str, classes: list[str], split: dict, probes: Path) -> Path:
