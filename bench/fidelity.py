@@ -34,10 +34,10 @@ def measure(tfl: Path, data: str) -> dict:
     import numpy as np
 
     from edgeclf.data.dataset import scan
-    from edgeclf.runtime.evaluate import _split_record, client_engine, client_predict
+    from edgeclf.runtime.evaluate import _run_dir, _split_record, client_engine, client_predict
 
     engine, _ = client_engine(tfl, "litert")
-    rec = _split_record(engine)
+    rec = _split_record(_run_dir(engine))
     ds = scan(data, float(rec.get("val_percent", 10.0)), float(rec.get("test_percent", 10.0)))
     test = ds.recorded("test", rec)  # the run's own test list, as `edgeclf evaluate` reads it
     paths = [str(s.path) for s in test]
