@@ -244,6 +244,7 @@ def defaults(a: argparse.Namespace) -> None:
             man = json.loads((out / "manifest.json").read_text())
             runs.append({"seed": seed, "cache": "cold" if k == 0 else "warm", "wall_s": wall,
                          "val": m["val"]["accuracy"], "test": m["test"]["accuracy"],
+                         "fine_tune": m.get("fine_tune"),  # which stage a budget run kept, and the val behind it
                          "recipe": man.get("recipe"), "timings_s": man.get("timings_s")})
             print(runs[-1], flush=True)
         files = None if a.extra else _export_and_time(Path(tmp) / "run1", Path(tmp), env, a.data)
