@@ -196,17 +196,15 @@ def plan_for_run(cfg: Any, ds: Any, spec: Any, backbone: Any, wid: str, root: An
 
     from ..params import parse_duration
     from .backends import make_backend
-    from .features import FeatureCache, cache_key, content_hash, feature_name
+    from .features import content_hash, feature_name, view_caches
     from .finetune_cached import split_point
 
     budget = parse_duration("--time-budget", cfg.time_budget)
     pre = spec.preprocess
     aug = AUG_VIEWS_MAX if cfg.aug_views == 0 else cfg.aug_views
-    feats = {v: FeatureCache(root, cache_key(feature_name(spec.name, backbone.pool_blocks), wid, pre, v, augment))
-             for v in range(aug + 1)}
+    feats = view_caches(root, feature_name(spec.name, backbone.pool_blocks), wid, pre, range(aug + 1), augment)
     k = split_point(backbone, FT_BLOCKS)
-    taps = {v: FeatureCache(root, cache_key(spec.name, wid, pre, v, augment, tap=k)) for v in range(aug + 1)} \
-        if k else {}
+    taps = view_caches(root, spec.name, wid, pre, range(aug + 1), augment, tap=k) if k else {}
     converted = (Path(root) / "backbones" / f"{feats[0].key}.tflite").is_file()
     bottom_ready = bool(taps) and (Path(root) / "backbones" / f"{taps[0].key}.tflite").is_file()
     t = time.perf_counter()

@@ -30,7 +30,7 @@ from ..models.preprocess import Preprocess
 from ..models.weights import sha256_file
 from .backends import make_backend
 from .distributed import World, extract_shared
-from .features import FeatureCache, FeatureRows, cache_key
+from .features import FeatureRows, view_caches
 from .head import HeadResult
 
 
@@ -106,8 +106,7 @@ def teacher_logits(teacher: Teacher, paths: list[str], views_of: list[tuple[int,
     Under torchrun the ranks share the missing ones out, as they do for features.
     """
     views = sorted({v for vs in views_of for v in vs} | {0})
-    caches = {v: FeatureCache(root, cache_key("teacher:" + teacher.name, teacher.sha256, teacher.pre, v, augment))
-              for v in views}
+    caches = view_caches(root, "teacher:" + teacher.name, teacher.sha256, teacher.pre, views, augment)
     rows, _, _ = extract_shared(
         world, lambda: make_backend(backend, teacher.model, teacher.pre, caches[0].key, root, threads),
         backend != "torch", teacher.pre, paths, caches, views_of, augment, workers,

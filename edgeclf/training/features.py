@@ -14,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -55,6 +55,12 @@ def cache_key(model_name: str, weights_id: str, pre: Preprocess, view: int = 0,
 def feature_name(model_name: str, pool_blocks: int) -> str:
     """The name a backbone's features are cached under: pooled blocks make other features."""
     return f"{model_name}+pool{pool_blocks}" if pool_blocks else model_name
+
+
+def view_caches(root: str | os.PathLike[str], model_name: str, weights_id: str, pre: Preprocess,
+                views: Iterable[int], augment: Augment | None, tap: int | None = None) -> dict[int, FeatureCache]:
+    """One FeatureCache per view of the same (backbone, weights, preprocessing[, tap]): every reader's keys agree."""
+    return {v: FeatureCache(root, cache_key(model_name, weights_id, pre, v, augment, tap=tap)) for v in views}
 
 
 _HASH_LINE = 41  # a sha1 hex digest and a newline: fixed width, so row counts come from file sizes

@@ -26,7 +26,7 @@ from ..params import BOOL, check, check_path, shown
 from .calibrate import apply_calibration
 from ..data.augment import Augment
 from .backends import make_backend
-from .features import FeatureCache, cache_key, default_cache_root, feature_name
+from .features import default_cache_root, feature_name, view_caches
 from .unknown import unknown_record
 from .distill import Distill, Teacher, compare_teacher, load_teacher, teacher_logits
 from .distributed import World, extract_shared, setup, teardown
@@ -240,8 +240,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
     recipe.update(aug_views=cfg.aug_views, hidden=cfg.hidden, pool_blocks=cfg.pool_blocks, fine_tune=ft_blocks,
                   fine_tune_epochs=cfg.fine_tune_epochs)
     views = list(range(cfg.aug_views + 1))
-    caches = {v: FeatureCache(root, cache_key(feature_name(spec.name, cfg.pool_blocks), wid, spec.preprocess, v,
-                                              augment)) for v in views}
+    caches = view_caches(root, feature_name(spec.name, cfg.pool_blocks), wid, spec.preprocess, views, augment)
     paths = [str(s.path) for s in ds.samples]
     split = np.array([s.split for s in ds.samples])
     labels = np.array([s.label for s in ds.samples])
@@ -316,7 +315,7 @@ def _train(ds: Dataset, spec: Any, cfg: TrainConfig, out: Path, manifest: dict, 
         weights_ft = class_weight_vector(labels[idx["train"]], len(ds.classes), cfg.class_weights)
         if k:
             shape = activation_shape(backbone, k, spec.preprocess.size)
-            taps = {v: FeatureCache(root, cache_key(spec.name, wid, spec.preprocess, v, augment, tap=k)) for v in views}
+            taps = view_caches(root, spec.name, wid, spec.preprocess, views, augment, tap=k)
             acts, _, _ = extract_shared(
                 world, lambda: make_backend(cfg.feature_backend, Bottom(backbone, k), spec.preprocess, taps[0].key,
                                             root, threads),
