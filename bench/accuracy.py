@@ -56,6 +56,12 @@ CANDIDATES: dict[str, dict] = {
     "aug 4, hidden 512, dropout 0.5, pool 1": {"aug_views": 4, "hidden": 512, "dropout": 0.5, "pool_blocks": 1},
     "aug 4, hidden 512, dropout 0.5, pool 2": {"aug_views": 4, "hidden": 512, "dropout": 0.5, "pool_blocks": 2},
     "aug 4, hidden 512, dropout 0.5, pool 3": {"aug_views": 4, "hidden": 512, "dropout": 0.5, "pool_blocks": 3},
+    # 2026-11-28 (later): the head's settings again, on top of the pooled default.
+    **{f"pool 2, {k}": {"aug_views": 4, "hidden": 512, "dropout": 0.5, "pool_blocks": 2, **v} for k, v in {
+        "hidden 1024": {"hidden": 1024}, "hidden 256": {"hidden": 256}, "dropout 0.3": {"dropout": 0.3},
+        "dropout 0.7": {"dropout": 0.7}, "60 epochs": {"epochs": 60, "patience": 20},
+        "smoothing 0.2": {"label_smoothing": 0.2}, "smoothing 0": {"label_smoothing": 0.0},
+        "weight decay 1e-2": {"weight_decay": 1e-2}, "lr 3e-4": {"lr": 3e-4}}.items()},
 }
 for _c in CANDIDATES.values():  # the sweep's recipes fed the head the final features only, whatever the default
     _c.setdefault("pool_blocks", 0)
