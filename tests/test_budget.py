@@ -51,6 +51,7 @@ def test_cli_budget_errors_are_one_line(data3: Path, tmp_path: Path, capsys: pyt
         err = capsys.readouterr().err
         assert "Traceback" not in err, err
         assert needle in err.strip().splitlines()[-1], err  # the converter's own warnings may come before
+        assert not (tmp_path / "r").exists(), args  # refused before any work: no run folder left behind
 
 
 def test_budget_plans_fine_tuning_and_records_the_recipe(data3: Path, tmp_path: Path,

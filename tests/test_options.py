@@ -287,11 +287,19 @@ def test_runs_do_not_overwrite_each_other(tmp_path: Path) -> None:
     assert (first / "model.pt").read_bytes() == model  # the first run is untouched
     assert train(data, out=tmp_path / "runs" / "train", exist_ok=True, seed=1, **kw) == first
     assert (first / "model.pt").read_bytes() != model
-    # A run that fails (here: a budget too small) is marked so, and the next attempt reuses its folder.
+    # A run refused before any work (a budget too small) leaves no folder behind.
     with pytest.raises(ConfigError, match="--time-budget 1s is too small"):
         train(data, out=tmp_path / "runs" / "train", time_budget="1s", **{k: v for k, v in kw.items() if k != "epochs"})
+    assert not (tmp_path / "runs" / "train3").exists()
+
+    def crash(*_: object) -> None:
+        raise RuntimeError("the disk went away")
+
+    # A run that fails while training is marked so, and the next attempt reuses its folder.
+    with pytest.raises(RuntimeError, match="the disk went away"):
+        train(data, out=tmp_path / "runs" / "train", on_epoch=crash, **kw)
     failed = json.loads((tmp_path / "runs" / "train3" / "manifest.json").read_text())
-    assert failed["status"] == "failed" and "too small" in failed["error"]
+    assert failed["status"] == "failed" and "the disk went away" in failed["error"]
     assert train(data, out=tmp_path / "runs" / "train", **kw) == tmp_path / "runs" / "train3"
     (tmp_path / "runs" / "train4").mkdir()  # not an edgeclf run: never written into
     (tmp_path / "runs" / "train4" / "mine.txt").write_text("x")

@@ -21,8 +21,8 @@ LOCK = ".edgeclf-lock"  # held (flock) by the process writing the run; the OS dr
 class RunClaim:
     """A run folder this process holds for writing: runs started at once never share one."""
 
-    def __init__(self, path: Path, handle: IO[str] | None) -> None:
-        self.path, self._handle = path, handle
+    def __init__(self, path: Path, handle: IO[str] | None, created: bool = False) -> None:
+        self.path, self._handle, self.created = path, handle, created
 
     def release(self) -> None:
         """Let the folder go (the run finished, failed or was interrupted)."""
@@ -30,9 +30,24 @@ class RunClaim:
             self._handle.close()
             self._handle = None
 
+    def discard(self) -> bool:
+        """Release and remove the folder if this claim created it and it holds only the manifest; True if removed.
+
+        A run refused for its options (say, a --time-budget too small to fit) never started: a folder
+        holding only its "failed" manifest would just push the next attempt to out2.
+        """
+        self.release()
+        if not self.created or {p.name for p in self.path.iterdir()} - {MANIFEST, LOCK}:
+            return False
+        for name in (MANIFEST, LOCK):
+            (self.path / name).unlink(missing_ok=True)
+        self.path.rmdir()
+        return True
+
 
 def _hold(folder: Path) -> RunClaim | None:
     """Take `folder`'s lock without waiting; None while another process holds it."""
+    created = not folder.exists()
     make_dir(folder)
     try:
         handle = open(folder / LOCK, "a")
@@ -47,7 +62,7 @@ def _hold(folder: Path) -> RunClaim | None:
     except OSError:
         handle.close()
         return None
-    return RunClaim(folder, handle)
+    return RunClaim(folder, handle, created)
 
 
 def next_run_dir(out: Path, exist_ok: bool = False) -> RunClaim:

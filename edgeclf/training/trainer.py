@@ -191,6 +191,8 @@ def train(data: str | os.PathLike[str], model: str | None = None, out: str | os.
                 file=sys.stderr)
             raise
         except Exception as exc:
+            if isinstance(exc, ConfigError) and claim is not None and claim.discard():
+                raise  # refused before any work (the budget's probe): no folder left behind
             # A failed run must not read as one still running; its folder is reused by the next attempt.
             manifest.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             if world.main:
