@@ -18,18 +18,5 @@ export PYTHONPATH=$PWD/.gpu/site:$PWD PYTHONUNBUFFERED=1 EDGECLF_HOME=$PWD/.gpu/
 nvidia-smi -L; nproc; python3 -c "import torch, numpy, PIL; print(torch.__version__, torch.cuda.is_available())"
 D=.gpu/flowers; C=/tmp/cache
 A="train $D --model efficientnet_lite0 --feature-backend torch --cache-dir $C --exist-ok --aug-views 0"
-start=$(date +%s)
-python3 -m edgeclf $A --out /tmp/r/head > $OUT/head.log 2>&1; tail -4 $OUT/head.log
-echo "warm-up $(( $(date +%s) - start )) s"
-for cfg in "s0 3e-4 0" "s1 3e-4 1" "lo 1e-4 0"; do
-  set -- $cfg
-  OMP_NUM_THREADS=2 timeout ${FT_TIMEOUT:-400} python3 -m edgeclf $A --out /tmp/r/$1 --fine-tune all \
-    --fine-tune-epochs ${FT_EPOCHS:-30} --fine-tune-lr $2 --seed $3 --device cuda --workers 5 > /tmp/$1.log 2>&1 &
-done
-wait
-echo "all $(( $(date +%s) - start )) s"
-for r in s0 s1 lo; do
-  echo "== $r"; tr '\r' '\n' < /tmp/$r.log | grep -v "img/s\|it/s" | tail -8
-  tr '\r' '\n' < /tmp/$r.log | grep -v "it/s" | tail -200 > /tmp/r/$r/train.log 2>/dev/null
-  tar czf $OUT/$r.tgz --exclude tensorboard -C /tmp/r $r
-done
+. bench/gpu_runs.sh
+fine_tune_side_by_side ${FT_EPOCHS:-30} ${FT_TIMEOUT:-400} "s0 3e-4 0" "s1 3e-4 1" "lo 1e-4 0"
