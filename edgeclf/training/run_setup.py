@@ -36,9 +36,9 @@ class RunClaim:
         A run refused for its options (say, a --time-budget too small to fit) never started: a folder
         holding only its "failed" manifest would just push the next attempt to out2.
         """
-        self.release()
         if not self.created or {p.name for p in self.path.iterdir()} - {MANIFEST, LOCK}:
-            return False
+            return False  # still held: the caller marks the run failed under the lock
+        self.release()
         for name in (MANIFEST, LOCK):
             (self.path / name).unlink(missing_ok=True)
         self.path.rmdir()
