@@ -34,7 +34,7 @@ class RunClaim:
         """Release and remove the folder if this claim created it and it holds only the manifest; True if removed.
 
         A run refused for its options (say, a --time-budget too small to fit) never started: a folder
-        holding only its "failed" manifest would just push the next attempt to out2.
+        holding only its "failed" manifest would stay behind unless a later run reused that same --out.
         """
         if not self.created or {p.name for p in self.path.iterdir()} - {MANIFEST, LOCK}:
             return False  # still held: the caller marks the run failed under the lock
